@@ -1,0 +1,177 @@
+"""The one place that knows NumPy from CuPy (and from autograd.numpy, for gradient checks).
+
+Model code never imports an array library. It asks for the module at call time::
+
+    from mini_flows import backend as B
+    xp = B.xp()
+    y = xp.tanh(x)
+
+so the same function runs on NumPy, on CuPy, and, inside ``use_autograd()``, on autograd's
+NumPy wrapper, which lets autograd differentiate the very forward code whose hand-written
+backward pass we want to check.
+
+The default backend is "numpy", or the value of the environment variable MINI_FLOWS_BACKEND,
+resolved on first use.
+
+Random numbers come from explicit generator objects, never from global state:
+``host_rng(seed)`` (a ``numpy.random.Generator``, used for parameter initialisation so a seed
+gives the same parameters on every backend) and ``rng(seed)`` (a generator of the current
+backend, for noise drawn during training and sampling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from types import ModuleType
+from typing import Any, Iterator
+
+import numpy
+
+Array = Any
+"""An array of the current backend: ``numpy.ndarray``, ``cupy.ndarray`` or an autograd box."""
+
+BACKENDS = ("numpy", "cupy")
+_CUPY_HINT = (
+    "install CuPy with the extra for your CUDA version: "
+    "pip install 'mini-flows[cuda12]' (CUDA 12) or pip install 'mini-flows[cuda13]' (CUDA 13)"
+)
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested array library is not installed or has no device to run on."""
+
+
+_name: str | None = None
+_module: ModuleType | None = None
+_autograd_depth = 0
+
+
+def _load(name: str) -> ModuleType:
+    if name == "numpy":
+        return numpy
+    if name == "cupy":
+        try:
+            import cupy
+        except ImportError as err:
+            raise BackendUnavailableError(f"backend 'cupy' needs CuPy, which is not installed; {_CUPY_HINT}") from err
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as err:  # CUDARuntimeError, or a driver that fails to load
+            raise BackendUnavailableError(f"backend 'cupy': CuPy is installed but no CUDA GPU is usable ({err})") from err
+        if count == 0:
+            raise BackendUnavailableError("backend 'cupy': CuPy is installed but no CUDA GPU is present")
+        return cupy
+    raise ValueError(f"unknown backend {name!r}; valid backends are {', '.join(map(repr, BACKENDS))}")
+
+
+def set_backend(name: str) -> None:
+    """Select the array library for all model code: "numpy" or "cupy".
+
+    Raises ValueError for an unknown name and BackendUnavailableError (naming the pip extra to
+    install) where CuPy or a GPU is missing.
+    """
+    global _name, _module
+    if not isinstance(name, str):
+        raise ValueError(f"backend name must be a string, got {type(name).__name__}; valid backends are {BACKENDS}")
+    _module = _load(name)
+    _name = name
+
+
+def get_backend() -> str:
+    """The name of the current backend, "numpy" or "cupy"."""
+    if _name is None:
+        set_backend(os.environ.get("MINI_FLOWS_BACKEND", "numpy"))
+    return _name  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run a block of code on another backend, restoring the previous one afterwards."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+@contextlib.contextmanager
+def use_autograd() -> Iterator[None]:
+    """Run model code on ``autograd.numpy`` so that autograd can differentiate it.
+
+    For tests: autograd is the oracle the hand-written backward passes are checked against.
+    Only NumPy arrays can be traced, so this needs the "numpy" backend.
+    """
+    global _autograd_depth
+    if get_backend() != "numpy":
+        raise BackendUnavailableError("autograd differentiates NumPy arrays only; switch to the 'numpy' backend")
+    _autograd_depth += 1
+    try:
+        yield
+    finally:
+        _autograd_depth -= 1
+
+
+def xp() -> ModuleType:
+    """The array module model code should use right now."""
+    if _autograd_depth:
+        import autograd.numpy
+
+        return autograd.numpy
+    get_backend()
+    return _module  # type: ignore[return-value]
+
+
+def value(a: Array) -> Array:
+    """The plain array inside an autograd box (the array itself when not tracing)."""
+    while hasattr(a, "_value") and type(a).__module__.startswith("autograd"):
+        a = a._value
+    return a
+
+
+def to_numpy(a: Array) -> numpy.ndarray:
+    """Copy an array of any backend (or an autograd box) to a host ``numpy.ndarray``."""
+    a = value(a)
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def asarray(a: Any, dtype: Any = None) -> Array:
+    """Move host data (lists, NumPy arrays) onto the current backend."""
+    module = xp()
+    if module.__name__ == "cupy":
+        return module.asarray(a, dtype=dtype)
+    return numpy.asarray(to_numpy(a), dtype=dtype)
+
+
+def host_rng(seed: int | None) -> numpy.random.Generator:
+    """A NumPy generator for parameter initialisation: the same seed gives the same parameters
+    whichever backend they are later moved to with ``asarray``."""
+    return numpy.random.default_rng(seed)
+
+
+def rng(seed: int | None) -> Any:
+    """A random generator of the current backend (``numpy.random.Generator`` or
+    ``cupy.random.Generator``), for noise drawn during training and sampling."""
+    if get_backend() == "cupy":
+        import cupy
+
+        return cupy.random.default_rng(seed)
+    return numpy.random.default_rng(seed)
+
+
+def floating_dtypes() -> tuple[Any, ...]:
+    """The floating dtypes every block supports."""
+    return (numpy.dtype("float32"), numpy.dtype("float64"))
+
+
+def is_floating(a: Array) -> bool:
+    """Whether an array (or box) holds float32 or float64 values."""
+    return numpy.dtype(value(a).dtype) in floating_dtypes()
+
+
+def is_integer(a: Array) -> bool:
+    """Whether an array (or box) holds integer values."""
+    return numpy.issubdtype(numpy.dtype(value(a).dtype), numpy.integer)

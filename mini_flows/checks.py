@@ -1,0 +1,60 @@
+"""Input validation shared by every public function: clear errors instead of silently wrong results.
+
+Each check works on arrays of any backend and on autograd boxes (it looks at the plain value).
+Shapes are given as tuples whose entries are ints or None (any size).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+
+
+def check_shape(name: str, x: Array, shape: Sequence[int | None]) -> None:
+    """Raise ValueError unless ``x`` has ``len(shape)`` axes whose sizes match the non-None entries."""
+    actual = tuple(B.value(x).shape)
+    ok = len(actual) == len(shape) and all(want is None or want == got for want, got in zip(shape, actual))
+    if not ok:
+        wanted = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {wanted}, got {actual}")
+
+
+def check_float(name: str, x: Array, *, like: Array | None = None, finite: bool = True) -> None:
+    """Raise TypeError unless ``x`` is float32/float64 (and of ``like``'s dtype when given);
+    raise ValueError if it holds NaN or infinity and ``finite`` is set."""
+    v = B.value(x)
+    if not hasattr(v, "dtype") or not B.is_floating(v):
+        kind = getattr(v, "dtype", type(v).__name__)
+        raise TypeError(f"{name} must be a float32 or float64 array, got {kind}")
+    if like is not None and B.value(like).dtype != v.dtype:
+        raise TypeError(
+            f"{name} is {v.dtype} but the parameters are {B.value(like).dtype}; "
+            "initialise the parameters with the same dtype or cast the input"
+        )
+    if finite and not bool(B.xp().all(B.xp().isfinite(v))):
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def check_tokens(name: str, tokens: Array, vocab_size: int) -> None:
+    """Raise TypeError unless ``tokens`` is an integer array, ValueError unless 0 <= tokens < vocab_size."""
+    v = B.value(tokens)
+    if not hasattr(v, "dtype") or not B.is_integer(v):
+        raise TypeError(f"{name} must be an integer array, got {getattr(v, 'dtype', type(v).__name__)}")
+    if v.size and (int(v.min()) < 0 or int(v.max()) >= vocab_size):
+        raise ValueError(f"{name} must lie in [0, {vocab_size}), got values in [{int(v.min())}, {int(v.max())}]")
+
+
+def check_mask(name: str, mask: Array, shape: Sequence[int]) -> None:
+    """Raise unless ``mask`` has the given shape and holds only 0 and 1 (True/False)."""
+    check_shape(name, mask, shape)
+    v = B.value(mask)
+    if not bool(B.xp().all((v == 0) | (v == 1))):
+        raise ValueError(f"{name} must hold only 0 and 1")
+
+
+def check_positive_int(name: str, n: Any, minimum: int = 1) -> None:
+    """Raise ValueError unless ``n`` is an int >= ``minimum``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")

@@ -1,0 +1,1 @@
+"""Tiny differentiable blocks, each with a forward pass and a hand-written backward pass."""

@@ -1,0 +1,79 @@
+"""Elementwise activations: ``y, cache = act_forward(x)`` and ``dx = act_backward(cache, dy)``.
+
+Each works on any shape and on float32 or float64; the output keeps the input's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def relu_forward(x: Array) -> tuple[Array, Any]:
+    """f(x) = max(x, 0)."""
+    y = B.xp().maximum(x, 0)
+    return y, x
+
+
+def relu_backward(cache: Any, dy: Array) -> Array:
+    """f'(x) = 1 where x > 0, else 0."""
+    return dy * (cache > 0)
+
+
+def tanh_forward(x: Array) -> tuple[Array, Any]:
+    """f(x) = tanh(x)."""
+    y = B.xp().tanh(x)
+    return y, y
+
+
+def tanh_backward(cache: Any, dy: Array) -> Array:
+    """f'(x) = 1 - tanh(x)^2."""
+    return dy * (1 - cache * cache)
+
+
+def sigmoid(x: Array) -> Array:
+    """1 / (1 + exp(-x)), written as (1 + tanh(x / 2)) / 2 so it never overflows."""
+    return 0.5 * (1 + B.xp().tanh(0.5 * x))
+
+
+def sigmoid_forward(x: Array) -> tuple[Array, Any]:
+    """f(x) = 1 / (1 + exp(-x))."""
+    y = sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(cache: Any, dy: Array) -> Array:
+    """f'(x) = f(x) (1 - f(x))."""
+    return dy * cache * (1 - cache)
+
+
+def gelu_forward(x: Array) -> tuple[Array, Any]:
+    """GELU, tanh form: f(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    t = B.xp().tanh(_GELU_C * (x + 0.044715 * x**3))
+    return 0.5 * x * (1 + t), (x, t)
+
+
+def gelu_backward(cache: Any, dy: Array) -> Array:
+    """f'(x) = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
+    x, t = cache
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x))
+
+
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "gelu": (gelu_forward, gelu_backward),
+}
+
+
+def activation(name: str) -> tuple[Any, Any]:
+    """The (forward, backward) pair of an activation by name."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]

@@ -1,0 +1,81 @@
+"""Dense (affine) layer and embedding, each with a hand-written backward pass.
+
+The protocol every block with parameters follows (CS231n style, with the config in a small class):
+
+    params = block.init(rng, dtype)              # dict of named arrays
+    y, cache = block.forward(params, x)
+    grads, dx = block.backward(params, cache, dy)  # grads mirrors params; dx matches x
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float, check_positive_int, check_tokens
+from mini_flows.nn import init
+from mini_flows.nn.tree import Tree
+
+
+class Dense:
+    """Affine map f(x) = x W + b.
+
+    Inputs: x : (..., n_in). Returns y : (..., n_out).
+    Parameters: W : (n_in, n_out), b : (n_out,) (absent with ``bias=False``).
+    """
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        check_positive_int("n_in", n_in)
+        check_positive_int("n_out", n_out)
+        self.n_in, self.n_out, self.bias = n_in, n_out, bias
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        params = {"W": init.glorot(rng, self.n_in, self.n_out, dtype)}
+        if self.bias:
+            params["b"] = init.zeros((self.n_out,), dtype)
+        return params
+
+    def forward(self, params: Tree, x: Array) -> tuple[Array, Any]:
+        check_float("x", x, like=params["W"])
+        if B.value(x).ndim < 1 or x.shape[-1] != self.n_in:
+            raise ValueError(f"x must have shape (..., {self.n_in}), got {tuple(x.shape)}")
+        y = x @ params["W"]
+        if self.bias:
+            y = y + params["b"]
+        return y, x
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
+        x = cache
+        x2, dy2 = x.reshape(-1, self.n_in), dy.reshape(-1, self.n_out)
+        grads = {"W": x2.T @ dy2}
+        if self.bias:
+            grads["b"] = dy2.sum(axis=0)
+        return grads, dy @ params["W"].T
+
+
+class Embedding:
+    """Lookup table f(t) = E[t].
+
+    Inputs: tokens : (...) integers in [0, vocab_size). Returns y : (..., dim).
+    Parameters: E : (vocab_size, dim). Tokens carry no gradient, so backward returns dx = None.
+    """
+
+    def __init__(self, vocab_size: int, dim: int):
+        check_positive_int("vocab_size", vocab_size)
+        check_positive_int("dim", dim)
+        self.vocab_size, self.dim = vocab_size, dim
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"E": init.normal(rng, (self.vocab_size, self.dim), 1.0 / self.dim**0.5, dtype)}
+
+    def forward(self, params: Tree, tokens: Array) -> tuple[Array, Any]:
+        check_tokens("tokens", tokens, self.vocab_size)
+        return params["E"][tokens], tokens
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, None]:
+        xp = B.xp()
+        tokens = cache.reshape(-1)
+        one_hot = (tokens[:, None] == xp.arange(self.vocab_size)[None, :]).astype(dy.dtype)
+        return {"E": one_hot.T @ dy.reshape(-1, self.dim)}, None
+

@@ -1,0 +1,62 @@
+"""Test configuration: the --backend option, the gpu and autograd markers, Hypothesis profiles.
+
+Profiles (pick with HYPOTHESIS_PROFILE): "dev" (default, few examples), "ci" (derandomized,
+bounded, no deadline, no example database), "thorough" (many examples, for a long local run).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from mini_flows import backend as B
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=10, **_COMMON)
+settings.register_profile("ci", max_examples=20, derandomize=True, database=None, print_blob=True, **_COMMON)
+settings.register_profile("thorough", max_examples=300, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=B.BACKENDS,
+        default="numpy",
+        help="array backend for backend-agnostic tests (autograd-checked tests always use numpy)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "autograd: compares with autograd, so it runs on NumPy only")
+
+
+def _cupy_missing_reason() -> str | None:
+    try:
+        with B.use_backend("cupy"):
+            return None
+    except B.BackendUnavailableError as err:
+        return str(err)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wants_cupy = config.getoption("--backend") == "cupy"
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    reason = _cupy_missing_reason() if gpu_items or wants_cupy else None
+    for item in items:
+        if "gpu" in item.keywords and reason:
+            item.add_marker(pytest.mark.skip(reason=f"GPU test skipped: {reason}"))
+        if wants_cupy and "autograd" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="autograd differentiates NumPy arrays only; tests/test_gpu.py checks CuPy against NumPy"))
+        elif wants_cupy and reason and "gpu" not in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"--backend cupy: {reason}"))
+
+
+@pytest.fixture(autouse=True)
+def _selected_backend(request: pytest.FixtureRequest):
+    """Run each test on the backend named by --backend (numpy for autograd-checked tests)."""
+    name = "numpy" if "autograd" in request.keywords else request.config.getoption("--backend")
+    with B.use_backend(name):
+        yield

@@ -1,0 +1,126 @@
+"""Dense, embedding, activations, softmax and cross-entropy: backward equals autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.nn import activations, losses
+from mini_flows.nn.layers import Dense, Embedding
+from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+
+pytestmark = pytest.mark.autograd
+
+seeds = st.integers(0, 2**32 - 1)
+sizes = st.integers(1, 6)
+
+
+@given(seeds, sizes, sizes, st.lists(sizes, min_size=0, max_size=2), st.booleans())
+def test_dense_backward_matches_autograd(seed, n_in, n_out, lead, bias):
+    rng = B.host_rng(seed)
+    layer = Dense(n_in, n_out, bias=bias)
+    params = layer.init(rng)
+    x = rng.standard_normal((*lead, n_in))
+    y, cache = layer.forward(params, x)
+    dy = rng.standard_normal(y.shape)
+    grads, dx = layer.backward(params, cache, dy)
+    auto = autograd_grads(lambda p, x: vjp_loss(layer.forward(p, x)[0], dy), params, x)
+    assert_grads_close((grads, dx), auto)
+
+
+@given(seeds, st.integers(1, 8), sizes, st.lists(sizes, min_size=1, max_size=2))
+def test_embedding_backward_matches_autograd(seed, vocab, dim, lead):
+    rng = B.host_rng(seed)
+    layer = Embedding(vocab, dim)
+    params = layer.init(rng)
+    tokens = rng.integers(0, vocab, size=lead)
+    y, cache = layer.forward(params, tokens)
+    dy = rng.standard_normal(y.shape)
+    grads, dx = layer.backward(params, cache, dy)
+    assert dx is None
+    (auto,) = autograd_grads(lambda p: vjp_loss(layer.forward(p, tokens)[0], dy), params)
+    assert_grads_close(grads, auto)
+
+
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
+@given(seed=seeds, shape=st.lists(sizes, min_size=1, max_size=3))
+def test_activation_backward_matches_autograd(name, seed, shape):
+    forward, backward = activations.activation(name)
+    rng = B.host_rng(seed)
+    x = rng.standard_normal(shape) * 3
+    y, cache = forward(x)
+    dy = rng.standard_normal(y.shape)
+    (auto,) = autograd_grads(lambda x: vjp_loss(forward(x)[0], dy), x)
+    assert_grads_close(backward(cache, dy), auto)
+
+
+@pytest.mark.parametrize(
+    "forward,backward",
+    [(losses.softmax_forward, losses.softmax_backward), (losses.log_softmax_forward, losses.log_softmax_backward)],
+)
+@given(seed=seeds, shape=st.lists(sizes, min_size=1, max_size=3))
+def test_softmax_backward_matches_autograd(forward, backward, seed, shape):
+    rng = B.host_rng(seed)
+    x = rng.standard_normal(shape) * 5
+    y, cache = forward(x)
+    dy = rng.standard_normal(y.shape)
+    (auto,) = autograd_grads(lambda x: vjp_loss(forward(x)[0], dy), x)
+    assert_grads_close(backward(cache, dy), auto)
+
+
+@given(seeds, st.integers(1, 7), st.lists(sizes, min_size=1, max_size=2))
+def test_cross_entropy_backward_matches_autograd(seed, K, lead):
+    rng = B.host_rng(seed)
+    logits = rng.standard_normal((*lead, K)) * 4
+    targets = rng.integers(0, K, size=lead)
+    nll, cache = losses.cross_entropy_forward(logits, targets)
+    np.testing.assert_allclose(nll, -np.log(np.take_along_axis(
+        np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), targets[..., None], -1)[..., 0]), rtol=1e-10)
+    dnll = rng.standard_normal(nll.shape)
+    (auto,) = autograd_grads(lambda z: vjp_loss(losses.cross_entropy_forward(z, targets)[0], dnll), logits)
+    assert_grads_close(losses.cross_entropy_backward(cache, dnll), auto)
+
+
+def test_log_softmax_is_stable_for_huge_logits():
+    logp = losses.log_softmax(B.asarray([[1e300, 0.0, -1e300]]))
+    assert np.isfinite(B.to_numpy(logp)[0, :2]).all() and B.to_numpy(logp)[0, 0] == 0.0
+
+
+def test_float32_input_keeps_its_dtype():
+    layer = Dense(3, 2)
+    params = layer.init(B.host_rng(0), dtype="float32")
+    y, _ = layer.forward(params, B.asarray(np.ones((4, 3)), "float32"))
+    assert y.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "make_input,error,match",
+    [
+        (lambda: np.ones((4, 5)), ValueError, r"shape \(\.\.\., 3\)"),
+        (lambda: np.ones((4, 3), dtype=np.int64), TypeError, "float32 or float64"),
+        (lambda: np.ones((4, 3), dtype=np.float32), TypeError, "parameters are float64"),
+        (lambda: np.array([[1.0, np.nan, 0.0]]), ValueError, "NaN"),
+    ],
+)
+def test_dense_rejects_bad_input(make_input, error, match):
+    layer = Dense(3, 2)
+    with pytest.raises(error, match=match):
+        layer.forward(layer.init(B.host_rng(0)), make_input())
+
+
+def test_embedding_and_cross_entropy_reject_bad_tokens():
+    emb = Embedding(4, 2)
+    params = emb.init(B.host_rng(0))
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        emb.forward(params, np.array([0, 4]))
+    with pytest.raises(TypeError, match="integer"):
+        emb.forward(params, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        losses.cross_entropy_forward(np.zeros((2, 3, 4)), np.zeros((2, 2), dtype=int))
+
+
+def test_unknown_activation_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="gelu"):
+        activations.activation("swish")
