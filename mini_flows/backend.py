@@ -175,3 +175,14 @@ def is_floating(a: Array) -> bool:
 def is_integer(a: Array) -> bool:
     """Whether an array (or box) holds integer values."""
     return numpy.issubdtype(numpy.dtype(value(a).dtype), numpy.integer)
+
+
+def save_npz(path: Any, arrays: dict[str, Array]) -> None:
+    """Write named arrays of any backend to an uncompressed ``.npz`` file, bit for bit."""
+    numpy.savez(path, **{name: to_numpy(a) for name, a in arrays.items()})
+
+
+def load_npz(path: Any) -> dict[str, Array]:
+    """Read an ``.npz`` file written by ``save_npz`` onto the current backend, keeping dtypes."""
+    with numpy.load(path, allow_pickle=False) as data:
+        return {name: asarray(data[name]) for name in data.files}
