@@ -178,8 +178,10 @@ def is_integer(a: Array) -> bool:
 
 
 def save_npz(path: Any, arrays: dict[str, Array]) -> None:
-    """Write named arrays of any backend to an uncompressed ``.npz`` file, bit for bit."""
-    numpy.savez(path, **{name: to_numpy(a) for name, a in arrays.items()})
+    """Write named arrays of any backend to an uncompressed ``.npz`` file at exactly ``path``
+    (no suffix added), bit for bit."""
+    with open(path, "wb") as file:
+        numpy.savez(file, **{name: to_numpy(a) for name, a in arrays.items()})
 
 
 def load_npz(path: Any) -> dict[str, Array]:

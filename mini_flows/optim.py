@@ -1,0 +1,198 @@
+"""Adam with global-norm gradient clipping, and bit-exact ``.npz`` checkpoints.
+
+One step on every parameter theta with gradient g (Kingma and Ba, "Adam: A Method for Stochastic
+Optimization", 2015, Algorithm 1), after clipping all gradients together by their global norm:
+
+    g     <- g * min(1, c / ||g||),  ||g|| = sqrt(sum over all parameters of sum g^2)
+    m_t   =  beta1 m_{t-1} + (1 - beta1) g
+    v_t   =  beta2 v_{t-1} + (1 - beta2) g^2
+    m^_t  =  m_t / (1 - beta1^t),   v^_t = v_t / (1 - beta2^t)
+    theta <- theta - lr m^_t / (sqrt(v^_t) + eps)
+
+The latent flows paper (Ziegler and Rush 2019, supplement) trains with lr = 1e-3 and c = 0.25.
+Parameters and gradients are trees (nested dicts of arrays); the optimiser keeps m, v and t per
+flattened parameter name ("encoder/lstm/W"), so checkpoints store plain named arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float
+from mini_flows.nn.tree import Tree, flatten, tree_map, unflatten
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def global_norm(grads: Tree) -> float:
+    """||g|| = sqrt(sum of g^2 over every leaf), accumulated in float64.
+
+    Raises TypeError for a non-float leaf and ValueError naming the first leaf that holds NaN or
+    infinity (the norm is computed first, so finite gradients cost a single device sync).
+    """
+    flat = flatten(grads)
+    for name, g in flat.items():
+        check_float(f"grads[{name!r}]", g, finite=False)
+    xp = B.xp()
+    norm = float(xp.sqrt(sum(xp.sum(xp.square(g.astype("float64"))) for g in flat.values()))) if flat else 0.0
+    if not math.isfinite(norm):
+        for name, g in flat.items():
+            check_float(f"grads[{name!r}]", g)
+        raise ValueError("the global gradient norm overflows float64; the gradients are finite but enormous")
+    return norm
+
+
+def clip_global_norm(grads: Tree, max_norm: float) -> tuple[Tree, float]:
+    """g <- g * max_norm / ||g|| when ||g|| > max_norm, else g unchanged (the same tree).
+
+    Returns the (possibly) clipped gradient tree and the global norm before clipping.
+    """
+    max_norm = _check_positive("max_norm", max_norm)
+    norm = global_norm(grads)
+    if norm <= max_norm:
+        return grads, norm
+    scale = max_norm / norm
+    return tree_map(lambda g: g * scale, grads), norm
+
+
+class Adam:
+    """Adam with bias correction and optional global-norm gradient clipping.
+
+    Parameters
+    ----------
+    lr : step size.
+    betas : (beta1, beta2), decay rates of the first and second moment estimates, in [0, 1).
+    eps : added to sqrt(v^) in the denominator.
+    clip_norm : clip the global gradient norm to this value before each step (None: no clipping).
+
+    ``state`` maps each flattened parameter name to {"m": array, "v": array, "t": int}; a name
+    gets zero moments the first time it is stepped.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        clip_norm: float | None = None,
+    ):
+        self.lr = _check_positive("lr", lr)
+        self.eps = _check_positive("eps", eps)
+        self.clip_norm = None if clip_norm is None else _check_positive("clip_norm", clip_norm)
+        betas = tuple(betas)
+        numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)
+        if len(betas) != 2 or not numbers or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def _matching_leaves(self, params: Tree, grads: Tree) -> dict[str, Array]:
+        """The flattened params, after checking that grads and the state match them."""
+        flat_p, flat_g = flatten(params), flatten(grads)
+        if flat_p.keys() != flat_g.keys():
+            missing, extra = sorted(flat_p.keys() - flat_g.keys()), sorted(flat_g.keys() - flat_p.keys())
+            raise ValueError(
+                f"grads must mirror params: missing gradients for {missing}, gradients without a parameter {extra}"
+            )
+        for name, p in flat_p.items():
+            check_float(f"params[{name!r}]", p, finite=False)
+            check_float(f"grads[{name!r}]", flat_g[name], like=p, finite=False)
+            if tuple(flat_g[name].shape) != tuple(p.shape):
+                raise ValueError(f"grads[{name!r}] must have shape {tuple(p.shape)}, got {tuple(flat_g[name].shape)}")
+            s = self.state.get(name)
+            if s is not None and (tuple(s["m"].shape) != tuple(p.shape) or s["m"].dtype != p.dtype):
+                raise ValueError(
+                    f"optimizer state for {name!r} is {s['m'].dtype} {tuple(s['m'].shape)} but the parameter is "
+                    f"{p.dtype} {tuple(p.shape)}; was the state loaded for other parameters?"
+                )
+        return flat_p
+
+    def step(self, params: Tree, grads: Tree) -> float:
+        """Update ``params`` in place (each array is overwritten) from ``grads``, which must mirror it.
+
+        Everything is validated before anything is written: NaN or infinite gradients raise
+        ValueError naming the parameter and leave params and state untouched. Returns the global
+        gradient norm before clipping.
+        """
+        flat_p = self._matching_leaves(params, grads)
+        if self.clip_norm is None:
+            norm = global_norm(grads)
+        else:
+            grads, norm = clip_global_norm(grads, self.clip_norm)
+        flat_g = flatten(grads)
+        xp = B.xp()
+        beta1, beta2 = self.betas
+        for name, p in flat_p.items():
+            g = flat_g[name]
+            s = self.state.setdefault(name, {"m": xp.zeros_like(p), "v": xp.zeros_like(p), "t": 0})
+            s["t"] += 1
+            s["m"] = beta1 * s["m"] + (1 - beta1) * g
+            s["v"] = beta2 * s["v"] + (1 - beta2) * (g * g)
+            m_hat = s["m"] / (1 - beta1 ** s["t"])
+            v_hat = s["v"] / (1 - beta2 ** s["t"])
+            p -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+        return norm
+
+    def state_dict(self) -> dict[str, Array]:
+        """Hyperparameters and state as flat named arrays: "lr", "betas", "eps", "clip_norm"
+        (absent when None), and "m/NAME", "v/NAME", "t/NAME" for every parameter NAME."""
+        xp = B.xp()
+        arrays = {"lr": xp.asarray(self.lr), "betas": xp.asarray(self.betas), "eps": xp.asarray(self.eps)}
+        if self.clip_norm is not None:
+            arrays["clip_norm"] = xp.asarray(self.clip_norm)
+        for name, s in self.state.items():
+            arrays.update({f"m/{name}": s["m"], f"v/{name}": s["v"], f"t/{name}": xp.asarray(s["t"], dtype="int64")})
+        return arrays
+
+    def load_state_dict(self, arrays: dict[str, Array]) -> None:
+        """Restore hyperparameters and state written by ``state_dict`` (replacing the current ones)."""
+        if "lr" not in arrays:
+            raise ValueError("no Adam state to load: the arrays have no 'lr' entry")
+        host = {key: B.to_numpy(a) for key, a in arrays.items() if "/" not in key}
+        names = [key[2:] for key in arrays if key.startswith("m/")]
+        for name in names:
+            for kind in ("v", "t"):
+                if f"{kind}/{name}" not in arrays:
+                    raise ValueError(f"Adam state for {name!r} has no {kind!r} entry")
+            if arrays[f"v/{name}"].shape != arrays[f"m/{name}"].shape:
+                raise ValueError(f"Adam state for {name!r}: m and v differ in shape")
+        self.lr, self.eps = float(host["lr"]), float(host["eps"])
+        self.betas = (float(host["betas"][0]), float(host["betas"][1]))
+        self.clip_norm = float(host["clip_norm"]) if "clip_norm" in host else None
+        self.state = {
+            name: {"m": arrays[f"m/{name}"], "v": arrays[f"v/{name}"], "t": int(B.to_numpy(arrays[f"t/{name}"]))}
+            for name in names
+        }
+
+
+def save_checkpoint(path: Any, params: Tree, optimizer: Adam | None = None) -> None:
+    """Write params (as "params/NAME") and, when given, the optimizer's ``state_dict`` (as
+    "adam/...") to an uncompressed ``.npz`` file, bit for bit. Give ``path`` the ``.npz``
+    suffix: NumPy appends it otherwise."""
+    arrays = {f"params/{name}": a for name, a in flatten(params).items()}
+    if optimizer is not None:
+        arrays.update({f"adam/{key}": a for key, a in optimizer.state_dict().items()})
+    B.save_npz(path, arrays)
+
+
+def load_checkpoint(path: Any, optimizer: Adam | None = None) -> Tree:
+    """Read a checkpoint written by ``save_checkpoint`` onto the current backend, dtypes kept.
+
+    Returns the params tree; when ``optimizer`` is given its hyperparameters and state are
+    replaced by the saved ones (ValueError if the file has none), so training resumes exactly.
+    """
+    arrays = B.load_npz(path)
+    params = unflatten({key.removeprefix("params/"): a for key, a in arrays.items() if key.startswith("params/")})
+    if optimizer is not None:
+        state = {key.removeprefix("adam/"): a for key, a in arrays.items() if key.startswith("adam/")}
+        if not state:
+            raise ValueError(f"{path} holds no optimizer state; it was saved without an optimizer")
+        optimizer.load_state_dict(state)
+    return params

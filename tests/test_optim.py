@@ -1,0 +1,211 @@
+"""Adam, global-norm clipping and checkpoints: textbook steps, exact clipping, bit-exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, note, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.nn.tree import flatten, tree_map
+from mini_flows.optim import Adam, clip_global_norm, global_norm, load_checkpoint, save_checkpoint
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def tree_of(seed, dtype="float64"):
+    """A small nested parameter tree of mixed shapes, on the current backend."""
+    rng = B.host_rng(seed)
+    arr = lambda *shape: B.asarray(rng.standard_normal(shape), dtype)  # noqa: E731
+    return {"dense": {"W": arr(3, 2), "b": arr(2)}, "scale": arr(), "lstm": {"layer_0": {"W": arr(2, 4)}}}
+
+
+def host(tree):
+    return {name: B.to_numpy(a).copy() for name, a in flatten(tree).items()}
+
+
+def test_adam_matches_textbook_steps():
+    lr, (b1, b2), eps = 0.01, (0.8, 0.95), 1e-6
+    rng = B.host_rng(3)
+    theta = rng.standard_normal(5)
+    grads = [rng.standard_normal(5) * s for s in (1.0, 0.1, 3.0, 1e-3)]
+    params, adam = {"theta": B.asarray(theta.copy())}, Adam(lr, (b1, b2), eps)
+    m, v = np.zeros(5), np.zeros(5)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        theta = theta - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        norm = adam.step(params, {"theta": B.asarray(g)})
+        assert norm == pytest.approx(np.linalg.norm(g), rel=1e-14)
+        np.testing.assert_allclose(B.to_numpy(params["theta"]), theta, rtol=1e-15, atol=0)
+    assert adam.state["theta"]["t"] == len(grads)
+
+
+def test_first_adam_step_moves_each_parameter_by_lr():
+    # m^_1 / sqrt(v^_1) = g / |g|: the first update is lr * sign(g), whatever the gradient scale
+    params = {"w": B.asarray([1.0, 2.0, 3.0])}
+    Adam(lr=0.1, eps=1e-12).step(params, {"w": B.asarray([1e-3, -5.0, 200.0])})
+    np.testing.assert_allclose(B.to_numpy(params["w"]), [0.9, 2.1, 2.9], rtol=1e-8)
+
+
+def test_adam_minimises_an_ill_conditioned_quadratic():
+    # f(w) = 1/2 sum a_i (w_i - c_i)^2 with curvatures spanning four orders of magnitude
+    a, c = np.array([1e-2, 1.0, 1e2]), np.array([1.0, -2.0, 0.5])
+    params, adam = {"w": B.asarray(np.zeros(3))}, Adam(lr=0.05)
+    for _ in range(2000):
+        adam.step(params, {"w": B.asarray(a * (B.to_numpy(params["w"]) - c))})
+    np.testing.assert_allclose(B.to_numpy(params["w"]), c, atol=1e-3)
+
+
+trees = st.recursive(
+    st.lists(st.integers(0, 3), max_size=3).map(tuple),
+    lambda children: st.dictionaries(st.sampled_from("abcd"), children, min_size=1, max_size=3),
+    max_leaves=6,
+).filter(lambda t: isinstance(t, dict))
+
+
+@given(trees, seeds, st.floats(-6, 6), st.floats(1e-3, 10.0), st.sampled_from(["float32", "float64"]))
+def test_clipping_scales_the_global_norm_to_max_norm(shapes, seed, log_scale, max_norm, dtype):
+    rng = B.host_rng(seed)
+    grads = tree_map(lambda shape: B.asarray(rng.standard_normal(shape) * np.exp(log_scale), dtype), shapes)
+    flat = host(grads)
+    expected = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in flat.values()))
+    clipped, norm = clip_global_norm(grads, max_norm)
+    note(f"norm {norm!r}, expected {expected!r}, max_norm {max_norm!r}")
+    assert norm == pytest.approx(expected, rel=1e-12, abs=0)
+    out = host(clipped)
+    assert out.keys() == flat.keys() and all(out[k].dtype == np.dtype(dtype) for k in out)
+    if norm <= max_norm:
+        assert all(np.array_equal(out[k], flat[k]) for k in flat)
+    else:
+        tol = 1e-6 if dtype == "float32" else 1e-14
+        assert global_norm(clipped) == pytest.approx(max_norm, rel=tol)
+        for k in flat:
+            np.testing.assert_allclose(out[k], flat[k] * (max_norm / norm), rtol=tol)
+
+
+def test_adam_clips_before_its_step_and_returns_the_norm_before_clipping():
+    grads = [tree_map(lambda a, s=s: a * s, tree_of(1)) for s in (3.0, 0.01, 7.0)]
+    clipped_params, plain_params = tree_of(0), tree_of(0)
+    clipping, plain = Adam(lr=0.01, clip_norm=0.25), Adam(lr=0.01)
+    for g in grads:
+        norm = clipping.step(clipped_params, g)
+        assert norm == global_norm(g)
+        plain.step(plain_params, clip_global_norm(g, 0.25)[0])
+    assert all(np.array_equal(a, host(plain_params)[k]) for k, a in host(clipped_params).items())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_checkpoint_round_trip_is_bit_exact(tmp_path, dtype):
+    params = tree_of(0, dtype)
+    params["steps"] = B.asarray(np.arange(4, dtype=np.int32))
+    adam = Adam(lr=3e-4, betas=(0.5, 0.9), eps=1e-7, clip_norm=0.25)
+    trainable = {k: v for k, v in params.items() if k != "steps"}
+    for seed in (1, 2):
+        adam.step(trainable, tree_of(seed, dtype))
+    save_checkpoint(tmp_path / "ckpt.npz", params, adam)
+    restored, loaded = load_checkpoint(tmp_path / "ckpt.npz"), Adam()
+    load_checkpoint(tmp_path / "ckpt.npz", loaded)
+    before, after = host(params), host(restored)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert after[k].dtype == before[k].dtype and np.array_equal(after[k], before[k])
+    assert (loaded.lr, loaded.betas, loaded.eps, loaded.clip_norm) == (3e-4, (0.5, 0.9), 1e-7, 0.25)
+    assert loaded.state.keys() == adam.state.keys()
+    for name, s in adam.state.items():
+        assert loaded.state[name]["t"] == s["t"] == 2
+        for moment in ("m", "v"):
+            a, b = B.to_numpy(loaded.state[name][moment]), B.to_numpy(s[moment])
+            assert a.dtype == b.dtype == np.dtype(dtype) and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, dtype):
+    grads = [tree_of(seed, dtype) for seed in range(10, 16)]
+    make = lambda: Adam(lr=0.01, clip_norm=1.0)  # noqa: E731
+    params, adam = tree_of(0, dtype), make()
+    for g in grads:
+        adam.step(params, g)
+    resumed, first = tree_of(0, dtype), make()
+    for g in grads[:3]:
+        first.step(resumed, g)
+    save_checkpoint(tmp_path / "mid.npz", resumed, first)
+    second = Adam(lr=0.5)
+    resumed = load_checkpoint(tmp_path / "mid.npz", second)
+    for g in grads[3:]:
+        second.step(resumed, g)
+    assert all(np.array_equal(a, host(resumed)[k]) for k, a in host(params).items())
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_gradient_raises_naming_it_and_changes_nothing(bad):
+    params, adam = tree_of(0), Adam(clip_norm=1.0)
+    adam.step(params, tree_of(1))
+    grads = tree_of(2)
+    grads["lstm"]["layer_0"]["W"][1, 2] = bad
+    before = host(params)
+    state = {k: (s["t"], B.to_numpy(s["m"]).copy(), B.to_numpy(s["v"]).copy()) for k, s in adam.state.items()}
+    with pytest.raises(ValueError, match=r"grads\['lstm/layer_0/W'\] contains NaN or infinity"):
+        adam.step(params, grads)
+    with pytest.raises(ValueError, match="lstm/layer_0/W"):
+        clip_global_norm(grads, 1.0)
+    assert all(np.array_equal(a, host(params)[k]) for k, a in before.items())
+    for k, (t, m, v) in state.items():
+        assert adam.state[k]["t"] == t == 1
+        assert np.array_equal(B.to_numpy(adam.state[k]["m"]), m) and np.array_equal(B.to_numpy(adam.state[k]["v"]), v)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_enormous_finite_gradients_raise():
+    with pytest.raises(ValueError, match="overflows"):
+        global_norm({"w": B.asarray([1e200, 1e200])})
+
+
+def test_mismatched_gradient_trees_raise():
+    adam = Adam()
+    missing = tree_of(1)
+    del missing["dense"]["b"]
+    with pytest.raises(ValueError, match=r"missing gradients for \['dense/b'\]"):
+        adam.step(tree_of(0), missing)
+    with pytest.raises(ValueError, match=r"without a parameter \['extra'\]"):
+        adam.step(tree_of(0), tree_of(1) | {"extra": B.asarray(np.ones(2))})
+    wrong_shape = tree_of(1)
+    wrong_shape["dense"]["b"] = B.asarray(np.ones(3))
+    with pytest.raises(ValueError, match=r"grads\['dense/b'\] must have shape \(2,\), got \(3,\)"):
+        adam.step(tree_of(0), wrong_shape)
+    with pytest.raises(TypeError, match="parameters are float64"):
+        adam.step(tree_of(0), tree_of(1, "float32"))
+    with pytest.raises(TypeError, match=r"params\['w'\] must be a float32 or float64"):
+        adam.step({"w": B.asarray(np.ones(2, dtype=np.int64))}, {"w": B.asarray(np.ones(2))})
+
+
+def test_state_of_other_parameters_raises():
+    adam = Adam()
+    adam.step({"w": B.asarray(np.ones(3))}, {"w": B.asarray(np.ones(3))})
+    with pytest.raises(ValueError, match="optimizer state for 'w'"):
+        adam.step({"w": B.asarray(np.ones(4))}, {"w": B.asarray(np.ones(4))})
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(lr=0.0), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(eps=-1e-8), "eps"),
+        (dict(betas=(0.9, 1.0)), "betas"),
+        (dict(betas=(0.9,)), "betas"),
+        (dict(clip_norm=0.0), "clip_norm"),
+        (dict(clip_norm=True), "clip_norm"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Adam(**kwargs)
+
+
+def test_bad_max_norm_and_missing_optimizer_state_raise(tmp_path):
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_global_norm(tree_of(0), -1.0)
+    save_checkpoint(tmp_path / "params_only.npz", tree_of(0))
+    with pytest.raises(ValueError, match="no optimizer state"):
+        load_checkpoint(tmp_path / "params_only.npz", Adam())
