@@ -174,8 +174,7 @@ class Adam:
 
 def save_checkpoint(path: Any, params: Tree, optimizer: Adam | None = None) -> None:
     """Write params (as "params/NAME") and, when given, the optimizer's ``state_dict`` (as
-    "adam/...") to an uncompressed ``.npz`` file, bit for bit. Give ``path`` the ``.npz``
-    suffix: NumPy appends it otherwise."""
+    "adam/...") to an uncompressed ``.npz`` file at exactly ``path``, bit for bit."""
     arrays = {f"params/{name}": a for name, a in flatten(params).items()}
     if optimizer is not None:
         arrays.update({f"adam/{key}": a for key, a in optimizer.state_dict().items()})
