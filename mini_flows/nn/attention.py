@@ -1,0 +1,170 @@
+"""Layer normalisation and multi-head scaled dot-product attention, with hand-written backward passes.
+
+References: Ba, Kiros, Hinton, "Layer Normalization" (2016); Vaswani et al., "Attention Is All
+You Need" (2017), section 3.2.
+
+Both follow the block protocol of ``mini_flows.nn.layers``::
+
+    params = block.init(rng, dtype)
+    y, cache = block.forward(params, x, ...)
+    grads, dx = block.backward(params, cache, dy)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
+from mini_flows.nn import init
+from mini_flows.nn.layers import Dense
+from mini_flows.nn.losses import softmax_backward
+from mini_flows.nn.tree import Tree
+
+
+class LayerNorm:
+    """Normalise the last axis, then scale and shift (Ba et al. 2016):
+
+        mu = mean(x),  sigma^2 = mean((x - mu)^2),  y = gamma * (x - mu) / sqrt(sigma^2 + eps) + beta.
+
+    Inputs: x : (..., dim). Returns y : (..., dim).
+    Parameters: gamma : (dim,) (ones at init), beta : (dim,) (zeros at init).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        check_positive_int("dim", dim)
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        self.dim, self.eps = dim, float(eps)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"gamma": init.zeros((self.dim,), dtype) + 1, "beta": init.zeros((self.dim,), dtype)}
+
+    def forward(self, params: Tree, x: Array) -> tuple[Array, Any]:
+        check_float("x", x, like=params["gamma"])
+        if B.value(x).ndim < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(B.value(x).shape)}")
+        xp = B.xp()
+        centred = x - xp.mean(x, axis=-1, keepdims=True)
+        rstd = 1 / xp.sqrt(xp.mean(centred * centred, axis=-1, keepdims=True) + self.eps)
+        xhat = centred * rstd
+        return xhat * params["gamma"] + params["beta"], (xhat, rstd)
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
+        """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma."""
+        xhat, rstd = cache
+        lead = tuple(range(dy.ndim - 1))
+        grads = {"gamma": (dy * xhat).sum(axis=lead), "beta": dy.sum(axis=lead)}
+        g = dy * params["gamma"]
+        dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+        return grads, dx
+
+
+def _neg_large(dtype: Any) -> float:
+    """A large finite negative number for ``dtype``: exp(it - anything finite) underflows to 0."""
+    return float(B.xp().finfo(dtype).min) / 2
+
+
+class MultiHeadAttention:
+    """Multi-head scaled dot-product self-attention (Vaswani et al. 2017, eq. 1 and section 3.2.2):
+
+        Q = x W^Q + b^Q,  K = x W^K + b^K,  V = x W^V + b^V, each split into h heads of d_k = d_model / h,
+        head_i = softmax(Q_i K_i^T / sqrt(d_k) + M) V_i,
+        y = concat(head_1, ..., head_h) W^O + b^O,
+
+    where the mask M is 0 where query t may attend to key s and -inf elsewhere: s > t under
+    ``causal``, and s a padding position (key_mask 0). The -inf is a large finite number for the
+    dtype, applied with ``where``; a query with no key left to attend to gets attention weights 0
+    (head_i = 0 there, y = b^O) instead of NaN.
+
+    Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 or None.
+    Returns y : (batch, T, d_model).
+    Parameters: "query", "key", "value", "output", each a Dense(d_model, d_model) tree {W, b}.
+    """
+
+    def __init__(self, d_model: int, num_heads: int):
+        check_positive_int("d_model", d_model)
+        check_positive_int("num_heads", num_heads)
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
+        self.proj = {name: Dense(d_model, d_model) for name in ("query", "key", "value", "output")}
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {name: dense.init(rng, dtype) for name, dense in self.proj.items()}
+
+    def _split(self, a: Array) -> Array:
+        """(batch, T, d_model) -> (batch, heads, T, d_head)."""
+        b, t, _ = a.shape
+        return B.xp().transpose(a.reshape(b, t, self.num_heads, self.d_head), (0, 2, 1, 3))
+
+    def _merge(self, a: Array) -> Array:
+        """(batch, heads, T, d_head) -> (batch, T, d_model)."""
+        b, _, t, _ = a.shape
+        return B.xp().transpose(a, (0, 2, 1, 3)).reshape(b, t, self.d_model)
+
+    def _allowed(self, length: int, causal: bool, key_mask: Array | None) -> Array | None:
+        """Boolean (batch or 1, 1, T or 1, T): may query t attend to key s? None when all may."""
+        xp = B.xp()
+        allowed = None
+        if causal:
+            steps = xp.arange(length)
+            allowed = (steps[:, None] >= steps[None, :])[None, None]
+        if key_mask is not None:
+            keys = (B.value(key_mask) == 1)[:, None, None, :]
+            allowed = keys if allowed is None else allowed & keys
+        return allowed
+
+    def forward(
+        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
+    ) -> tuple[Array, Any]:
+        check_float("x", x, like=params["query"]["W"])
+        check_shape("x", x, (None, None, self.d_model))
+        if not isinstance(causal, bool):
+            raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+        batch, length, _ = B.value(x).shape
+        if key_mask is not None:
+            check_mask("key_mask", key_mask, (batch, length))
+        xp = B.xp()
+        q, q_cache = self.proj["query"].forward(params["query"], x)
+        k, k_cache = self.proj["key"].forward(params["key"], x)
+        v, v_cache = self.proj["value"].forward(params["value"], x)
+        q = self._split(q) * (1 / math.sqrt(self.d_head))
+        k, v = self._split(k), self._split(v)
+        scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, T, T), eq. 1
+        allowed = self._allowed(length, causal, key_mask)
+        if allowed is None:
+            e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
+            p = e / xp.sum(e, axis=-1, keepdims=True)
+        else:
+            # M: masked scores become a large finite negative number, so the shift is the max over
+            # allowed keys; they get weight exactly 0 (exp(0) * 0, since exp of an underflowing
+            # argument is both slow and pointless). A row with no allowed key divides 0 by 1.
+            masked = xp.where(allowed, B.value(scores), _neg_large(B.value(x).dtype))
+            shifted = xp.where(allowed, scores - xp.max(masked, axis=-1, keepdims=True), 0)
+            e = xp.exp(shifted) * allowed
+            p = e / (xp.sum(e, axis=-1, keepdims=True) + ~xp.any(allowed, axis=-1, keepdims=True))
+        y, o_cache = self.proj["output"].forward(params["output"], self._merge(p @ v))
+        return y, (q, k, v, p, q_cache, k_cache, v_cache, o_cache)
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
+        """Backward through eq. 1: dV = P^T dH, dP = dH V^T, dS = P * (dP - sum(P * dP)),
+        dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k). Masked weights are exactly 0, so dS is 0
+        at masked scores and on rows with no allowed key, as the forward's ``where`` requires."""
+        xp = B.xp()
+        q, k, v, p, q_cache, k_cache, v_cache, o_cache = cache
+        grads = {}
+        grads["output"], d_heads = self.proj["output"].backward(params["output"], o_cache, dy)
+        d_heads = self._split(d_heads)
+        dp = d_heads @ xp.swapaxes(v, -1, -2)
+        dv = xp.swapaxes(p, -1, -2) @ d_heads
+        ds = softmax_backward((p, -1), dp)
+        dq = (ds @ k) * (1 / math.sqrt(self.d_head))
+        dk = xp.swapaxes(ds, -1, -2) @ q
+        dx = 0
+        for name, d, c in (("query", dq, q_cache), ("key", dk, k_cache), ("value", dv, v_cache)):
+            grads[name], dx_part = self.proj[name].backward(params[name], c, self._merge(d))
+            dx = dx + dx_part
+        return {name: grads[name] for name in self.proj}, dx

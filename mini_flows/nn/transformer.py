@@ -1,0 +1,167 @@
+"""Pre-layer-norm Transformer encoder with hand-written backward passes.
+
+References: Vaswani et al., "Attention Is All You Need" (2017); Xiong et al., "On Layer
+Normalization in the Transformer Architecture" (2020) for the pre-layer-norm block.
+
+    block:   x <- x + Attn(LN_1(x)),  x <- x + MLP(LN_2(x)),  MLP(h) = act(h W_1 + b_1) W_2 + b_2
+    encoder: y = LN_f(block_L(... block_1(x + P[:T]) ...)),  P sinusoidal (fixed) or learned
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.nn import init
+from mini_flows.nn.activations import activation as activation_pair
+from mini_flows.nn.attention import LayerNorm, MultiHeadAttention
+from mini_flows.nn.layers import Dense
+from mini_flows.nn.tree import Tree
+
+POSITIONS = ("sinusoidal", "learned")
+
+
+def sinusoidal_positions(length: int, dim: int, dtype: Any = "float64") -> Array:
+    """Fixed position encodings (Vaswani et al. 2017, section 3.5), shape (length, dim):
+
+        P[t, 2i] = sin(t / 10000^(2i / dim)),  P[t, 2i + 1] = cos(t / 10000^(2i / dim)).
+    """
+    check_positive_int("length", length)
+    check_positive_int("dim", dim)
+    xp = B.xp()
+    t = xp.arange(length, dtype="float64")[:, None]
+    i = xp.arange(dim)
+    angle = t / 10000.0 ** ((i - i % 2) / dim)
+    return xp.where(i % 2 == 0, xp.sin(angle), xp.cos(angle)).astype(dtype)
+
+
+class TransformerBlock:
+    """One pre-layer-norm Transformer block:
+
+        x' = x + MultiHeadAttention(LN_1(x)),  y = x' + act(LN_2(x') W_1 + b_1) W_2 + b_2.
+
+    Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 (0 = padding, never attended
+    to) or None; causal : query t attends to keys s <= t only.
+    Returns y : (batch, T, d_model).
+    Parameters: "ln1", "attn", "ln2" (LayerNorm, MultiHeadAttention, LayerNorm trees),
+    "fc1" Dense(d_model, d_ff), "fc2" Dense(d_ff, d_model).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, activation: str = "gelu"):
+        check_positive_int("d_ff", d_ff)
+        self.d_model, self.num_heads, self.d_ff, self.activation = d_model, num_heads, d_ff, activation
+        self.ln1, self.attn = LayerNorm(d_model), MultiHeadAttention(d_model, num_heads)
+        self.ln2, self.fc1, self.fc2 = LayerNorm(d_model), Dense(d_model, d_ff), Dense(d_ff, d_model)
+        self.act_forward, self.act_backward = activation_pair(activation)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {
+            "ln1": self.ln1.init(rng, dtype),
+            "attn": self.attn.init(rng, dtype),
+            "ln2": self.ln2.init(rng, dtype),
+            "fc1": self.fc1.init(rng, dtype),
+            "fc2": self.fc2.init(rng, dtype),
+        }
+
+    def forward(
+        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
+    ) -> tuple[Array, Any]:
+        check_float("x", x, like=params["ln1"]["gamma"])
+        check_shape("x", x, (None, None, self.d_model))
+        h, ln1_cache = self.ln1.forward(params["ln1"], x)
+        a, attn_cache = self.attn.forward(params["attn"], h, causal=causal, key_mask=key_mask)
+        x = x + a
+        h, ln2_cache = self.ln2.forward(params["ln2"], x)
+        h, fc1_cache = self.fc1.forward(params["fc1"], h)
+        h, act_cache = self.act_forward(h)
+        h, fc2_cache = self.fc2.forward(params["fc2"], h)
+        return x + h, (ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache)
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
+        ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache = cache
+        grads = {}
+        grads["fc2"], dh = self.fc2.backward(params["fc2"], fc2_cache, dy)
+        dh = self.act_backward(act_cache, dh)
+        grads["fc1"], dh = self.fc1.backward(params["fc1"], fc1_cache, dh)
+        grads["ln2"], dh = self.ln2.backward(params["ln2"], ln2_cache, dh)
+        dx = dy + dh
+        grads["attn"], dh = self.attn.backward(params["attn"], attn_cache, dx)
+        grads["ln1"], dh = self.ln1.backward(params["ln1"], ln1_cache, dh)
+        return {name: grads[name] for name in ("ln1", "attn", "ln2", "fc1", "fc2")}, dx + dh
+
+
+class TransformerEncoder:
+    """A stack of pre-layer-norm blocks over position-encoded inputs, then a final layer norm:
+
+        h_0 = x + P[:T],  h_l = block_l(h_{l-1}),  y = LN_f(h_L),
+
+    with P fixed sinusoidal encodings (``positions="sinusoidal"``, no parameters) or a learned
+    table (``positions="learned"``, parameter "positions" : (max_len, d_model)).
+
+    Inputs: x : (batch, T, d_model) with T <= max_len; key_mask : (batch, T) of 0/1 (0 = padding,
+    never attended to) or None; causal : position t attends to positions s <= t (itself
+    included: shift the inputs to depend strictly on the past).
+    Returns y : (batch, T, d_model).
+    Parameters: "block0", ..., "block{L-1}" (TransformerBlock trees), "ln_f" (LayerNorm) and,
+    when learned, "positions".
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        num_layers: int,
+        max_len: int,
+        positions: str = "sinusoidal",
+        activation: str = "gelu",
+    ):
+        check_positive_int("num_layers", num_layers)
+        check_positive_int("max_len", max_len)
+        if positions not in POSITIONS:
+            raise ValueError(f"unknown positions {positions!r}; choose from {POSITIONS}")
+        self.d_model, self.max_len, self.positions = d_model, max_len, positions
+        self.blocks = [TransformerBlock(d_model, num_heads, d_ff, activation) for _ in range(num_layers)]
+        self.ln_f = LayerNorm(d_model)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        params = {f"block{i}": block.init(rng, dtype) for i, block in enumerate(self.blocks)}
+        params["ln_f"] = self.ln_f.init(rng, dtype)
+        if self.positions == "learned":
+            params["positions"] = init.normal(rng, (self.max_len, self.d_model), 1 / math.sqrt(self.d_model), dtype)
+        return params
+
+    def forward(
+        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
+    ) -> tuple[Array, Any]:
+        check_float("x", x, like=params["ln_f"]["gamma"])
+        check_shape("x", x, (None, None, self.d_model))
+        length = B.value(x).shape[1]
+        if not 1 <= length <= self.max_len:
+            raise ValueError(f"x has length {length}; the encoder takes 1 to max_len = {self.max_len} positions")
+        if self.positions == "learned":
+            h = x + params["positions"][:length]
+        else:
+            h = x + sinusoidal_positions(length, self.d_model, B.value(x).dtype)
+        caches = []
+        for i, block in enumerate(self.blocks):
+            h, cache = block.forward(params[f"block{i}"], h, causal=causal, key_mask=key_mask)
+            caches.append(cache)
+        y, ln_cache = self.ln_f.forward(params["ln_f"], h)
+        return y, (caches, ln_cache, length)
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
+        caches, ln_cache, length = cache
+        grads = {}
+        grads["ln_f"], dh = self.ln_f.backward(params["ln_f"], ln_cache, dy)
+        for i in reversed(range(len(self.blocks))):
+            grads[f"block{i}"], dh = self.blocks[i].backward(params[f"block{i}"], caches[i], dh)
+        ordered = {name: grads[name] for name in params if name != "positions"}
+        if self.positions == "learned":
+            d_positions = B.xp().zeros_like(params["positions"])
+            d_positions[:length] = dh.sum(axis=0)
+            ordered["positions"] = d_positions
+        return ordered, dh
