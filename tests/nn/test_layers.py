@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 from mini_flows import backend as B
 from mini_flows.nn import activations, losses
 from mini_flows.nn.layers import Dense, Embedding
+from mini_flows.nn.mlp import MLP
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
@@ -124,3 +125,16 @@ def test_embedding_and_cross_entropy_reject_bad_tokens():
 def test_unknown_activation_lists_the_valid_ones():
     with pytest.raises(ValueError, match="gelu"):
         activations.activation("swish")
+
+
+@given(seeds, sizes, st.lists(sizes, max_size=2), sizes, st.sampled_from(sorted(activations.ACTIVATIONS)))
+def test_mlp_backward_matches_autograd(seed, n_in, hidden, n_out, act):
+    rng = B.host_rng(seed)
+    mlp = MLP(n_in, hidden, n_out, act)
+    params = mlp.init(rng)
+    x = rng.standard_normal((3, n_in))
+    y, cache = mlp.forward(params, x)
+    assert y.shape == (3, n_out)
+    dy = rng.standard_normal(y.shape)
+    auto = autograd_grads(lambda p, x: vjp_loss(mlp.forward(p, x)[0], dy), params, x)
+    assert_grads_close(mlp.backward(params, cache, dy), auto)

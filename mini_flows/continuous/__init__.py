@@ -1,0 +1,32 @@
+"""Latent normalizing flows for discrete sequences (Ziegler and Rush, 2019), continuous part.
+
+Bottom to top: scalar transforms (affine, NLSq with its analytic cubic inverse), flow layers over
+a vector (AF, IAF, SCF, elementwise) and their stacks, and the sequence priors AF / AF, AF / SCF,
+IAF / SCF over latents (batch, T, H). Directions everywhere: ``forward`` maps base to data
+(sampling, the solve), ``inverse`` maps data to base (density, the closed-form formula).
+"""
+
+from mini_flows.continuous.cubic import nlsq_inverse
+from mini_flows.continuous.layers import AF, IAF, SCF, Elementwise, Flow
+from mini_flows.continuous.length import length_encoding, length_mask
+from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
+from mini_flows.continuous.scalar import AffineTransform, NLSq, NLSqTransform
+from mini_flows.continuous.stack import FlowStack
+
+__all__ = [
+    "AF",
+    "IAF",
+    "PRIORS",
+    "SCF",
+    "AffineTransform",
+    "Elementwise",
+    "Flow",
+    "FlowStack",
+    "NLSq",
+    "NLSqTransform",
+    "SequencePrior",
+    "build_prior",
+    "length_encoding",
+    "length_mask",
+    "nlsq_inverse",
+]

@@ -1,0 +1,233 @@
+"""The sequence priors of section 4.3: flows over latents z of shape (batch, T, H).
+
+Each time step is a layered flow in the hidden dimension (``FlowStack``: AF, SCF, or elementwise),
+conditioned on a time context c_t from an LSTM and on the length encoding of supplement C:
+
+    AF in time  (AF / AF, AF / SCF):  eps_t = g(z_t; c_t),  c_t = [LSTM(z_<t)_t, enc_t]
+    IAF in time (IAF / SCF):          eps_t = g(z_t; c_t),  c_t = [LSTM(eps_<t)_t, enc_t]
+
+with g the hidden flow's ``inverse`` (data -> base). The LSTM reads the previous step's vector
+(zero at t = 0), so c_t sees only earlier steps and the Jacobian d eps / d z is block lower
+triangular (supplement A): log p(z) = sum_t [log N(eps_t; 0, I) + log|det d eps_t / d z_t|].
+AF in time evaluates densities in parallel over t and samples one step after another; IAF in
+time samples in parallel and evaluates densities one step after another.
+
+Padding: steps t >= lengths[b] are padding. The map is the identity there (eps = z) with zero
+log-det, the padded values never reach a real step, and ``log_prob`` sums real steps only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.continuous.layers import first_param
+from mini_flows.continuous.length import check_lengths, length_encoding
+from mini_flows.continuous.scalar import AffineTransform, NLSqTransform
+from mini_flows.continuous.stack import FlowStack
+from mini_flows.nn.lstm import LSTM
+from mini_flows.nn.tree import Tree, tree_add
+
+TIME_KINDS = ("af", "iaf")
+HIDDEN_KINDS = ("af", "scf", "none")
+PRIORS = ("af/af", "af/scf", "iaf/scf", "af/none")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class SequencePrior:
+    """p(z_{1:T} | T) as a flow from a standard normal eps, AF or IAF in time, a layered flow in hidden.
+
+    Parameters
+    ----------
+    hidden_dim : H, the size of each z_t.
+    time : "af" (context from z_<t) or "iaf" (context from eps_<t).
+    hidden : "af", "scf" or "none" (an elementwise transform conditioned on time only).
+    transform : an AffineTransform or NLSqTransform instance.
+    num_layers : layers of the hidden flow.
+    max_length : the largest sequence length (size of each one-hot length vector).
+    lstm_size, lstm_layers : the time-context LSTM.
+    hidden_sizes : hidden layers of each flow layer's MADE or MLP.
+
+    Inputs: z, eps : (batch, T, H); lengths : (batch,) integers in [1, min(T, max_length)].
+    Parameters: {"lstm": ..., "flow": ...}.
+    """
+
+    def __init__(self, hidden_dim: int, time: str = "af", hidden: str = "af", transform: Any = None,
+                 num_layers: int = 5, max_length: int = 64, lstm_size: int = 64, lstm_layers: int = 1,
+                 hidden_sizes: Sequence[int] = (64,), activation: str = "relu"):
+        if time not in TIME_KINDS:
+            raise ValueError(f"time must be one of {TIME_KINDS}, got {time!r}")
+        if hidden not in HIDDEN_KINDS:
+            raise ValueError(f"hidden must be one of {HIDDEN_KINDS}, got {hidden!r}")
+        check_positive_int("hidden_dim", hidden_dim)
+        check_positive_int("max_length", max_length)
+        self.H, self.time, self.hidden, self.max_length = hidden_dim, time, hidden, max_length
+        self.transform = NLSqTransform() if transform is None else transform
+        self.lstm = LSTM(hidden_dim, lstm_size, lstm_layers)
+        self.lstm_size = lstm_size
+        self.flow = FlowStack(hidden, hidden_dim, num_layers, self.transform, cond_size=lstm_size + 2 * max_length,
+                              hidden_sizes=hidden_sizes, activation=activation)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"lstm": self.lstm.init(rng, dtype), "flow": self.flow.init(rng, dtype)}
+
+    # -- the bijection -------------------------------------------------------------------------
+
+    def inverse(self, params: Tree, z: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
+        """Data -> base: ((eps : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d eps/d z|."""
+        lengths = self._check(params, "z", z, lengths)
+        run = self._parallel if self.time == "af" else self._sequential
+        return self._masked(params, z, lengths, run, self.flow._inverse)
+
+    def forward(self, params: Tree, eps: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
+        """Base -> data: ((z : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d z/d eps|."""
+        lengths = self._check(params, "eps", eps, lengths)
+        run = self._sequential if self.time == "af" else self._parallel
+        return self._masked(params, eps, lengths, run, self.flow._forward)
+
+    def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> tuple[Tree, Array]:
+        """(grads, dz) from deps : (batch, T, H) and dlogdet : (batch,)."""
+        run = self._parallel_backward if self.time == "af" else self._sequential_backward
+        return self._masked_backward(params, cache, deps, dlogdet, run, self.flow.inverse_backward)
+
+    def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> tuple[Tree, Array]:
+        """(grads, deps) from dz : (batch, T, H) and dlogdet : (batch,)."""
+        run = self._sequential_backward if self.time == "af" else self._parallel_backward
+        return self._masked_backward(params, cache, dz, dlogdet, run, self.flow.forward_backward)
+
+    # -- density and sampling ------------------------------------------------------------------
+
+    def log_prob_forward(self, params: Tree, z: Array, lengths: Array) -> tuple[Array, Any]:
+        """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for backward."""
+        (eps, logdet), cache = self.inverse(params, z, lengths)
+        real = cache[1]
+        base = -0.5 * (eps * eps).sum(axis=-1) - 0.5 * self.H * _LOG_2PI
+        return B.xp().where(real, base, 0.0).sum(axis=1) + logdet, (cache, eps, real)
+
+    def log_prob_backward(self, params: Tree, cache: Any, dlogp: Array) -> tuple[Tree, Array]:
+        """(grads, dz : (batch, T, H)) from dlogp : (batch,)."""
+        inner, eps, real = cache
+        deps = -eps * (real[..., None] * dlogp[:, None, None])
+        return self.inverse_backward(params, inner, deps, dlogp)
+
+    def log_prob(self, params: Tree, z: Array, lengths: Array) -> Array:
+        """log p(z | T) : (batch,) for z : (batch, T, H) and lengths : (batch,)."""
+        return self.log_prob_forward(params, z, lengths)[0]
+
+    def sample(self, params: Tree, n: int, lengths: int | Array, seed: int | None) -> Array:
+        """z : (n, max(lengths), H): eps ~ N(0, I), z = forward(eps); padded steps are 0.
+
+        lengths : an int (every sequence that long) or (n,) integers.
+        """
+        check_positive_int("n", n)
+        xp = B.xp()
+        if isinstance(lengths, int) and not isinstance(lengths, bool):
+            lengths = xp.full((n,), lengths)
+        lengths = B.asarray(lengths)
+        check_lengths(lengths, n, self.max_length, self.max_length)
+        T = int(lengths.max())
+        dtype = B.value(first_param(params)).dtype
+        eps = B.rng(seed).standard_normal((n, T, self.H), dtype=dtype)
+        (z, _), _ = self.forward(params, eps, lengths)
+        return xp.where(self._real(lengths, T)[..., None], z, 0.0)
+
+    # -- machinery -----------------------------------------------------------------------------
+
+    def _check(self, params: Tree, name: str, x: Array, lengths: Array) -> Array:
+        check_float(name, x, like=first_param(params))
+        check_shape(name, x, (None, None, self.H))
+        lengths = B.asarray(lengths)
+        check_lengths(lengths, x.shape[0], x.shape[1], self.max_length)
+        return lengths
+
+    @staticmethod
+    def _real(lengths: Array, T: int) -> Array:
+        """(batch, T) booleans: True at real steps."""
+        return B.xp().arange(T)[None, :] < lengths[:, None]
+
+    def _masked(self, params: Tree, x: Array, lengths: Array, run: Any, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
+        """Run the flow on x with padding replaced by 0; identity and zero log-det on padding."""
+        xp = B.xp()
+        T = x.shape[1]
+        real = self._real(lengths, T)
+        enc = length_encoding(lengths, T, self.max_length, B.value(x).dtype)
+        (y, logdet), cache = run(params, xp.where(real[..., None], x, 0.0), enc, flow_op)
+        y = xp.where(real[..., None], y, x)
+        return (y, xp.where(real, logdet, 0.0).sum(axis=1)), (cache, real)
+
+    def _masked_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, run: Any, flow_backward: Any) -> tuple[Tree, Array]:
+        xp = B.xp()
+        inner, real = cache
+        grads, dx = run(params, inner, dy * real[..., None], dlogdet[:, None] * real, flow_backward)
+        return grads, xp.where(real[..., None], dx, dy)
+
+    def _cond(self, h: Array, enc: Array) -> Array:
+        return B.xp().concatenate([h, enc], axis=-1)
+
+    def _parallel(self, params: Tree, x: Array, enc: Array, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
+        """All steps at once: the LSTM reads x shifted one step right, y_t = flow_op(x_t; c_t)."""
+        xp = B.xp()
+        shifted = xp.concatenate([xp.zeros_like(B.value(x[:, :1])), x[:, :-1]], axis=1)
+        (h, _), lstm_cache = self.lstm.forward(params["lstm"], shifted)
+        (y, logdet), flow_cache = flow_op(params["flow"], x, self._cond(h, enc))
+        return (y, logdet), (lstm_cache, flow_cache)
+
+    def _parallel_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, flow_backward: Any) -> tuple[Tree, Array]:
+        xp = B.xp()
+        lstm_cache, flow_cache = cache
+        flow_grads, dx, dcond = flow_backward(params["flow"], flow_cache, dy, dlogdet)
+        lstm_grads, dshifted, _ = self.lstm.backward(params["lstm"], lstm_cache, dcond[..., : self.lstm_size])
+        dx = dx + xp.concatenate([dshifted[:, 1:], xp.zeros_like(dshifted[:, :1])], axis=1)
+        return {"lstm": lstm_grads, "flow": flow_grads}, dx
+
+    def _sequential(self, params: Tree, x: Array, enc: Array, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
+        """One step after another: the LSTM reads the previous output y_{t-1}, y_t = flow_op(x_t; c_t)."""
+        xp = B.xp()
+        y_prev = xp.zeros_like(B.value(x[:, 0]))
+        state, ys, logdets, caches = None, [], [], []
+        for t in range(x.shape[1]):
+            (h, state), lstm_cache = self.lstm.forward(params["lstm"], y_prev[:, None, :], initial_state=state)
+            (y_prev, logdet_t), flow_cache = flow_op(params["flow"], x[:, t], self._cond(h[:, 0], enc[:, t]))
+            ys.append(y_prev)
+            logdets.append(logdet_t)
+            caches.append((lstm_cache, flow_cache))
+        return (xp.stack(ys, axis=1), xp.stack(logdets, axis=1)), caches
+
+    def _sequential_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, flow_backward: Any) -> tuple[Tree, Array]:
+        xp = B.xp()
+        dx = xp.zeros_like(dy)
+        dy_next = xp.zeros_like(dy[:, 0])  # reaches y_t through the LSTM input of step t + 1
+        dstate, grads = None, None
+        for t in reversed(range(dy.shape[1])):
+            lstm_cache, flow_cache = cache[t]
+            flow_grads, dx_t, dcond = flow_backward(params["flow"], flow_cache, dy[:, t] + dy_next, dlogdet[:, t])
+            dx[:, t] = dx_t
+            lstm_grads, dstep, dstate = self.lstm.backward(params["lstm"], lstm_cache, dcond[:, None, : self.lstm_size],
+                                                           d_final=dstate)
+            dy_next = dstep[:, 0]
+            step = {"lstm": lstm_grads, "flow": flow_grads}
+            grads = step if grads is None else tree_add(grads, step)
+        return grads, dx
+
+
+def build_prior(kind: str, hidden_dim: int, transform: str = "nlsq", num_layers: int | None = None,
+                **config: Any) -> SequencePrior:
+    """One of the paper's priors by name: "af/af", "af/scf", "iaf/scf" (Table 1) or "af/none"
+    (Table 2's "- AF hidden"); transform "nlsq" or "affine" (Table 2's "- NLSq").
+
+    num_layers defaults to supplement D's: 5 for AF in time, 3 for IAF / SCF. Other keywords go
+    to SequencePrior (max_length, lstm_size, lstm_layers, hidden_sizes, activation).
+
+    Example: ``prior = build_prior("af/scf", 8, max_length=20); params = prior.init(B.host_rng(0))``.
+    """
+    if kind not in PRIORS:
+        raise ValueError(f"unknown prior {kind!r}; choose from {PRIORS}")
+    transforms = {"nlsq": NLSqTransform, "affine": AffineTransform}
+    if transform not in transforms:
+        raise ValueError(f"unknown transform {transform!r}; choose from {sorted(transforms)}")
+    time, hidden = kind.split("/")
+    layers = num_layers if num_layers is not None else (5 if time == "af" else 3)
+    return SequencePrior(hidden_dim, time, hidden, transforms[transform](), num_layers=layers, **config)

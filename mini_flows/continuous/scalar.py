@@ -1,0 +1,289 @@
+"""Elementwise scalar transforms of Ziegler and Rush (2019): affine and non-linear squared (NLSq).
+
+Each transform is strictly increasing in x, with parameters that arrive as raw (unconstrained)
+network outputs on a last axis of size ``num_params``:
+
+    AffineTransform   raw = (a, log_b)                     f(x) = a + b x
+    NLSqTransform     raw = (a, log_b, c_raw, log_d, g)    f(x) = a + b x + c / (1 + (d x + g)^2)
+
+Two directions, each with a hand-written backward pass:
+
+    ``formula(raw, x) -> ((y, logdet), cache)``   y = f(x), logdet = log f'(x), the closed form;
+    ``solve(raw, y) -> ((x, logdet), cache)``     x = f^-1(y) (a cubic for NLSq), logdet = -log f'(x).
+
+Shapes: raw : (..., num_params); x, y : (...) broadcastable against raw's leading axes; outputs
+have the broadcast shape; the backward passes return gradients of raw's and of x's (y's) shape.
+
+Inside the flows the formula runs in the data -> base direction (density, training) and the solve
+in the base -> data direction (sampling), as in supplement B: eps = formula(raw, z),
+z = solve(raw, eps).
+
+References: Z. Ziegler and A. Rush, "Latent Normalizing Flows for Discrete Sequences", ICML 2019,
+section 4.3 and supplement B.
+
+Example::
+
+    t = NLSqTransform(alpha=0.95)
+    (y, logdet), cache = t.formula(raw, x)         # raw : (batch, 5), x : (batch,)
+    (x_back, logdet_inv), _ = t.solve(raw, y)      # x_back == x, logdet_inv == -logdet
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any, Sequence
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float
+from mini_flows.continuous.cubic import K_MAX, nlsq_inverse
+
+_S_CLIP = 1e18  # |s| = |d x + g| above this: c / (1 + s^2) < 1e-36 b / d, below round-off of b x; s^2 fits float32
+
+
+def _broadcast_shape(s1: tuple[int, ...], s2: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """The NumPy broadcast of two shapes; ValueError saying ``what`` if they do not broadcast."""
+    n = max(len(s1), len(s2))
+    p1, p2 = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
+    if any(x != y and 1 not in (x, y) for x, y in zip(p1, p2)):
+        raise ValueError(f"{what}: shapes {tuple(s1)} and {tuple(s2)} do not broadcast")
+    return tuple(max(x, y) if 0 not in (x, y) else 0 for x, y in zip(p1, p2))
+
+
+def _sum_to(g: Array, shape: tuple[int, ...]) -> Array:
+    """Sum a gradient of the broadcast shape back to the shape of the argument it belongs to."""
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def check_alpha(alpha: Any) -> float:
+    """Return alpha as a float, or raise ValueError unless it is a number in (0, 1)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a number in (0, 1) (NLSq is invertible only then), got {alpha!r}")
+    return float(alpha)
+
+
+class ScalarTransform:
+    """An elementwise, strictly increasing map y = f(x; raw) with both directions differentiable.
+
+    Subclass requirements
+    ---------------------
+    ``num_params``: the size of raw's last axis.
+    ``_params(raw) -> dict``: the constrained parameters (b = exp(log_b), ...), computed once per
+    call and shared by both directions.
+    ``_formula(params, x) -> ((y, logdet), cache)``: the closed form, traceable by autograd; cache
+    is a dict holding at least "fprime" (f'(x)) and "dlogdet_dx" (d log f'(x) / dx), plus what
+    ``_partials`` needs.
+    ``_partials(cache, dy, dlogdet) -> (draw_list, dx)``: the vector-Jacobian product of the
+    formula, one gradient per raw parameter, all of the broadcast shape.
+    ``_inverse(params, y) -> x``: f^-1, traceable by autograd.
+    The base class validates inputs, reduces broadcast gradients and derives the solve's backward
+    pass from the formula's by the implicit-function theorem.
+    """
+
+    num_params: int
+
+    def _check(self, raw: Array, x: Array, name: str) -> tuple[int, ...]:
+        check_float("raw", raw)
+        shape = tuple(B.value(raw).shape)
+        if len(shape) < 1 or shape[-1] != self.num_params:
+            raise ValueError(f"raw must have shape (..., {self.num_params}), got {shape}")
+        check_float(name, x, like=raw)
+        return _broadcast_shape(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}")
+
+    def formula(self, raw: Array, x: Array) -> tuple[tuple[Array, Array], dict]:
+        """y = f(x) and logdet = log f'(x), elementwise.
+
+        raw : (..., num_params), x : (...). Returns y, logdet of the broadcast shape, and a cache.
+        """
+        self._check(raw, x, "x")
+        (y, logdet), cache = self._formula(self._params(raw), x)
+        cache.update(raw_shape=tuple(B.value(raw).shape), x_shape=tuple(B.value(x).shape))
+        return (y, logdet), cache
+
+    def formula_backward(self, cache: dict, dy: Array, dlogdet: Array) -> tuple[Array, Array]:
+        """Gradients (draw : raw's shape, dx : x's shape) from cotangents dy, dlogdet on y, logdet."""
+        xp = B.xp()
+        grads, dx = self._partials(cache, dy, dlogdet)
+        shape = tuple(B.value(cache["fprime"]).shape)
+        draw = xp.stack([xp.broadcast_to(g, shape) for g in grads], axis=-1)
+        return _sum_to(draw, cache["raw_shape"]), _sum_to(xp.broadcast_to(dx, shape), cache["x_shape"])
+
+    def solve(self, raw: Array, y: Array) -> tuple[tuple[Array, Array], dict]:
+        """x = f^-1(y) and logdet = log |dx/dy| = -log f'(x), elementwise.
+
+        raw : (..., num_params), y : (...). Returns x, logdet of the broadcast shape, and a cache.
+        """
+        self._check(raw, y, "y")
+        params = self._params(raw)
+        x = self._inverse(params, y)
+        (_, logdet), cache = self._formula(params, x)
+        cache.update(raw_shape=tuple(B.value(raw).shape), x_shape=tuple(B.value(x).shape))
+        return (x, -logdet), {"formula": cache, "y_shape": tuple(B.value(y).shape)}
+
+    def solve_backward(self, cache: dict, dx: Array, dlogdet: Array) -> tuple[Array, Array]:
+        """Gradients (draw : raw's shape, dy : y's shape) from cotangents dx, dlogdet on x, logdet.
+
+        Implicit-function theorem on f(x; theta) = y: dx = (dy - sum_k df/dtheta_k dtheta_k) / f'(x).
+        With logdet = -L(x; theta), L = log f', the cotangent reaching x is gx = dx - dlogdet dL/dx;
+        then dy = gx / f' and draw is the formula's vector-Jacobian product with cotangents
+        (-gx / f', -dlogdet) on (y, L) at fixed x.
+        """
+        fc = cache["formula"]
+        gx = dx - dlogdet * fc["dlogdet_dx"]
+        dy = gx / fc["fprime"]
+        draw, _ = self.formula_backward(fc, -dy, -dlogdet)
+        return draw, _sum_to(B.xp().broadcast_to(dy, fc["fprime"].shape), cache["y_shape"])
+
+
+class AffineTransform(ScalarTransform):
+    """f(x) = a + b x with b = exp(log_b); raw = (a, log_b); log f'(x) = log_b."""
+
+    num_params = 2
+
+    def _params(self, raw: Array) -> dict:
+        return {"a": raw[..., 0], "log_b": raw[..., 1], "b": B.xp().exp(raw[..., 1])}
+
+    def _formula(self, params: dict, x: Array) -> tuple[tuple[Array, Array], dict]:
+        xp = B.xp()
+        a, log_b, b = params["a"], params["log_b"], params["b"]
+        y = a + b * x
+        logdet = log_b + xp.zeros_like(y)
+        fprime = b + xp.zeros_like(y)
+        return (y, logdet), {"x": x, "b": b, "fprime": fprime, "dlogdet_dx": xp.zeros_like(y)}
+
+    def _partials(self, cache: dict, dy: Array, dlogdet: Array) -> tuple[list[Array], Array]:
+        b, x = cache["b"], cache["x"]
+        return [dy, dy * b * x + dlogdet], dy * b
+
+    def _inverse(self, params: dict, y: Array) -> Array:
+        return (y - params["a"]) / params["b"]
+
+
+def _nlsq_core(
+    a: Array, b: Array, c: Array, d: Array, g: Array, k: Array, log_b: Array, x: Array
+) -> tuple[Array, Array, dict]:
+    """y = a + b x + c / (1 + s^2) and log f'(x) = log b + log(1 - m), s = d x + g,
+    m = 2 k s / (1 + s^2)^2, k = c d / b (so f'(x) = b (1 - m) >= b (1 - |k| / K_MAX))."""
+    xp = B.xp()
+    s = xp.minimum(xp.maximum(d * x + g, -_S_CLIP), _S_CLIP)
+    den = 1 + s * s
+    sd = s / den
+    m = 2 * k * sd / den
+    y = a + b * x + c / den
+    logdet = log_b + xp.log1p(-m)
+    return y, logdet, {"s": s, "den": den, "sd": sd, "m": m}
+
+
+class NLSqTransform(ScalarTransform):
+    """f(x) = a + b x + c / (1 + (d x + g)^2), strictly increasing (supplement B).
+
+    raw = (a, log_b, c_raw, log_d, g) with b = exp(log_b), d = exp(log_d) and
+    c = (8 sqrt 3 / (9 d)) b alpha tanh(c_raw), so that b > (9 / (8 sqrt 3)) |c| d: the least
+    slope is f'(x*) = b (1 - alpha |tanh c_raw|) > 0, at x* = (sign(c) / sqrt 3 - g) / d.
+    ``solve`` finds the real root of the cubic analytically (``cubic.nlsq_inverse``).
+    """
+
+    num_params = 5
+
+    def __init__(self, alpha: float = 0.95):
+        self.alpha = check_alpha(alpha)
+
+    def _params(self, raw: Array) -> dict:
+        xp = B.xp()
+        a, log_b, c_raw, log_d, g = (raw[..., i] for i in range(5))
+        b, d, th = xp.exp(log_b), xp.exp(log_d), xp.tanh(c_raw)
+        k = (K_MAX * self.alpha) * th  # k = c d / b
+        return {"a": a, "b": b, "c": (b / d) * k, "d": d, "g": g, "k": k, "log_b": log_b, "th": th}
+
+    def _formula(self, p: dict, x: Array) -> tuple[tuple[Array, Array], dict]:
+        y, logdet, loc = _nlsq_core(p["a"], p["b"], p["c"], p["d"], p["g"], p["k"], p["log_b"], x)
+        s, den, m, k = loc["s"], loc["den"], loc["m"], p["k"]
+        one_m = 1 - m
+        dm_ds = 2 * k * ((1 - 3 * s * s) / den) / den / den  # d m / d s
+        cache = dict(p, **loc, x=x, one_m=one_m, dL_ds=-dm_ds / one_m)
+        cache.update(fprime=p["b"] * one_m, dlogdet_dx=cache["dL_ds"] * p["d"])
+        return (y, logdet), cache
+
+    def _partials(self, cache: dict, dy: Array, dlogdet: Array) -> tuple[list[Array], Array]:
+        b, c, d, x = cache["b"], cache["c"], cache["d"], cache["x"]
+        den, sd, m, one_m = cache["den"], cache["sd"], cache["m"], cache["one_m"]
+        gs = -dy * (b / d) * m + dlogdet * cache["dL_ds"]  # dy/ds = -(b/d) m
+        gk = dy * (b / d) / den - dlogdet * (2 * sd / den) / one_m  # dm/dk = 2 s / den^2
+        bump = c / den
+        grads = [
+            dy,  # a
+            dy * (b * x + bump) + dlogdet,  # log_b
+            gk * (K_MAX * self.alpha) * (1 - cache["th"] ** 2),  # c_raw
+            -dy * bump + gs * d * x,  # log_d (c ~ 1/d, s = d x + g)
+            gs,  # g
+        ]
+        return grads, dy * b + gs * d
+
+    def _inverse(self, p: dict, y: Array) -> Array:
+        return nlsq_inverse(y, p["a"], p["b"], p["c"], p["d"], p["g"])
+
+
+def _check_params(names: Sequence[str], values: tuple[Array, ...]) -> tuple[int, ...]:
+    """Check finite float arrays of the first one's dtype; return their broadcast shape."""
+    shape: tuple[int, ...] = ()
+    for name, v in zip(names, values):
+        check_float(name, v, like=values[0])
+        shape = _broadcast_shape(shape, tuple(B.value(v).shape), f"the parameters up to {name}")
+    return shape
+
+
+class NLSq:
+    """The NLSq scalar map with given parameters: z = f(eps) = a + b eps + c / (1 + (d eps + g)^2).
+
+    Requires b > 0, d > 0 and b > (9 / (8 sqrt 3)) |c| d (strictly increasing, supplement B).
+    a, b, c, d, g : (...) float arrays of one dtype, broadcastable with each other and with the
+    inputs of ``forward`` and ``inverse``.
+
+    Example::
+
+        f = NLSq.from_raw(a, log_b, c_raw, log_d, g, alpha=0.95)
+        z, logdet = f.forward(eps)        # closed form
+        eps_back, logdet_inv = f.inverse(z)  # the cubic's real root; logdet_inv == -logdet
+    """
+
+    def __init__(self, a: Array, b: Array, c: Array, d: Array, g: Array):
+        xp = B.xp()
+        shape = _check_params("abcdg", (a, b, c, d, g))
+        if not (bool(xp.all(B.value(b) > 0)) and bool(xp.all(B.value(d) > 0))):
+            raise ValueError("b and d must be positive")
+        if not bool(xp.all(xp.abs(B.value(c)) * B.value(d) < K_MAX * B.value(b))):
+            raise ValueError("NLSq needs b > (9 / (8 sqrt 3)) |c| d to be strictly increasing; build it with from_raw")
+        self.a, self.b, self.c, self.d, self.g = a, b, c, d, g
+        self.shape = shape
+
+    @classmethod
+    def from_raw(cls, a: Array, log_b: Array, c_raw: Array, log_d: Array, g: Array, alpha: float = 0.95) -> "NLSq":
+        """b = exp(log_b), d = exp(log_d), c = (8 sqrt 3 / (9 d)) b alpha tanh(c_raw); alpha in (0, 1)."""
+        xp = B.xp()
+        alpha = check_alpha(alpha)
+        _check_params(("a", "log_b", "c_raw", "log_d", "g"), (a, log_b, c_raw, log_d, g))
+        b, d = xp.exp(log_b), xp.exp(log_d)
+        return cls(a, b, (K_MAX * alpha / d) * b * xp.tanh(c_raw), d, g)
+
+    def _check(self, name: str, x: Array) -> None:
+        check_float(name, x, like=self.a)
+        _broadcast_shape(self.shape, tuple(B.value(x).shape), f"the parameters and {name}")
+
+    def forward(self, eps: Array) -> tuple[Array, Array]:
+        """z = f(eps) and logdet = log f'(eps), elementwise; eps : (...)."""
+        self._check("eps", eps)
+        xp = B.xp()
+        k = self.c * self.d / self.b
+        z, logdet, _ = _nlsq_core(self.a, self.b, self.c, self.d, self.g, k, xp.log(self.b), eps)
+        return z, logdet
+
+    def inverse(self, z: Array) -> tuple[Array, Array]:
+        """eps = f^-1(z), the real root of the cubic, and logdet = -log f'(eps); z : (...)."""
+        self._check("z", z)
+        eps = nlsq_inverse(z, self.a, self.b, self.c, self.d, self.g)
+        return eps, -self.forward(eps)[1]
+

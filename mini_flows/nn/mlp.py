@@ -1,0 +1,48 @@
+"""A small fully connected network (the conditioner of coupling and elementwise flow layers, among others)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from mini_flows.backend import Array
+from mini_flows.checks import check_positive_int
+from mini_flows.nn.activations import activation as get_activation
+from mini_flows.nn.layers import Dense
+from mini_flows.nn.tree import Tree
+
+
+class MLP:
+    """f(x) = W_L act(... act(x W_1 + b_1) ...) + b_L, with ``len(hidden_sizes)`` hidden layers.
+
+    Inputs: x : (..., n_in). Returns y : (..., n_out).
+    Parameters: {"dense0": ..., "dense1": ...}, one Dense block per layer.
+    """
+
+    def __init__(self, n_in: int, hidden_sizes: Sequence[int], n_out: int, activation: str = "relu"):
+        sizes = [n_in, *hidden_sizes, n_out]
+        for size in sizes:
+            check_positive_int("layer size", size)
+        self.layers = [Dense(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.act_forward, self.act_backward = get_activation(activation)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {f"dense{i}": layer.init(rng, dtype) for i, layer in enumerate(self.layers)}
+
+    def forward(self, params: Tree, x: Array) -> tuple[Array, Any]:
+        caches = []
+        for i, layer in enumerate(self.layers):
+            x, dense_cache = layer.forward(params[f"dense{i}"], x)
+            act_cache = None
+            if i < len(self.layers) - 1:
+                x, act_cache = self.act_forward(x)
+            caches.append((dense_cache, act_cache))
+        return x, caches
+
+    def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
+        grads: Tree = {}
+        for i in reversed(range(len(self.layers))):
+            dense_cache, act_cache = cache[i]
+            if act_cache is not None:
+                dy = self.act_backward(act_cache, dy)
+            grads[f"dense{i}"], dy = self.layers[i].backward(params[f"dense{i}"], dense_cache, dy)
+        return {f"dense{i}": grads[f"dense{i}"] for i in range(len(self.layers))}, dy

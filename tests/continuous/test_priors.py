@@ -1,0 +1,175 @@
+"""The sequence priors AF/AF, AF/SCF, IAF/SCF and the ablations: bijection, log-det against
+autograd's Jacobian, block-triangular Jacobian (supplement A), backward against autograd, padding,
+length encoding, sampling, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, note, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.continuous.length import length_encoding, length_mask
+from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
+from mini_flows.nn.tree import tree_map
+from tests.continuous.harness import check_bijection, check_logdet_against_jacobian
+from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+
+pytestmark = pytest.mark.autograd
+
+seeds = st.integers(0, 2**32 - 1)
+CASES = [(kind, "nlsq") for kind in PRIORS] + [("af/af", "affine")]
+
+
+def small_prior(kind, transform, H, max_length, num_layers=2):
+    """tanh networks: bounded raw parameters keep random draws well conditioned (see test_layers)."""
+    return build_prior(kind, H, transform, num_layers=num_layers, max_length=max_length, lstm_size=3,
+                       hidden_sizes=(5,), activation="tanh")
+
+
+@st.composite
+def priors(draw, kind, transform, full_length=False):
+    """A small prior with noisy parameters, z : (batch, T, H) and lengths (all T when full_length)."""
+    H = draw(st.integers(2 if kind.endswith("scf") else 1, 3))
+    T, batch = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    prior = small_prior(kind, transform, H, max_length=T + 1, num_layers=draw(st.integers(1, 2)))
+    rng = B.host_rng(draw(seeds))
+    params = tree_map(lambda a: a + 0.3 * rng.standard_normal(a.shape), prior.init(rng))
+    lengths = np.full(batch, T) if full_length else rng.integers(1, T + 1, size=batch)
+    x = rng.standard_normal((batch, T, H))
+    note(f"{kind}/{transform}: H={H}, T={T}, layers={len(prior.flow.layers)}, lengths={lengths}")
+    return prior, params, x, lengths, rng
+
+
+@pytest.mark.parametrize("kind,transform", CASES)
+@given(data=st.data())
+def test_bijection_logdet_and_block_triangular_jacobian(kind, transform, data):
+    prior, params, eps, lengths, _ = data.draw(priors(kind, transform))
+    forward = lambda e: prior.forward(params, e, lengths)[0]  # noqa: E731
+    inverse = lambda z: prior.inverse(params, z, lengths)[0]  # noqa: E731
+    z, _ = check_bijection(forward, inverse, eps)
+    J = check_logdet_against_jacobian(inverse, z)  # (batch, T*H, T*H): d eps / d z of each sequence
+    batch, T, H = z.shape
+    blocks = J.reshape(batch, T, H, T, H)
+    for t in range(T):
+        assert np.all(blocks[:, t, :, t + 1:, :] == 0), "eps_t depends on a later z_s (supplement A)"
+    for b in range(batch):
+        if lengths[b] >= 2:  # the time context is used: eps_1 depends on z_0
+            assert np.any(blocks[b, 1, :, 0, :] != 0)
+
+
+@pytest.mark.parametrize("kind,transform", CASES)
+@pytest.mark.parametrize("direction", ["inverse", "forward"])
+@given(data=st.data())
+def test_backward_matches_autograd(kind, transform, direction, data):
+    prior, params, x, lengths, rng = data.draw(priors(kind, transform))
+    run, backward = getattr(prior, direction), getattr(prior, direction + "_backward")
+    (y, logdet), cache = run(params, x, lengths)
+    dy, dlogdet = rng.standard_normal(y.shape), rng.standard_normal(logdet.shape)
+
+    def loss(p, x):
+        y, logdet = run(p, x, lengths)[0]
+        return vjp_loss(y, dy) + vjp_loss(logdet, dlogdet)
+
+    assert_grads_close(backward(params, cache, dy, dlogdet), autograd_grads(loss, params, x))
+
+
+@pytest.mark.parametrize("kind,transform", CASES)
+@given(data=st.data())
+def test_log_prob_backward_matches_autograd(kind, transform, data):
+    prior, params, z, lengths, rng = data.draw(priors(kind, transform))
+    logp, cache = prior.log_prob_forward(params, z, lengths)
+    eps = prior.inverse(params, z, lengths)[0][0]
+    real = length_mask(lengths, z.shape[1])
+    want = (real * (-0.5 * (eps**2).sum(-1) - 0.5 * z.shape[2] * np.log(2 * np.pi))).sum(1)
+    np.testing.assert_allclose(logp, want + prior.inverse(params, z, lengths)[0][1], rtol=1e-12)
+    dlogp = rng.standard_normal(logp.shape)
+    auto = autograd_grads(lambda p, z: vjp_loss(prior.log_prob(p, z, lengths), dlogp), params, z)
+    assert_grads_close(prior.log_prob_backward(params, cache, dlogp), auto)
+
+
+@pytest.mark.parametrize("kind", PRIORS)
+@given(seed=seeds, length=st.integers(1, 3), pad=st.integers(1, 3))
+def test_padding_never_changes_log_prob(kind, seed, length, pad):
+    """A sequence alone and padded with garbage beside a longer one has the same log-probability."""
+    rng = B.host_rng(seed)
+    H, T = 2, length + pad
+    prior = small_prior(kind, "nlsq", H, max_length=T)
+    params = prior.init(rng)
+    z = rng.standard_normal((1, length, H))
+    alone, alone_cache = prior.log_prob_forward(params, z, np.array([length]))
+    padded = np.concatenate([z, 1e3 * rng.standard_normal((1, pad, H))], axis=1)
+    batch = np.concatenate([padded, rng.standard_normal((1, T, H))])
+    together, cache = prior.log_prob_forward(params, batch, np.array([length, T]))
+    np.testing.assert_allclose(together[0], alone[0], rtol=1e-12)
+    _, dz = prior.log_prob_backward(params, cache, np.array([1.0, 0.0]))
+    _, dz_alone = prior.log_prob_backward(params, alone_cache, np.array([1.0]))
+    np.testing.assert_allclose(dz[0, :length], dz_alone[0], rtol=1e-10, atol=1e-12)
+    assert np.all(dz[0, length:] == 0)  # padding gets no gradient
+    (eps, _), _ = prior.inverse(params, batch, np.array([length, T]))
+    np.testing.assert_array_equal(eps[0, length:], batch[0, length:])  # identity on padding
+
+
+def test_length_encoding_is_two_one_hots():
+    enc = length_encoding(np.array([3, 1]), 4, 5)
+    assert enc.shape == (2, 4, 10)
+    np.testing.assert_array_equal(enc[0, :, :5].argmax(-1), [0, 1, 2, 3])  # distance from the start
+    np.testing.assert_array_equal(enc[0, :3, 5:].argmax(-1), [2, 1, 0])  # distance from the end
+    np.testing.assert_array_equal(enc[0, 3, 5:], 0)  # padding: no distance from the end
+    np.testing.assert_array_equal(enc[1, 0, 5:], [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(length_mask(np.array([3, 1]), 4), [[1, 1, 1, 0], [1, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("kind", PRIORS)
+def test_sample_shape_padding_dtype_and_seed(kind):
+    prior = small_prior(kind, "nlsq", 2, max_length=6)
+    params = prior.init(B.host_rng(0), dtype="float32")
+    z = prior.sample(params, 3, np.array([2, 5, 4]), seed=7)
+    assert z.shape == (3, 5, 2) and z.dtype == np.float32
+    assert np.all(z[0, 2:] == 0) and np.all(z[2, 4:] == 0) and np.all(np.isfinite(z))
+    np.testing.assert_array_equal(z, prior.sample(params, 3, np.array([2, 5, 4]), seed=7))
+    assert prior.sample(params, 2, 3, seed=1).shape == (2, 3, 2)
+    assert prior.log_prob(params, z, np.array([2, 5, 4])).dtype == np.float32
+
+
+def test_sample_matches_forward_of_the_same_noise():
+    prior = small_prior("iaf/scf", "nlsq", 2, max_length=4)
+    params = prior.init(B.host_rng(0))
+    eps = B.rng(3).standard_normal((2, 4, 2))
+    (z, _), _ = prior.forward(params, eps, np.array([4, 4]))
+    np.testing.assert_array_equal(prior.sample(params, 2, 4, seed=3), z)
+
+
+@pytest.mark.parametrize(
+    "z,lengths,error,match",
+    [
+        (np.ones((2, 3)), [3, 3], ValueError, r"z must have shape \(\*, \*, 2\)"),
+        (np.ones((2, 3, 4)), [3, 3], ValueError, r"z must have shape \(\*, \*, 2\)"),
+        (np.ones((2, 3, 2)), [3], ValueError, r"lengths must have shape \(2\)"),
+        (np.ones((2, 3, 2)), [0, 3], ValueError, r"lengths must lie in \[1, 3\]"),
+        (np.ones((2, 3, 2)), [4, 3], ValueError, r"lengths must lie in \[1, 3\]"),
+        (np.ones((2, 6, 2)), [6, 3], ValueError, r"lengths must lie in \[1, 5\]"),
+        (np.ones((2, 3, 2)), [2.0, 3.0], TypeError, "integer"),
+        (np.full((2, 3, 2), np.nan), [3, 3], ValueError, "NaN"),
+        (np.ones((2, 3, 2), np.float32), [3, 3], TypeError, "parameters are float64"),
+    ],
+)
+def test_bad_input_raises(z, lengths, error, match):
+    prior = small_prior("af/af", "affine", 2, max_length=5)
+    with pytest.raises(error, match=match):
+        prior.log_prob(prior.init(B.host_rng(0)), z, np.array(lengths))
+
+
+def test_bad_configuration_raises():
+    with pytest.raises(ValueError, match="unknown prior"):
+        build_prior("iaf/af", 4)
+    with pytest.raises(ValueError, match="unknown transform"):
+        build_prior("af/af", 4, "spline")
+    with pytest.raises(ValueError, match="time must be"):
+        SequencePrior(4, time="rnn")
+    with pytest.raises(ValueError, match="dim >= 2"):
+        build_prior("af/scf", 1)
+    prior = small_prior("af/af", "affine", 2, max_length=3)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 3\]"):
+        prior.sample(prior.init(B.host_rng(0)), 2, 4, seed=0)
+    assert [len(build_prior(kind, 4).flow.layers) for kind in PRIORS] == [5, 5, 3, 5]

@@ -1,0 +1,289 @@
+"""Affine and NLSq scalar transforms: bijection, log-det, backward passes, normalization, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, note, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.continuous.cubic import K_MAX
+from mini_flows.continuous.scalar import AffineTransform, NLSq, NLSqTransform
+from tests.continuous.harness import check_bijection, check_logdet_against_jacobian
+from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+
+pytestmark = pytest.mark.autograd
+
+seeds = st.integers(0, 2**32 - 1)
+sizes = st.integers(1, 5)
+TRANSFORMS = [AffineTransform(), NLSqTransform(0.5), NLSqTransform(0.95), NLSqTransform(0.999)]
+IDS = ["affine", "nlsq0.5", "nlsq0.95", "nlsq0.999"]
+# (a, log_b, c_raw, log_d, g) ranges; the affine transform takes the first two
+RAW_LOW = np.array([-5.0, -3.0, -6.0, -3.0, -5.0])
+RAW_HIGH = -RAW_LOW
+
+
+def draw_raw(rng, shape, t):
+    return rng.uniform(RAW_LOW[: t.num_params], RAW_HIGH[: t.num_params], (*shape, t.num_params))
+
+
+def draw_x(rng, shape):
+    return rng.standard_normal(shape) * 10 ** rng.uniform(-1, 2, shape)
+
+
+def directions(t, raw):
+    """(forward, inverse) pairs in both orders: the formula and the solve each as the forward map."""
+
+    def formula(x):
+        return t.formula(raw, x)[0]
+
+    def solve(y):
+        return t.solve(raw, y)[0]
+
+    return {"formula": (formula, solve), "solve": (solve, formula)}
+
+
+@pytest.mark.parametrize("direction", ["formula", "solve"])
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(seed=seeds, n=st.integers(1, 50))
+def test_bijection(t, direction, seed, n):
+    rng = B.host_rng(seed)
+    raw = draw_raw(rng, (n,), t)
+    x = draw_x(rng, (n,))
+    check_bijection(*directions(t, raw)[direction], x)
+
+
+@pytest.mark.parametrize("direction", ["formula", "solve"])
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(seed=seeds, n=sizes)
+def test_logdet_against_jacobian(t, direction, seed, n):
+    rng = B.host_rng(seed)
+    raw = draw_raw(rng, (n,), t)
+    check_logdet_against_jacobian(directions(t, raw)[direction][0], draw_x(rng, (n,)))
+
+
+# (raw leading shape, x shape) that broadcast, with size-1 axes on either side
+shape_pairs = st.lists(st.tuples(sizes, st.sampled_from(["both", "raw1", "x1"])), min_size=0, max_size=3).map(
+    lambda axes: (
+        tuple(1 if kind == "raw1" else n for n, kind in axes),
+        tuple(1 if kind == "x1" else n for n, kind in axes),
+    )
+)
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(seed=seeds, shapes=shape_pairs)
+def test_formula_backward_matches_autograd(t, seed, shapes):
+    rng = B.host_rng(seed)
+    raw, x = draw_raw(rng, shapes[0], t), draw_x(rng, shapes[1])
+    (y, logdet), cache = t.formula(raw, x)
+    dy, dlogdet = rng.standard_normal(y.shape), rng.standard_normal(y.shape)
+    hand = t.formula_backward(cache, dy, dlogdet)
+
+    def loss(raw, x):
+        y, logdet = t.formula(raw, x)[0]
+        return vjp_loss(y, dy) + vjp_loss(logdet, dlogdet)
+
+    assert_grads_close(hand, autograd_grads(loss, raw, x))
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(seed=seeds, shapes=shape_pairs)
+def test_solve_backward_matches_autograd_through_the_cubic(t, seed, shapes):
+    """autograd differentiates the closed-form root itself (where branches, asinh, acosh, ...)."""
+    rng = B.host_rng(seed)
+    raw = draw_raw(rng, shapes[0], t)
+    y = draw_x(rng, shapes[1])
+    (x, logdet), cache = t.solve(raw, y)
+    dx, dlogdet = rng.standard_normal(x.shape), rng.standard_normal(x.shape)
+    hand = t.solve_backward(cache, dx, dlogdet)
+
+    def loss(raw, y):
+        x, logdet = t.solve(raw, y)[0]
+        return vjp_loss(x, dx) + vjp_loss(logdet, dlogdet)
+
+    assert_grads_close(hand, autograd_grads(loss, raw, y))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.999])
+@pytest.mark.parametrize("r", [0.5, -3**0.5 * (1 + 1e-7), 3**0.5, 5.0, -2e4], ids=["sinh", "flat-", "flat", "cosh", "asym"])
+@given(seed=seeds)
+def test_solve_backward_through_each_branch_of_the_cubic(alpha, r, seed):
+    """r = d (y - a) / b + g picks the branch: p = 1 - r^2 / 3 > 0, ~ 0, < 0, and |r| >= 1e4."""
+    t = NLSqTransform(alpha)
+    rng = B.host_rng(seed)
+    raw = draw_raw(rng, (6,), t)
+    a, b, d, g = raw[:, 0], np.exp(raw[:, 1]), np.exp(raw[:, 3]), raw[:, 4]
+    y = a + b * (r - g) / d
+    (x, _), cache = t.solve(raw, y)
+    dx, dlogdet = rng.standard_normal(6), rng.standard_normal(6)
+
+    def loss(raw, y):
+        x, logdet = t.solve(raw, y)[0]
+        return vjp_loss(x, dx) + vjp_loss(logdet, dlogdet)
+
+    assert_grads_close(t.solve_backward(cache, dx, dlogdet), autograd_grads(loss, raw, y))
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(seed=seeds, n=st.integers(1, 20))
+def test_solve_backward_matches_implicit_function_theorem(t, seed, n):
+    """The solve's gradient from autograd's gradient of the formula at the solution x* = f^-1(y):
+    dx*/dy = 1 / f'(x*), dx*/dtheta = -(df/dtheta) / f'(x*); logdet = -log f'(x*)."""
+    rng = B.host_rng(seed)
+    raw = draw_raw(rng, (n,), t)
+    y = t.formula(raw, draw_x(rng, (n,)))[0][0]
+    (x, _), cache = t.solve(raw, y)
+    dx, dlogdet = rng.standard_normal(n), rng.standard_normal(n)
+    draw, dy = t.solve_backward(cache, dx, dlogdet)
+    _, fprime = autograd_grads(lambda r, x: t.formula(r, x)[0][0].sum(), raw, x)  # elementwise f'(x)
+    _, dL_dx = autograd_grads(lambda r, x: t.formula(r, x)[0][1].sum(), raw, x)  # d log f' / dx
+    dy_ift = (dx - dlogdet * dL_dx) / fprime
+
+    def formula_loss(raw, x):
+        y, log_fprime = t.formula(raw, x)[0]
+        return vjp_loss(y, -dy_ift) + vjp_loss(log_fprime, -dlogdet)
+
+    draw_ift, _ = autograd_grads(formula_loss, raw, x)
+    assert_grads_close((draw, dy), (draw_ift, dy_ift))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.95, 0.999])
+@given(seed=seeds, log_b=st.floats(-3, 3), c_raw=st.floats(-20, 20), log_d=st.floats(-3, 3), g=st.floats(-5, 5))
+def test_nlsq_strictly_increasing(alpha, seed, log_b, c_raw, log_d, g):
+    """f' >= b (1 - alpha) everywhere, so f increases on any grid, across the least-slope point."""
+    t = NLSqTransform(alpha)
+    raw = np.array([B.host_rng(seed).uniform(-5, 5), log_b, c_raw, log_d, g])
+    d = np.exp(log_d)
+    x = np.sort(np.concatenate([np.linspace(-1e3, 1e3, 2001), (-g + np.linspace(-3, 3, 2001)) / d]))
+    x = x[np.concatenate([[True], np.diff(x) > 1e-6 * (1 + np.abs(x[1:]))])]  # gaps above round-off in y
+    (y, logdet), _ = t.formula(raw, x)
+    note(f"min slope / b {np.exp(logdet - log_b).min():.3e}")
+    assert np.all(np.exp(logdet - log_b) >= (1 - alpha) * (1 - 1e-12))
+    assert np.all(np.diff(y) > 0)
+
+
+def composed_density(layers, z):
+    """p(z) for z = f_L(... f_1(eps)), eps ~ N(0, 1): solve layer by layer, adding log |d f^-1 / dz|."""
+    log_p = np.zeros_like(z)
+    for t, raw in reversed(layers):
+        (z, logdet), _ = t.solve(raw, z)
+        log_p = log_p + logdet
+    return np.exp(log_p - 0.5 * z**2 - 0.5 * np.log(2 * np.pi))
+
+
+@given(seed=seeds, num_layers=st.integers(1, 4), alpha=st.sampled_from([0.5, 0.95]))
+def test_nlsq_compositions_integrate_to_one(seed, num_layers, alpha):
+    """Trapezoid rule for p(z) over [f(-9), f(9)] (N(0, 1) mass outside: 2e-19). The nodes: a
+    uniform grid plus the images f(eps) of a uniform eps grid, which crowd where slope dips of
+    several layers line up into spikes (a min slope near 0.05^4 b); p(z) itself comes from the
+    cubic inverse alone."""
+    rng = B.host_rng(seed)
+    t = NLSqTransform(alpha)
+    low, high = np.array([-1.0, -0.5, -3.0, -0.5, -1.0]), np.array([1.0, 0.5, 3.0, 0.5, 1.0])
+    layers = [(t, rng.uniform(low, high)) for _ in range(num_layers)]
+    z_of_eps = np.linspace(-9.0, 9.0, 40_001)
+    for t_, raw in layers:
+        z_of_eps = t_.formula(raw, z_of_eps)[0][0]
+    z = np.unique(np.concatenate([np.linspace(z_of_eps[0], z_of_eps[-1], 40_001), z_of_eps]))
+    mass = np.trapezoid(composed_density(layers, z), z)
+    note(f"range [{z[0]}, {z[-1]}], mass {mass!r}")
+    assert abs(mass - 1) <= 1e-4
+
+
+def test_float32_in_float32_out():
+    rng = B.host_rng(0)
+    for t in TRANSFORMS:
+        raw, x = draw_raw(rng, (7,), t).astype("float32"), rng.standard_normal(7).astype("float32")
+        (y, logdet), _ = t.formula(raw, x)
+        (x_back, logdet_inv), _ = t.solve(raw, y)
+        assert {y.dtype, logdet.dtype, x_back.dtype, logdet_inv.dtype} == {np.dtype("float32")}
+        np.testing.assert_allclose(x_back, x, rtol=1e-4, atol=1e-4)
+
+
+@given(seed=seeds, n=sizes, alpha=st.sampled_from([0.5, 0.95]))
+def test_nlsq_class_matches_transform(seed, n, alpha):
+    rng = B.host_rng(seed)
+    t = NLSqTransform(alpha)
+    raw, eps = draw_raw(rng, (n,), t), draw_x(rng, (n,))
+    f = NLSq.from_raw(*(raw[:, i] for i in range(5)), alpha=alpha)
+    z, logdet = f.forward(eps)
+    (z_t, logdet_t), _ = t.formula(raw, eps)
+    np.testing.assert_allclose(z, z_t, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(logdet, logdet_t, rtol=1e-14, atol=1e-14)
+    check_bijection(f.forward, f.inverse, eps)
+
+
+def test_nlsq_class_constrained_parameters():
+    f = NLSq(*(np.array([v]) for v in (0.5, 2.0, 1.0, 1.0, -0.3)))
+    z, logdet = f.forward(np.array([0.3]))
+    np.testing.assert_allclose(z, 0.5 + 2 * 0.3 + 1 / (1 + 0.0**2), rtol=1e-15)
+    np.testing.assert_allclose(logdet, np.log(2.0), rtol=1e-15)  # s = d eps + g = 0: f' = b
+    with pytest.raises(ValueError, match="strictly increasing"):
+        NLSq(*(np.array([v]) for v in (0.0, 1.0, 1.0, K_MAX, 0.0)))  # |c| d / b = K_MAX
+    with pytest.raises(ValueError, match="positive"):
+        NLSq(*(np.array([v]) for v in (0.0, -1.0, 0.0, 1.0, 0.0)))
+
+
+def test_huge_inputs_stay_finite():
+    t = NLSqTransform(0.95)
+    raw = np.array([[0.0, 0.0, 3.0, 2.0, 0.0]])
+    x = np.array([-1e300, -1e200, 1e200, 1e300])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        (y, logdet), _ = t.formula(raw, x)
+        (x_back, logdet_inv), _ = t.solve(raw, y)
+    assert np.all(np.isfinite(logdet)) and np.all(np.isfinite(logdet_inv))
+    np.testing.assert_allclose(x_back, x, rtol=1e-15)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.5, 1.5, float("nan"), float("inf"), True, "0.5", None])
+def test_bad_alpha(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        NLSqTransform(alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        NLSq.from_raw(*(np.zeros(2) for _ in range(5)), alpha=alpha)
+
+
+@pytest.mark.parametrize("t", TRANSFORMS[:2], ids=IDS[:2])
+def test_bad_shapes(t):
+    x = np.zeros(4)
+    for raw in (np.zeros((4, t.num_params + 1)), np.zeros((4, t.num_params - 1)), np.zeros(())):
+        with pytest.raises(ValueError, match=rf"raw must have shape \(\.\.\., {t.num_params}\)"):
+            t.formula(raw, x)
+        with pytest.raises(ValueError, match="raw must have shape"):
+            t.solve(raw, x)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        t.formula(np.zeros((4, t.num_params)), np.zeros(3))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        t.solve(np.zeros((2, 4, t.num_params)), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        NLSq.from_raw(*(np.zeros(n) for n in (2, 2, 3, 2, 2)))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        NLSq.from_raw(*(np.zeros(2) for _ in range(5))).forward(np.zeros(3))
+
+
+@pytest.mark.parametrize("t", TRANSFORMS[:2], ids=IDS[:2])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input(t, bad):
+    raw, x = np.zeros((3, t.num_params)), np.zeros(3)
+    with pytest.raises(ValueError, match="raw contains NaN"):
+        t.formula(np.where(np.arange(t.num_params) == 1, bad, raw), x)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        t.formula(raw, np.array([0.0, bad, 0.0]))
+    with pytest.raises(ValueError, match="y contains NaN"):
+        t.solve(raw, np.array([bad, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="eps contains NaN"):
+        NLSq.from_raw(*(np.zeros(3) for _ in range(5))).forward(np.array([bad, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="c_raw contains NaN"):
+        NLSq.from_raw(*(np.full(3, bad) if i == 2 else np.zeros(3) for i in range(5)))
+
+
+@pytest.mark.parametrize("t", TRANSFORMS[:2], ids=IDS[:2])
+def test_bad_dtypes(t):
+    raw = np.zeros((3, t.num_params))
+    with pytest.raises(TypeError, match="x is float32 but the parameters are float64"):
+        t.formula(raw, np.zeros(3, dtype="float32"))
+    with pytest.raises(TypeError, match="y must be a float32 or float64 array"):
+        t.solve(raw, np.zeros(3, dtype=int))
+    with pytest.raises(TypeError, match="raw must be a float32 or float64 array"):
+        t.formula(np.zeros((3, t.num_params), dtype=int), np.zeros(3))
