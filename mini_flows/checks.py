@@ -6,6 +6,7 @@ Shapes are given as tuples whose entries are ints or None (any size).
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
 from mini_flows import backend as B
@@ -55,6 +56,10 @@ def check_mask(name: str, mask: Array, shape: Sequence[int]) -> None:
 
 
 def check_positive_int(name: str, n: Any, minimum: int = 1) -> None:
-    """Raise ValueError unless ``n`` is an int >= ``minimum``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+    """Raise ValueError unless ``n`` is an integer (Python or NumPy, not bool) >= ``minimum``."""
+    try:
+        ok = not isinstance(n, bool) and getattr(n, "shape", ()) == () and operator.index(n) >= minimum
+    except TypeError:
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")

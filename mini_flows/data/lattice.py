@@ -1,0 +1,169 @@
+"""Potts and Ising models on an L x L square lattice (Tran et al., 2019, section 4.3 and Table 2;
+the ICLR 2019 workshop version's Table 2 for Ising), sampled by Metropolis-Hastings.
+
+A configuration x holds one of q states per site; neighbours are above/below and left/right (not
+diagonal). With coupling J (temperature folded into J),
+
+    E(x) = -J sum_{(i, j) neighbours} [x_i = x_j],        p(x) = exp(-E(x)) / Z.
+
+Boundary: the papers do not say, so the default is a free (open) boundary: edge sites have fewer
+neighbours. ``periodic=True`` wraps the lattice into a torus instead (then L >= 3, so that no pair of
+sites is joined twice).
+
+Sampling: ``steps`` sweeps of single-site Metropolis-Hastings, vectorised over n independent chains
+started from uniform random configurations; each chain gives one sample. A sweep visits the sites by
+colour class of a greedy graph colouring (the checkerboard for a free boundary): sites of one class
+share no edge, so their updates are independent and run in parallel. An update proposes a state
+uniformly among all q (the current one included) and accepts with probability
+min(1, exp(-(E(x') - E(x)))). Including the current state keeps the chain aperiodic: with q = 2 and
+a forced flip, energy-neutral flips are always accepted and parallel sweeps can cycle forever (the
+four striped 2 x 2 configurations map onto each other), so the chain would never mix.
+The papers' "500 steps of Metropolis-Hastings" is read as 500 sweeps.
+
+Configurations are ints (..., L, L); a model sees them flattened row-major to (..., L * L), which
+is also the axis order of the table ``potts_exact`` returns.
+
+The Ising model with spins s = 2 x - 1 in {-1, +1} and energy -J sum s_i s_j equals the q = 2 Potts
+model with coupling 2 J (since s_i s_j = 2 [x_i = x_j] - 1); ``ising_*`` wrap the Potts functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mini_flows.checks import check_positive_int
+
+MAX_EXACT_STATES = 2**22
+"""The largest q^(L^2) that ``potts_exact`` enumerates."""
+
+
+def _check_lattice(L: int, periodic: bool) -> None:
+    check_positive_int("L", L, minimum=3 if periodic else 2)
+
+
+def _check_coupling(J: float) -> None:
+    if isinstance(J, bool) or not isinstance(J, (int, float)) or not math.isfinite(J):
+        raise ValueError(f"J must be a finite number, got {J!r}")
+
+
+def lattice_edges(L: int, periodic: bool = False) -> np.ndarray:
+    """The neighbour pairs of an L x L lattice as site indices (E, 2), site (r, c) = r L + c.
+
+    E = 2 L (L - 1) for a free boundary, 2 L^2 for a periodic one.
+    """
+    _check_lattice(L, periodic)
+    site = np.arange(L * L).reshape(L, L)
+    right = np.roll(site, -1, axis=1)
+    down = np.roll(site, -1, axis=0)
+    if periodic:
+        pairs = [(site, right), (site, down)]
+    else:
+        pairs = [(site[:, :-1], right[:, :-1]), (site[:-1], down[:-1])]
+    return np.concatenate([np.stack([a.ravel(), b.ravel()], axis=1) for a, b in pairs])
+
+
+def _neighbours(L: int, periodic: bool) -> np.ndarray:
+    """(L^2, 4) neighbour indices of each site, padded with the sentinel index L^2."""
+    table = [[] for _ in range(L * L)]
+    for i, j in lattice_edges(L, periodic):
+        table[i].append(j)
+        table[j].append(i)
+    return np.array([row + [L * L] * (4 - len(row)) for row in table])
+
+
+def _colour_classes(neighbours: np.ndarray) -> list[np.ndarray]:
+    """Sites grouped so that no two in a group are neighbours (greedy colouring in site order)."""
+    sites = len(neighbours)
+    colour = np.full(sites + 1, -1)
+    for i in range(sites):
+        used = set(colour[neighbours[i]])
+        colour[i] = next(c for c in range(5) if c not in used)
+    return [np.flatnonzero(colour[:sites] == c) for c in range(colour.max() + 1)]
+
+
+def _agreements(around: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """How many of the 4 neighbour slots ``around`` (n, m, 4) hold ``state`` (n, m): ints (n, m).
+    (Four explicit comparisons: a boolean sum over a short last axis is several times slower.)"""
+    count = np.zeros(state.shape, dtype=np.int64)
+    for k in range(around.shape[-1]):
+        count += around[..., k] == state
+    return count
+
+
+def potts_energy(config: np.ndarray, J: float, *, periodic: bool = False) -> np.ndarray:
+    """E(x) = -J sum_{neighbours (i, j)} [x_i = x_j] for configurations ``config`` (..., L, L) of
+    integer states: energies (...) as float64."""
+    _check_coupling(J)
+    config = np.asarray(config)
+    if not np.issubdtype(config.dtype, np.integer):
+        raise TypeError(f"config must hold integer states, got {config.dtype}")
+    if config.ndim < 2 or config.shape[-1] != config.shape[-2]:
+        raise ValueError(f"config must have shape (..., L, L), got {config.shape}")
+    edges = lattice_edges(config.shape[-1], periodic)
+    flat = config.reshape(*config.shape[:-2], -1)
+    agree = (flat[..., edges[:, 0]] == flat[..., edges[:, 1]]).sum(axis=-1)
+    return -J * agree.astype(np.float64)
+
+
+def potts_samples(n: int, L: int, q: int, J: float, seed: int, steps: int = 500, *, periodic: bool = False) -> np.ndarray:
+    """n configurations (n, L, L) of ints in [0, q) after ``steps`` Metropolis-Hastings sweeps of n
+    independent chains (see the module docstring)."""
+    check_positive_int("n", n, minimum=0)
+    _check_lattice(L, periodic)
+    check_positive_int("q", q, minimum=2)
+    _check_coupling(J)
+    check_positive_int("steps", steps, minimum=0)
+    rng = np.random.default_rng(seed)
+    neighbours = _neighbours(L, periodic)
+    classes = _colour_classes(neighbours)
+    x = np.concatenate([rng.integers(0, q, size=(n, L * L)), np.full((n, 1), -1)], axis=1)
+    for _ in range(steps):
+        for sites in classes:
+            around = x[:, neighbours[sites]]  # (n, m, 4); the sentinel column -1 matches no state
+            current = x[:, sites]
+            proposal = rng.integers(0, q, size=current.shape)
+            gain = _agreements(around, proposal) - _agreements(around, current)
+            accept = rng.random(current.shape) < np.exp(J * gain)  # exp(-(E(x') - E(x)))
+            x[:, sites] = np.where(accept, proposal, current)
+    return x[:, :-1].reshape(n, L, L).astype(np.int64)
+
+
+def potts_exact(L: int, q: int, J: float, *, periodic: bool = False) -> np.ndarray:
+    """The exact Potts distribution by enumeration: probabilities of shape (q,) * (L * L), indexed by
+    the row-major sites; for q^(L^2) <= MAX_EXACT_STATES (e.g. 3 x 3 with q <= 5, 4 x 4 with q = 2)."""
+    _check_lattice(L, periodic)
+    check_positive_int("q", q, minimum=2)
+    _check_coupling(J)
+    sites = L * L
+    if q**sites > MAX_EXACT_STATES:
+        raise ValueError(f"q^(L^2) = {q}^{sites} configurations exceed the enumeration limit of {MAX_EXACT_STATES}")
+    index = np.arange(q**sites)
+    state = [(index // q ** (sites - 1 - i)) % q for i in range(sites)]
+    agree = sum((state[i] == state[j]).astype(np.int64) for i, j in lattice_edges(L, periodic))
+    log_weight = J * agree
+    weight = np.exp(log_weight - log_weight.max())
+    return (weight / weight.sum()).reshape((q,) * sites)
+
+
+def ising_energy(config: np.ndarray, J: float, *, periodic: bool = False) -> np.ndarray:
+    """E(s) = -J sum_{neighbours} s_i s_j with s = 2 x - 1, for ``config`` (..., L, L) in {0, 1}."""
+    config = np.asarray(config)
+    energy = potts_energy(config, J, periodic=periodic)
+    if config.size and (config.min() < 0 or config.max() > 1):
+        raise ValueError("Ising configurations must hold 0 and 1 (spins -1 and +1)")
+    return 2 * energy + J * len(lattice_edges(config.shape[-1], periodic))
+
+
+def ising_samples(n: int, L: int, J: float, seed: int, steps: int = 500, *, periodic: bool = False) -> np.ndarray:
+    """n Ising configurations (n, L, L) in {0, 1} (spin -1 -> 0, +1 -> 1): ``potts_samples`` with
+    q = 2 and coupling 2 J."""
+    _check_coupling(J)
+    return potts_samples(n, L, 2, 2 * J, seed, steps, periodic=periodic)
+
+
+def ising_exact(L: int, J: float, *, periodic: bool = False) -> np.ndarray:
+    """The exact Ising distribution, probabilities (2,) * (L * L): ``potts_exact(L, 2, 2 J)``."""
+    _check_coupling(J)
+    return potts_exact(L, 2, 2 * J, periodic=periodic)

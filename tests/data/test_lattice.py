@@ -1,0 +1,136 @@
+"""Potts and Ising lattices: edges, energies, exact enumeration, and Metropolis-Hastings against it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from mini_flows.data.lattice import (
+    _colour_classes,
+    _neighbours,
+    ising_energy,
+    ising_exact,
+    ising_samples,
+    lattice_edges,
+    potts_energy,
+    potts_exact,
+    potts_samples,
+)
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def all_configs(L: int, q: int) -> np.ndarray:
+    """Every configuration (q^(L^2), L, L), in the row-major order of ``potts_exact``'s table."""
+    return np.stack(np.unravel_index(np.arange(q ** (L * L)), (q,) * (L * L)), axis=-1).reshape(-1, L, L)
+
+
+@pytest.mark.parametrize("L, periodic", [(2, False), (3, False), (4, False), (3, True), (4, True)])
+def test_edges_join_lattice_neighbours_once(L, periodic):
+    edges = lattice_edges(L, periodic)
+    assert len(edges) == (2 * L * L if periodic else 2 * L * (L - 1))
+    assert len({tuple(sorted(e)) for e in edges.tolist()}) == len(edges)
+    (r1, c1), (r2, c2) = np.divmod(edges[:, 0], L), np.divmod(edges[:, 1], L)
+    dr, dc = np.abs(r1 - r2), np.abs(c1 - c2)
+    wrapped = (L - 1) if periodic else 1
+    assert np.all(((dr == 0) & np.isin(dc, [1, wrapped])) | ((dc == 0) & np.isin(dr, [1, wrapped])))
+
+
+@pytest.mark.parametrize("L, periodic", [(3, False), (4, False), (3, True), (5, True)])
+def test_colour_classes_partition_the_sites_into_independent_sets(L, periodic):
+    neighbours = _neighbours(L, periodic)
+    classes = _colour_classes(neighbours)
+    assert sorted(np.concatenate(classes).tolist()) == list(range(L * L))
+    assert all(not np.isin(neighbours[group], group).any() for group in classes)
+    if periodic and L % 2:
+        assert 3 <= len(classes) <= 5
+    else:
+        assert len(classes) == 2
+
+
+def test_potts_energy_by_hand():
+    same = np.zeros((3, 3), dtype=int)
+    assert potts_energy(same, 0.5) == -0.5 * 12 and potts_energy(same, 0.5, periodic=True) == -0.5 * 18
+    checker = np.indices((3, 3)).sum(axis=0) % 2
+    assert potts_energy(checker, 0.5) == 0
+    stripes = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    assert potts_energy(np.stack([stripes, same]), 2.0).tolist() == [-12.0, -24.0]
+
+
+@given(st.integers(2, 3), st.floats(-1.0, 1.5), st.booleans())
+def test_potts_exact_is_proportional_to_exp_minus_energy(q, J, periodic):
+    L = 3 if periodic else 2
+    table = potts_exact(L, q, J, periodic=periodic)
+    assert table.shape == (q,) * (L * L) and math.isclose(table.sum(), 1.0, rel_tol=1e-12)
+    weight = np.exp(-potts_energy(all_configs(L, q), J, periodic=periodic))
+    np.testing.assert_allclose(table.ravel(), weight / weight.sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("q, J, periodic", [(3, 0.5, False), (2, 1.0, False), (3, 0.1, True), (4, 0.5, False)])
+def test_metropolis_hastings_mean_energy_matches_enumeration(q, J, periodic):
+    """3 x 3 lattice, 4000 chains of 100 sweeps: the mean energy is within 4 standard errors of exact."""
+    n = 4000
+    p = potts_exact(3, q, J, periodic=periodic).ravel()
+    energy = potts_energy(all_configs(3, q), J, periodic=periodic)
+    mean, std = p @ energy, math.sqrt(p @ energy**2 - (p @ energy) ** 2)
+    samples = potts_samples(n, 3, q, J, seed=1, steps=100, periodic=periodic)
+    assert samples.shape == (n, 3, 3) and samples.dtype == np.int64 and samples.min() >= 0 and samples.max() < q
+    assert abs(potts_energy(samples, J, periodic=periodic).mean() - mean) < 4 * std / math.sqrt(n)
+
+
+def test_metropolis_hastings_frequencies_match_enumeration_on_2x2():
+    n, J = 8000, 0.8
+    p = potts_exact(2, 2, J).ravel()
+    samples = potts_samples(n, 2, 2, J, seed=3, steps=50).reshape(n, -1)
+    counts = np.bincount(samples @ (2 ** np.arange(3, -1, -1)), minlength=16)
+    chi2 = ((counts - n * p) ** 2 / (n * p)).sum()
+    assert chi2 < 15 + 6 * math.sqrt(30), f"chi-square {chi2:.1f} on 15 degrees of freedom"
+
+
+def test_samples_are_seeded_and_zero_steps_is_uniform_noise():
+    assert np.array_equal(potts_samples(20, 4, 3, 0.5, seed=2, steps=5), potts_samples(20, 4, 3, 0.5, seed=2, steps=5))
+    noise = potts_samples(3000, 3, 3, 1.5, seed=0, steps=0)
+    assert abs(np.bincount(noise.ravel(), minlength=3) / noise.size - 1 / 3).max() < 0.02
+    assert potts_samples(0, 3, 3, 0.5, seed=0).shape == (0, 3, 3)
+
+
+def test_ising_energy_is_minus_j_sum_of_spin_products():
+    config = np.array([[1, 0], [1, 1]])
+    spins = 2 * config - 1
+    (a, b), (c, d) = spins
+    by_hand = -0.7 * (a * b + c * d + a * c + b * d)
+    assert math.isclose(float(ising_energy(config, 0.7)), by_hand)
+    with pytest.raises(ValueError, match="must hold 0 and 1"):
+        ising_energy(np.full((2, 2), 2), 0.7)
+
+
+def test_ising_is_potts_with_q_2_and_twice_the_coupling():
+    table = ising_exact(3, 0.4)
+    weight = np.exp(-ising_energy(all_configs(3, 2), 0.4))
+    np.testing.assert_allclose(table.ravel(), weight / weight.sum(), rtol=1e-10)
+    assert np.array_equal(ising_samples(10, 3, 0.4, seed=5, steps=3), potts_samples(10, 3, 2, 0.8, seed=5, steps=3))
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: potts_samples(-1, 3, 3, 0.5, 0), ValueError, "n must be an integer >= 0"),
+        (lambda: potts_samples(5, 1, 3, 0.5, 0), ValueError, "L must be an integer >= 2"),
+        (lambda: potts_samples(5, 2, 3, 0.5, 0, periodic=True), ValueError, "L must be an integer >= 3"),
+        (lambda: potts_samples(5, 3, 1, 0.5, 0), ValueError, "q must be an integer >= 2"),
+        (lambda: potts_samples(5, 3, 3, float("inf"), 0), ValueError, "J must be a finite number"),
+        (lambda: potts_samples(5, 3, 3, 0.5, 0, steps=-1), ValueError, "steps must be an integer >= 0"),
+        (lambda: potts_exact(5, 3, 0.5), ValueError, "exceed the enumeration limit"),
+        (lambda: potts_exact(3, 1, 0.5), ValueError, "q must be an integer >= 2"),
+        (lambda: potts_energy(np.zeros((2, 3), dtype=int), 0.5), ValueError, r"shape \(\.\.\., L, L\)"),
+        (lambda: potts_energy(np.zeros((3, 3)), 0.5), TypeError, "integer states"),
+        (lambda: ising_samples(5, 1, 0.5, 0), ValueError, "L must be an integer >= 2"),
+        (lambda: ising_exact(3, float("nan")), ValueError, "J must be a finite number"),
+    ],
+)
+def test_bad_arguments_raise(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
