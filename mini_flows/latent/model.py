@@ -1,0 +1,258 @@
+"""The latent flow model for discrete sequences (Ziegler and Rush 2019, sections 4.1 and 5).
+
+Generative model (supplement C):  T ~ p(T),  eps ~ N(0, I),  z = f(eps; T),  x_t ~ p(x_t | z, T),
+
+    p(x) = p(T) integral p(z | T) prod_t p(x_t | z, T) dz,
+
+with p(z | T) one of the sequence priors (AF / AF, AF / SCF, IAF / SCF, or Table 2's ablations),
+trained with the inference network q(z | x) on the ELBO estimated with S reparameterised samples
+z_s = mu + s * noise_s:
+
+    rec = 1/S sum_s log p(x | z_s, T)
+    kl  = 1/S sum_s [log q(z_s | x) - log p(z_s | T)]          (single-sample MC estimates)
+    ELBO = rec - kl  <=  log p(x | T)  <=  log-mean-exp_s [log p(x | z_s) + log p(z_s) - log q(z_s | x)]
+
+The right-hand side is the importance-sampled estimate of section 6 (q as proposal); on the
+same samples it is never below the ELBO estimate (Jensen). Gradients come from the hand-written
+backward passes of the inference network, the reparameterisation, the prior and the emission.
+
+Training loss (one batch): L = -sum_b (rec_b - w kl_b) / sum_b T_b, the negative annealed ELBO per
+real token, w the KL weight.
+
+Shapes: x : (batch, T) integers in [0, K) ("categorical") or (batch, T, K) of 0/1 ("bernoulli");
+lengths : (batch,) integers in [1, min(T, max_length)]; noise : (S, batch, T, H). Padded steps
+(t >= lengths[b]) may hold anything (any integer, any 0/1 or float): they never change a score.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float, check_positive_int, check_shape, check_tokens
+from mini_flows.continuous.length import check_lengths
+from mini_flows.continuous.priors import build_prior
+from mini_flows.latent.dropout import check_dropout_mask, with_dropout
+from mini_flows.latent.emission import Emission
+from mini_flows.latent.inference import OUTPUTS, InferenceNetwork, log_q, reparameterise
+from mini_flows.latent.length_prior import LengthPrior
+from mini_flows.nn.activations import sigmoid
+from mini_flows.nn.tree import Tree
+
+
+class LatentFlowModel:
+    """p(T) p(z | T) prod_t p(x_t | z, T) with an inference network q(z | x).
+
+    Parameters
+    ----------
+    vocab_size : K, token values ("categorical") or binary keys per step ("bernoulli", 88 for piano).
+    max_length : the longest sequence (size of the length encoding and support of p(T)).
+    prior : "af/af", "af/scf", "iaf/scf" or "af/none" (Table 2's "- AF hidden").
+    transform : "nlsq" or "affine" (Table 2's "- NLSq").
+    output : "categorical" or "bernoulli".
+    latent_dim : H, the size of each z_t (supplement D: 50).
+    embed_size, hidden_size, num_layers : embedding and every LSTM (supplement D: 500, 500, 2 layers).
+    flow_layers : layers of the hidden flow (None: 5 for AF in time, 3 for IAF, as in supplement D).
+    flow_hidden_sizes, activation : the MADE / MLP inside every flow layer.
+    prior_lstm_size : the prior's time-context LSTM (None: hidden_size).
+
+    Parameters tree: {"inference": ..., "prior": ..., "emission": ...}; the length prior p(T) is
+    not trained by gradient and lives in ``self.length_prior`` (uniform until ``fit_lengths``).
+
+    Example
+    -------
+    >>> model = LatentFlowModel(5, max_length=4, prior="af/scf", latent_dim=2, embed_size=3, hidden_size=3)
+    >>> params = model.init(B.host_rng(0))
+    >>> noise = B.rng(1).standard_normal((2, 1, 4, 2))
+    >>> rec, kl, grads = model.elbo_and_grads(params, B.asarray([[0, 1, 2, 3]]), B.asarray([4]), noise)
+    """
+
+    def __init__(self, vocab_size: int, max_length: int, prior: str = "af/af", transform: str = "nlsq",
+                 output: str = "categorical", latent_dim: int = 50, embed_size: int = 500, hidden_size: int = 500,
+                 num_layers: int = 2, flow_layers: int | None = None, flow_hidden_sizes: Sequence[int] = (500,),
+                 activation: str = "relu", prior_lstm_size: int | None = None):
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        check_positive_int("vocab_size", vocab_size)
+        check_positive_int("hidden_size", hidden_size)
+        self.K, self.max_length, self.output, self.H = vocab_size, max_length, output, latent_dim
+        sizes = (latent_dim, max_length, embed_size, hidden_size, num_layers, output)
+        self.inference = InferenceNetwork(vocab_size, *sizes)
+        self.prior = build_prior(prior, latent_dim, transform, num_layers=flow_layers, max_length=max_length,
+                                 lstm_size=prior_lstm_size or hidden_size, lstm_layers=num_layers,
+                                 hidden_sizes=flow_hidden_sizes, activation=activation)
+        self.emission = Emission(vocab_size, *sizes)
+        self.length_prior = LengthPrior(max_length)
+        self.unit = "bits/char" if output == "categorical" else "nats/step"
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"inference": self.inference.init(rng, dtype), "prior": self.prior.init(rng, dtype),
+                "emission": self.emission.init(rng, dtype)}
+
+    def fit_lengths(self, lengths: Array) -> None:
+        """Set p(T) to the add-one smoothed empirical distribution of ``lengths`` : (N,)."""
+        self.length_prior = LengthPrior.fit(lengths, self.max_length)
+
+    # -- the ELBO and its gradient -------------------------------------------------------------
+
+    def _prepare(self, params: Tree, x: Array, lengths: Array, noise: Array,
+                 dropout_mask: Array | None = None) -> tuple[Array, Array, Array, Array, Array | None]:
+        """Validate and move to the backend; return x with padding replaced by 0 (in the parameters'
+        dtype for bernoulli), lengths, real : (batch, T) booleans, noise and the dropout mask."""
+        xp = B.xp()
+        E = params["inference"]["embed"]["E"]
+        x, lengths, noise = B.asarray(x), B.asarray(lengths), B.asarray(noise)
+        if self.output == "categorical":
+            if not B.is_integer(x):
+                raise TypeError(f"x must be an integer array of tokens, got {x.dtype}")
+            check_shape("x", x, (None, None))
+        else:
+            check_shape("x", x, (None, None, self.K))
+        batch, T = x.shape[:2]
+        if T < 1:
+            raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+        check_lengths(lengths, batch, T, self.max_length)
+        real = xp.arange(T)[None, :] < lengths[:, None]
+        check_float("noise", noise, like=E)
+        check_shape("noise", noise, (None, batch, T, self.H))
+        S = noise.shape[0]
+        if S < 1:
+            raise ValueError("noise must hold at least one sample (S >= 1)")
+        if dropout_mask is not None:
+            dropout_mask = B.asarray(dropout_mask)
+            check_dropout_mask(dropout_mask, (S * batch, T, self.prior.lstm_size), like=E)
+        if self.output == "categorical":
+            x = xp.where(real, x, 0)
+            check_tokens("x", x, self.K)
+        else:
+            x = xp.where(real[..., None], x, 0)
+            if not bool(xp.all((x == 0) | (x == 1))):
+                raise ValueError("x must hold only 0 and 1 at real steps (a piano roll)")
+            x = x.astype(B.value(E).dtype)
+        return x, lengths, real, noise, dropout_mask
+
+    def _forward(self, params: Tree, x: Array, lengths: Array, real: Array, noise: Array,
+                 dropout_mask: Array | None) -> tuple[tuple[Array, Array, Array], Any]:
+        """(rec_s, logq_s, logp_s), each (S, batch), on validated inputs; the same code runs on autograd."""
+        xp = B.xp()
+        S, batch, T, H = noise.shape
+        (mu, logvar), inference_cache = self.inference.forward(params["inference"], x, lengths)
+        z = reparameterise(mu, logvar, noise).reshape(S * batch, T, H)
+        lengths_s, x_s = (xp.broadcast_to(a[None], (S, *a.shape)).reshape(S * batch, *a.shape[1:])
+                          for a in (lengths, x))  # sample-major, like z
+        prior = with_dropout(self.prior, dropout_mask)
+        logp, prior_cache = prior.log_prob_forward(params["prior"], z, lengths_s)
+        E = params["inference"]["embed"]["E"]
+        rec, emission_cache = self.emission.log_prob_forward(params["emission"], E, z, x_s, lengths_s)
+        terms = (rec.reshape(S, batch), log_q(logvar, noise, real), logp.reshape(S, batch))
+        return terms, (inference_cache, logvar, prior, prior_cache, emission_cache)
+
+    def loss(self, params: Tree, x: Array, lengths: Array, noise: Array, kl_weight: float = 1.0,
+             dropout_mask: Array | None = None) -> Array:
+        """L = -sum_b (rec_b - kl_weight kl_b) / sum_b T_b, the scalar that ``elbo_and_grads`` differentiates."""
+        _check_kl_weight(kl_weight)
+        x, lengths, real, noise, dropout_mask = self._prepare(params, x, lengths, noise, dropout_mask)
+        (rec, logq, logp), _ = self._forward(params, x, lengths, real, noise, dropout_mask)
+        per_sequence = (rec - kl_weight * (logq - logp)).mean(axis=0)
+        return -per_sequence.sum() / float(B.value(lengths).sum())
+
+    def elbo_and_grads(self, params: Tree, x: Array, lengths: Array, noise: Array, kl_weight: float = 1.0,
+                       dropout_mask: Array | None = None) -> tuple[Array, Array, Tree]:
+        """ELBO terms and the gradient of the training loss, all by hand-written backward passes.
+
+        Returns rec : (batch,), kl : (batch,) in nats (MC averages over the S samples of noise),
+        and grads, the tree of d L / d params for L = ``loss(...)``. dropout_mask : (S batch, T,
+        prior_lstm_size) from ``dropout.dropout_mask`` for AF-in-time priors, or None.
+        """
+        _check_kl_weight(kl_weight)
+        x, lengths, real, noise, dropout_mask = self._prepare(params, x, lengths, noise, dropout_mask)
+        (rec_s, logq, logp), cache = self._forward(params, x, lengths, real, noise, dropout_mask)
+        inference_cache, logvar, prior, prior_cache, emission_cache = cache
+        S, batch, T, H = noise.shape
+        scale = 1.0 / (S * float(lengths.sum()))
+        d_rec = B.xp().full((S * batch,), -scale, dtype=rec_s.dtype)  # dL / d rec_s
+        emission_grads, dE, dz = self.emission.log_prob_backward(params["emission"], emission_cache, d_rec)
+        prior_grads, dz_prior = prior.log_prob_backward(params["prior"], prior_cache, kl_weight * d_rec)
+        dz = (dz + dz_prior).reshape(S, batch, T, H)
+        # z = mu + exp(logvar / 2) noise, and log q = -1/2 sum (noise^2 + logvar + log 2 pi) over real steps
+        dmu = dz.sum(axis=0)
+        dlogq = kl_weight * scale  # dL / d log q(z_s | x), the same for every s
+        dlogvar = 0.5 * B.xp().exp(0.5 * logvar) * (dz * noise).sum(axis=0) - 0.5 * S * dlogq * real[..., None]
+        inference_grads = self.inference.backward(params["inference"], inference_cache, dmu, dlogvar)
+        inference_grads["embed"]["E"] = inference_grads["embed"]["E"] + dE
+        grads = {"inference": inference_grads, "prior": prior_grads, "emission": emission_grads}
+        return rec_s.mean(axis=0), (logq - logp).mean(axis=0), grads
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def sample_terms(self, params: Tree, x: Array, lengths: Array, noise: Array) -> tuple[Array, Array]:
+        """Per-sample terms (rec_s, kl_s), each (S, batch) in nats: log p(x | z_s, T) and
+        log q(z_s | x) - log p(z_s | T). Their difference is the log importance weight."""
+        x, lengths, real, noise, _ = self._prepare(params, x, lengths, noise)
+        (rec, logq, logp), _ = self._forward(params, x, lengths, real, noise, None)
+        return rec, logq - logp
+
+    def elbo(self, params: Tree, x: Array, lengths: Array, noise: Array) -> tuple[Array, Array]:
+        """(rec, kl), each (batch,): the ELBO estimate is rec - kl <= log p(x | T) in expectation."""
+        rec, kl = self.sample_terms(params, x, lengths, noise)
+        return rec.mean(axis=0), kl.mean(axis=0)
+
+    def importance_sampled_log_likelihood(self, params: Tree, x: Array, lengths: Array, noise: Array) -> Array:
+        """log p(x | T) ~ log (1/S) sum_s p(x | z_s) p(z_s) / q(z_s | x), z_s ~ q : (batch,) in nats."""
+        rec, kl = self.sample_terms(params, x, lengths, noise)
+        return log_mean_exp(rec - kl, axis=0)
+
+    def log_likelihood(self, params: Tree, x: Array, lengths: Array, noise: Array) -> Array:
+        """log p(x) = log p(x | T) + log p(T) : (batch,) in nats, the first term importance sampled."""
+        log_px = self.importance_sampled_log_likelihood(params, x, lengths, noise)
+        return log_px + self.length_prior.log_prob(lengths).astype(B.value(log_px).dtype)
+
+    def per_token(self, nats: Array, lengths: Array) -> float:
+        """sum(nats) / sum(lengths) in ``self.unit``: bits per character (categorical; divided by
+        log 2) or nats per time step (bernoulli; the polyphonic-music "nats per note" is per frame)."""
+        total = float(B.to_numpy(B.value(nats)).sum()) / float(B.to_numpy(lengths).sum())
+        return total / math.log(2) if self.output == "categorical" else total
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def sample(self, params: Tree, n: int, seed: int | None, lengths: Array | None = None,
+               greedy: bool = False) -> tuple[Array, Array]:
+        """Generate n sequences: T ~ p(T) (unless lengths : (n,) is given), eps ~ N(0, I),
+        z = f(eps; T) by the prior's forward (parallel in time for IAF), then x_t ~ p(x_t | z, T)
+        independently for every t (or its mode when ``greedy``).
+
+        Returns (x, lengths): x : (n, max T) integer tokens or (n, max T, K) 0/1 floats, 0 at padding.
+        """
+        check_positive_int("n", n)
+        xp = B.xp()
+        rng = B.rng(seed)
+        lengths = self.length_prior.sample(n, rng) if lengths is None else B.asarray(lengths)
+        check_lengths(lengths, n, self.max_length, self.max_length)
+        T = int(lengths.max())
+        E = params["inference"]["embed"]["E"]
+        eps = rng.standard_normal((n, T, self.H), dtype=B.value(E).dtype)
+        (z, _), _ = self.prior.forward(params["prior"], eps, lengths)
+        logits, _ = self.emission.logits_forward(params["emission"], E, z, lengths)
+        real = xp.arange(T)[None, :] < lengths[:, None]
+        u = rng.random(logits.shape[:-1] if self.output == "categorical" else logits.shape)
+        if self.output == "categorical":
+            p = xp.exp(logits - logits.max(axis=-1, keepdims=True))
+            cdf = xp.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
+            drawn = xp.minimum((cdf < u[..., None]).sum(axis=-1), self.K - 1)
+            return xp.where(real, logits.argmax(axis=-1) if greedy else drawn, 0), lengths
+        on = logits > 0 if greedy else u < sigmoid(logits)
+        return (on & real[..., None]).astype(B.value(E).dtype), lengths
+
+
+def _check_kl_weight(w: Any) -> None:
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf:
+        raise ValueError(f"kl_weight must be a finite number >= 0, got {w!r}")
+
+
+def log_mean_exp(a: Array, axis: int = 0) -> Array:
+    """log (1/n) sum exp(a) along ``axis``, shifted by the max so it never overflows."""
+    xp = B.xp()
+    top = a.max(axis=axis, keepdims=True)
+    return (top + xp.log(xp.exp(a - top).mean(axis=axis, keepdims=True))).squeeze(axis)
