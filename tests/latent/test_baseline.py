@@ -1,0 +1,192 @@
+"""The LSTM baseline: backward equals autograd, p(x | T) sums to one over every sequence of each
+length, padding never changes a score, sampling follows the model, and bad input raises."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, note, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.dropout import dropout_mask
+from mini_flows.nn.tree import tree_map
+from mini_flows.optim import Adam
+from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+
+pytestmark = pytest.mark.autograd
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def configs(draw):
+    """(model, batch, T, lengths) with tiny sizes; max_length may exceed T."""
+    K, E, H = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    layers, tie = draw(st.integers(1, 2)), draw(st.booleans())
+    batch, T = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    max_length = T + draw(st.integers(0, 2))
+    lengths = draw(st.lists(st.integers(1, T), min_size=batch, max_size=batch))
+    note(f"K {K}, E {E}, H {H}, layers {layers}, tie {tie}, T {T}, max_length {max_length}, lengths {lengths}")
+    model = LSTMBaseline(K, max_length, embed_size=E, hidden_size=H, num_layers=layers, tie_weights=tie)
+    return model, batch, T, np.asarray(lengths)
+
+
+def _tokens(rng, model, batch, T, lengths):
+    """Random tokens with garbage (any integer) in the padding."""
+    tokens = rng.integers(0, model.K, size=(batch, T))
+    garbage = rng.integers(-10**6, 10**6, size=(batch, T))
+    return np.where(np.arange(T)[None, :] < lengths[:, None], tokens, garbage)
+
+
+@given(seeds, configs(), st.booleans())
+def test_backward_matches_autograd(seed, config, with_dropout):
+    model, batch, T, lengths = config
+    rng = B.host_rng(seed)
+    params = model.init(rng)
+    tokens = _tokens(rng, model, batch, T, lengths)
+    mask = dropout_mask(rng, 0.3, (batch, T, model.lstm.hidden_size)) if with_dropout else None
+    dlogp = rng.standard_normal(batch)
+    _, cache = model.forward(params, tokens, lengths, mask)
+    hand = model.backward(params, cache, dlogp)
+    (auto,) = autograd_grads(lambda p: vjp_loss(model.forward(p, tokens, lengths, mask)[0], dlogp), params)
+    assert_grads_close(hand, auto)
+
+
+@given(seeds, configs())
+def test_loss_and_grads_is_the_mean_nll_per_token_with_its_dropout(seed, config):
+    model, batch, T, lengths = config
+    model.dropout = 0.25
+    rng = B.host_rng(seed)
+    params = model.init(rng)
+    tokens = _tokens(rng, model, batch, T, lengths)
+    loss, grads = model.loss_and_grads(params, tokens, lengths, B.rng(seed))
+    mask = dropout_mask(B.rng(seed), 0.25, (batch, T, model.lstm.hidden_size))
+
+    def mean_nll(p):
+        return -model.forward(p, tokens, lengths, mask)[0].sum() / lengths.sum()
+
+    np.testing.assert_allclose(loss, mean_nll(params), rtol=1e-12)
+    assert_grads_close(grads, autograd_grads(mean_nll, params)[0])
+
+
+@given(seeds, st.integers(1, 3), st.integers(1, 2), st.booleans(), st.integers(0, 2))
+def test_probabilities_of_every_sequence_sum_to_one(seed, K, layers, tie, extra):
+    """sum over x of p(x | T) = 1 for each T, and sum over T and x of p(x) = 1, by enumeration."""
+    max_length = 3
+    model = LSTMBaseline(K, max_length + extra, embed_size=2, hidden_size=3, num_layers=layers, tie_weights=tie)
+    params = model.init(B.host_rng(seed))
+    model.fit_lengths(np.asarray([1, 3, 3, 2 + extra]))
+    total = 0.0
+    for T in range(1, max_length + 1):
+        tokens = np.asarray(list(itertools.product(range(K), repeat=T)))
+        lengths = np.full(len(tokens), T)
+        padded = np.concatenate([tokens, np.full((len(tokens), extra), 7)], axis=1)  # padding past T
+        np.testing.assert_allclose(np.exp(model.forward(params, padded, lengths)[0]).sum(), 1.0, rtol=1e-12)
+        total += np.exp(model.log_prob(params, tokens, lengths)).sum()
+    p_rest = np.exp(model.length_prior.log_probs[max_length:]).sum()
+    np.testing.assert_allclose(total + p_rest, 1.0, rtol=1e-12)
+
+
+@given(seeds, configs(), st.integers(0, 3))
+def test_padding_never_changes_a_score(seed, config, extra):
+    model, batch, T, lengths = config
+    rng = B.host_rng(seed)
+    params = model.init(rng)
+    tokens = _tokens(rng, model, batch, T, lengths)
+    more = np.concatenate([tokens, rng.integers(-5, 50, size=(batch, extra))], axis=1)
+    log_p = model.log_prob(params, tokens, lengths)
+    for b, L in enumerate(lengths):
+        alone = model.log_prob(params, tokens[b : b + 1, :L], lengths[b : b + 1])
+        np.testing.assert_allclose(log_p[b], alone[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(model.log_prob(params, more, lengths)[b], alone[0], rtol=1e-12, atol=1e-12)
+
+
+@given(seeds, configs(), st.integers(1, 5))
+def test_sampling_gives_valid_tokens_and_lengths(seed, config, n):
+    model, _, _, lengths = config
+    params = model.init(B.host_rng(seed))
+    model.fit_lengths(lengths)
+    tokens, drawn = model.sample(params, n, seed)
+    assert drawn.shape == (n,) and drawn.min() >= 1 and drawn.max() <= model.max_length
+    assert tokens.shape == (n, drawn.max()) and tokens.dtype.kind == "i"
+    assert tokens.min() >= 0 and tokens.max() < model.K
+    assert not tokens[np.arange(drawn.max())[None, :] >= drawn[:, None]].any()
+    np.testing.assert_array_equal(tokens, model.sample(params, n, seed)[0])
+    assert np.isfinite(model.log_prob(params, tokens, drawn)).all()
+    given_tokens, given_lengths = model.sample(params, len(lengths), seed, lengths=lengths)
+    np.testing.assert_array_equal(given_lengths, lengths)
+    assert given_tokens.shape == (len(lengths), lengths.max())
+
+
+def test_sample_frequencies_match_the_model_probabilities():
+    K, T, n = 3, 2, 100000
+    model = LSTMBaseline(K, T, embed_size=2, hidden_size=3)
+    params = tree_map(lambda a: 4 * a, model.init(B.host_rng(5)))  # large weights: every input matters
+    tokens, _ = model.sample(params, n, seed=6, lengths=np.full(n, T))
+    every = np.asarray(list(itertools.product(range(K), repeat=T)))
+    p = np.exp(model.forward(params, every, np.full(len(every), T))[0])
+    counts = np.asarray([(tokens == x).all(axis=1).sum() for x in every])
+    assert (np.abs(counts / n - p) <= 5 * np.sqrt(p * (1 - p) / n)).all(), (counts / n, p)
+
+
+def test_training_learns_a_pattern_only_the_length_encoding_reveals():
+    """x_t = (T - 1 - t) mod K: the first token is T - 1 mod K, which only the length conditioning
+    tells an autoregressive model; after training every token is near certain."""
+    K, max_length = 3, 5
+    model = LSTMBaseline(K, max_length, embed_size=8, hidden_size=16, num_layers=1)
+    params = model.init(B.host_rng(0))
+    lengths = np.arange(1, max_length + 1)
+    tokens = np.where(np.arange(max_length)[None, :] < lengths[:, None],
+                      (lengths[:, None] - 1 - np.arange(max_length)[None, :]) % K, 0)
+    optimizer = Adam(lr=3e-2)
+    first, _ = model.loss_and_grads(params, tokens, lengths)
+    for _ in range(150):
+        loss, grads = model.loss_and_grads(params, tokens, lengths)
+        optimizer.step(params, grads)
+    assert first > 0.5 and loss < 0.02, (first, loss)
+
+
+def test_float32_keeps_its_dtype():
+    model = LSTMBaseline(4, 3, embed_size=2, hidden_size=2)
+    params = model.init(B.host_rng(0), "float32")
+    tokens, lengths = np.asarray([[0, 1, 3], [2, 0, 0]]), np.asarray([3, 1])
+    assert model.log_prob(params, tokens, lengths).dtype == np.float32
+    _, grads = model.loss_and_grads(params, tokens, lengths)
+    assert grads["lstm"]["layer0"]["W_h"].dtype == np.float32
+    np.testing.assert_allclose(model.log_prob(params, tokens, lengths),
+                               model.log_prob(model.init(B.host_rng(0)), tokens, lengths), rtol=1e-5)
+
+
+def test_bad_input_raises():
+    model = LSTMBaseline(4, 3, embed_size=2, hidden_size=2)
+    params = model.init(B.host_rng(0))
+    tokens, lengths = np.asarray([[0, 1, 3], [2, 0, 0]]), np.asarray([3, 1])
+    bad = [
+        (TypeError, "integer", tokens.astype(float), lengths),
+        (ValueError, "shape", tokens[0], lengths),
+        (ValueError, "at least one", np.zeros((2, 0), int), lengths),
+        (ValueError, r"\[0, 4\)", np.asarray([[0, 4, 0], [1, 0, 0]]), lengths),
+        (ValueError, r"\[0, 4\)", np.asarray([[0, 1, 0], [-1, 0, 0]]), lengths),
+        (TypeError, "lengths must be an integer", tokens, lengths.astype(float)),
+        (ValueError, "lengths must have shape", tokens, np.asarray([3])),
+        (ValueError, r"lengths must lie in \[1, 3\]", tokens, np.asarray([0, 1])),
+        (ValueError, r"lengths must lie in \[1, 2\]", tokens[:, :2], np.asarray([3, 1])),
+        (ValueError, r"lengths must lie in \[1, 3\]", np.zeros((2, 5), int), np.asarray([4, 1])),
+    ]
+    for error, message, x, L in bad:
+        with pytest.raises(error, match=message):
+            model.log_prob(params, x, L)
+    with pytest.raises(TypeError, match="float64"):
+        model.forward(params, tokens, lengths, np.ones((2, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="dropout_mask must have shape"):
+        model.forward(params, tokens, lengths, np.ones((2, 3, 3)))
+    for kwargs in ({"dropout": 1.0}, {"dropout": -0.1}, {"max_length": 0}, {"vocab_size": 0}):
+        with pytest.raises(ValueError):
+            LSTMBaseline(**{"vocab_size": 4, "max_length": 3, **kwargs})
+    with pytest.raises(ValueError, match="n must be"):
+        model.sample(params, 0, seed=0)
+    with pytest.raises(ValueError, match="lengths must"):
+        model.sample(params, 2, seed=0, lengths=np.asarray([4, 1]))
