@@ -49,6 +49,21 @@ def first_param(params: Tree) -> Array:
     return leaf
 
 
+INIT_OUTPUT_SCALE = 0.01
+"""Each layer's conditioner starts with its output weights scaled by this factor (and zero output
+biases), so every scalar transform starts close to the identity (a = 0, b = 1, c = 0, d = 1, g = 0).
+With full-size random outputs, five stacked NLSq layers with unbounded scales b = exp(log b) can
+map moderate inputs to 1e10 and beyond at initialisation, and training then diverges at step 0."""
+
+
+def _near_identity(net_params: Tree) -> Tree:
+    """The conditioner's parameters with its last layer's weights scaled by INIT_OUTPUT_SCALE."""
+    last = list(net_params)[-1]
+    out = dict(net_params)
+    out[last] = {name: w * INIT_OUTPUT_SCALE if name.startswith("W") else w for name, w in net_params[last].items()}
+    return out
+
+
 def _spread(dlogdet: Array, shape: tuple[int, ...]) -> Array:
     """The gradient of logdet = sum_h logdet_h reaches every logdet_h unchanged: (...) -> shape."""
     return B.xp().broadcast_to(dlogdet[..., None], shape)
@@ -121,7 +136,7 @@ class _Autoregressive(Flow):
         self.steps = sorted(range(dim), key=lambda h: self.made.order[h])
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {"made": self.made.init(rng, dtype)}
+        return {"made": _near_identity(self.made.init(rng, dtype))}
 
     def _parallel(self, params: Tree, x: Array, cond: Array | None, op: Callable) -> Result:
         """y_h = op(theta_h(x_<h), x_h) for all h at once."""
@@ -231,7 +246,7 @@ class SCF(Flow):
         self.net = MLP(self.n_kept + cond_size, hidden_sizes, self.n_changed * transform.num_params, activation)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {"net": self.net.init(rng, dtype)}
+        return {"net": _near_identity(self.net.init(rng, dtype))}
 
     def _join(self, kept: Array, changed: Array) -> Array:
         parts = [changed, kept] if self.reverse else [kept, changed]
@@ -280,7 +295,7 @@ class Elementwise(Flow):
         self.net = MLP(cond_size, hidden_sizes, dim * transform.num_params, activation)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {"net": self.net.init(rng, dtype)}
+        return {"net": _near_identity(self.net.init(rng, dtype))}
 
     def _apply(self, params: Tree, x: Array, cond: Array, op: Callable) -> Result:
         out, net_cache = self.net.forward(params["net"], cond)
