@@ -1,0 +1,239 @@
+"""Discrete autoregressive and bipartite flows (Tran et al. 2019, sections 3.2 and 3.3).
+
+Direction convention (other implementations name it the other way round; this one follows the
+paper and the rest of mini_flows):
+
+    forward(x):  base -> data,    y_d = (mu_d + sigma_d x_d) mod K                (eq. 5)
+    inverse(y):  data -> base,    x_d = sigma_d^-1 (y_d - mu_d) mod K
+
+Training evaluates log p(y) = log p_base(f^-1(y)) (section 3.3), so it runs ``inverse``; that
+direction returns a cache and has a hand-written backward, ``inverse_backward``. Sampling runs
+``forward``. Values are one-hot arrays (batch, D, K); mu_d is one_hot(argmax(loc logits)) and
+sigma_d one_hot(argmax(masked scale logits)) (eq. 6), so every step is exact and both directions
+are bit-exact inverses. On the backward pass argmax is replaced by softmax(logits / tau), the
+straight-through estimator, and the modular maps are bilinear in their one-hot arguments, so the
+gradient reaches the location logits, the scale logits (through the permutation sigma -> sigma^-1)
+and the input y.
+
+References: Tran, Vafa, Agrawal, Dinh, Poole. Discrete Flows: Invertible Generative Models of
+Discrete Data. NeurIPS 2019.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.discrete.modular import (
+    one_hot_add,
+    one_hot_inverse_scale,
+    one_hot_inverse_scale_vjp,
+    one_hot_minus,
+    one_hot_minus_vjp,
+    one_hot_multiply,
+    one_hot_multiply_vjp,
+)
+from mini_flows.discrete.one_hot import check_one_hot
+from mini_flows.discrete.straight_through import (
+    mask_scale_logits,
+    mask_scale_logits_backward,
+    one_hot_argmax,
+    one_hot_argmax_backward,
+)
+from mini_flows.nn.tree import Tree
+
+
+def location_scale(x: Array, mu: Array, sigma: Array | None) -> Array:
+    """Eq. 5 on one-hot arrays: y = (mu + sigma x) mod K (sigma = 1 when None)."""
+    return one_hot_add(x if sigma is None else one_hot_multiply(x, sigma), mu)
+
+
+def inverse_location_scale(y: Array, mu: Array, sigma: Array | None) -> Array:
+    """The inverse of eq. 5: x = sigma^-1 (y - mu) mod K (sigma = 1 when None)."""
+    r = one_hot_minus(y, mu)
+    return r if sigma is None else one_hot_multiply(r, one_hot_inverse_scale(sigma))
+
+
+def inverse_location_scale_vjp(y: Array, mu: Array, sigma: Array | None, dx: Array) -> tuple[Array, Array, Any]:
+    """(dy, dmu, dsigma) for x = inverse_location_scale(y, mu, sigma); dsigma None when sigma is."""
+    dsigma = None
+    if sigma is not None:
+        r = one_hot_minus(y, mu)
+        dx, dsigma_inv = one_hot_multiply_vjp(r, one_hot_inverse_scale(sigma), dx)
+        dsigma = one_hot_inverse_scale_vjp(sigma, dsigma_inv)
+    dy, dmu = one_hot_minus_vjp(y, mu, dx)
+    return dy, dmu, dsigma
+
+
+class DiscreteFlow:
+    """A location-scale flow whose (mu, sigma) come from a network (see ``networks``).
+
+    Subclass requirements: set ``self.network`` and ``self.tau`` (through ``__init__``) and
+    implement
+
+        forward(params, x) -> y                     base -> data, (batch, D, K) one-hot each
+        inverse(params, y) -> (x, cache)            data -> base
+        inverse_backward(params, cache, dx) -> (grads, dy)
+
+    with ``inverse(params, forward(params, x))[0] == x`` bit for bit, and ``grads`` mirroring
+    ``init``'s tree {"network": ...}. ``_mu_sigma`` and ``_mu_sigma_backward`` give the shared
+    network -> straight-through argmax step. The network follows the protocol of ``networks``
+    (attributes length, vocab_size, scale, autoregressive; a "bias" parameter, whose dtype the
+    inputs must have).
+    """
+
+    def __init__(self, network: Any, tau: float = 0.1):
+        if not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau!r}")
+        self.network, self.tau = network, float(tau)
+        self.length, self.vocab_size, self.scale = network.length, network.vocab_size, network.scale
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"network": self.network.init(rng, dtype)}
+
+    def _check(self, params: Tree, name: str, v: Array) -> None:
+        check_one_hot(name, v, self.length, self.vocab_size, like=params["network"]["bias"])
+
+    def _mu_sigma(self, params: Tree, h: Array, positions: list[int] | None = None) -> tuple[Array, Array | None, Any]:
+        """Network input h (batch, D, K) -> one-hot mu and sigma (batch, P, K) (eq. 6) at the
+        given positions (all D when None)."""
+        (loc, scale), net_cache = self.network.forward(params["network"], h)
+        if positions is not None:
+            loc, scale = loc[:, positions], None if scale is None else scale[:, positions]
+        mu, mu_cache = one_hot_argmax(loc, self.tau)
+        sigma = sigma_cache = None
+        if self.scale:
+            sigma, sigma_cache = one_hot_argmax(mask_scale_logits(scale), self.tau)
+        return mu, sigma, (net_cache, mu_cache, sigma_cache, positions)
+
+    def _mu_sigma_backward(self, params: Tree, cache: Any, dmu: Array, dsigma: Array | None) -> tuple[Tree, Array]:
+        net_cache, mu_cache, sigma_cache, positions = cache
+        dloc = self._scatter(one_hot_argmax_backward(mu_cache, dmu), positions)
+        dscale = None
+        if self.scale:
+            dsigma_logits = mask_scale_logits_backward(self.vocab_size, one_hot_argmax_backward(sigma_cache, dsigma))
+            dscale = self._scatter(dsigma_logits, positions)
+        grads, dh = self.network.backward(params["network"], net_cache, dloc, dscale)
+        return {"network": grads}, dh
+
+    def _scatter(self, d: Array, positions: list[int] | None) -> Array:
+        """(batch, P, K) gradients at ``positions`` -> (batch, D, K), zero elsewhere."""
+        if positions is None:
+            return d
+        full = B.xp().zeros((d.shape[0], self.length, self.vocab_size), dtype=d.dtype)
+        full[:, positions] = d
+        return full
+
+
+class DiscreteAutoregressiveFlow(DiscreteFlow):
+    """y_d = (mu_d + sigma_d x_d) mod K with (mu_d, sigma_d) = network(y_<d)  (eq. 5).
+
+    ``order="forward"``: mu_d, sigma_d depend on y_1..y_{d-1}; ``order="reversed"``: on
+    y_{d+1}..y_D (the sequence is flipped around the network). The network must be autoregressive
+    (``TransformerNet(causal=True)``, ``LSTMNet`` or ``MADENet``).
+
+    forward(x) (base -> data) is sequential: D network calls, each filling in one more y_d.
+    inverse(y) (data -> base) is one parallel network call, since y is known.
+
+    Inputs: x, y : (batch, D, K) one-hot of the parameters' dtype.
+    Parameters: {"network": the network's tree}.
+    """
+
+    def __init__(self, network: Any, order: str = "forward", tau: float = 0.1):
+        if not network.autoregressive:
+            raise ValueError(f"an autoregressive flow needs an autoregressive network, got {type(network).__name__}")
+        if order not in ("forward", "reversed"):
+            raise ValueError(f"order must be 'forward' or 'reversed', got {order!r}")
+        super().__init__(network, tau)
+        self.order = order
+
+    def _flip(self, v: Array) -> Array:
+        return v[:, ::-1] if self.order == "reversed" else v
+
+    def forward(self, params: Tree, x: Array) -> Array:
+        """Base -> data, position by position in the network's order: y_d from the y_<d filled in so far."""
+        self._check(params, "x", x)
+        xp = B.xp()
+        z = self._flip(x)
+        batch, D, K = z.shape
+        cols: list[Array] = []
+        for d in range(D):
+            rest = xp.zeros((batch, D - d, K), dtype=z.dtype)
+            partial = xp.concatenate([xp.stack(cols, axis=1), rest], axis=1) if cols else rest
+            mu, sigma, _ = self._mu_sigma(params, partial, [d])
+            cols.append(location_scale(z[:, d], mu[:, 0], None if sigma is None else sigma[:, 0]))
+        return self._flip(xp.stack(cols, axis=1))
+
+    def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
+        """Data -> base in one network call: x = sigma^-1 (y - mu) mod K with mu, sigma = network(y)."""
+        self._check(params, "y", y)
+        z = self._flip(y)
+        mu, sigma, cache = self._mu_sigma(params, z)
+        return self._flip(inverse_location_scale(z, mu, sigma)), (z, mu, sigma, cache)
+
+    def inverse_backward(self, params: Tree, cache: Any, dx: Array) -> tuple[Tree, Array]:
+        """dx (batch, D, K) -> (grads, dy): through eq. 5's inverse, the straight-through argmax and the network."""
+        z, mu, sigma, net_cache = cache
+        dz, dmu, dsigma = inverse_location_scale_vjp(z, mu, sigma, self._flip(dx))
+        grads, dz_net = self._mu_sigma_backward(params, net_cache, dmu, dsigma)
+        return grads, self._flip(dz + dz_net)
+
+
+class DiscreteBipartiteFlow(DiscreteFlow):
+    """Coupling flow: kept positions pass through, the others get eq. 5 with (mu, sigma) from the kept ones.
+
+        y_d = x_d                                           for kept d (mu = 0, sigma = 1),
+        y_d = (mu_d + sigma_d x_d) mod K,  mu, sigma = network(m . x)   otherwise,
+
+    where m is the 0/1 mask of kept positions: ``keep="even"`` keeps d = 0, 2, 4, ... (0-based),
+    ``keep="odd"`` keeps d = 1, 3, .... Since m . x = m . y, both directions are one parallel
+    network call. The network must be bipartite (``TransformerNet(causal=False)`` or ``MLPNet``);
+    only the transformed positions (``self.moved``) go through the modular maps, and the kept
+    ones (``self.kept``) are copied.
+
+    Inputs: x, y : (batch, D, K) one-hot of the parameters' dtype.
+    Parameters: {"network": the network's tree}.
+    """
+
+    def __init__(self, network: Any, keep: str = "even", tau: float = 0.1):
+        if network.autoregressive:
+            raise ValueError(f"a bipartite flow needs a bipartite network, got an autoregressive {type(network).__name__}")
+        if keep not in ("even", "odd"):
+            raise ValueError(f"keep must be 'even' or 'odd', got {keep!r}")
+        super().__init__(network, tau)
+        self.keep = keep
+        parity = 0 if keep == "even" else 1
+        self.kept = [d for d in range(self.length) if d % 2 == parity]
+        self.moved = [d for d in range(self.length) if d % 2 != parity]
+        self._unsort = sorted(range(self.length), key=(self.kept + self.moved).__getitem__)
+
+    def _mask(self, dtype: Any) -> Array:
+        """m : (D, 1), 1.0 at kept positions."""
+        return B.asarray([[float(d in self.kept)] for d in range(self.length)], dtype)
+
+    def _join(self, kept: Array, moved: Array) -> Array:
+        """(batch, |kept|, K) and (batch, |moved|, K) -> (batch, D, K) in position order."""
+        return B.xp().concatenate([kept, moved], axis=1)[:, self._unsort]
+
+    def forward(self, params: Tree, x: Array) -> Array:
+        """Base -> data in one network call."""
+        self._check(params, "x", x)
+        mu, sigma, _ = self._mu_sigma(params, self._mask(x.dtype) * x, self.moved)
+        return self._join(x[:, self.kept], location_scale(x[:, self.moved], mu, sigma))
+
+    def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
+        """Data -> base in one network call."""
+        self._check(params, "y", y)
+        m = self._mask(B.value(y).dtype)
+        mu, sigma, cache = self._mu_sigma(params, m * y, self.moved)
+        y_moved = y[:, self.moved]
+        x = self._join(y[:, self.kept], inverse_location_scale(y_moved, mu, sigma))
+        return x, (y_moved, m, mu, sigma, cache)
+
+    def inverse_backward(self, params: Tree, cache: Any, dx: Array) -> tuple[Tree, Array]:
+        """dx (batch, D, K) -> (grads, dy)."""
+        y_moved, m, mu, sigma, net_cache = cache
+        dy_moved, dmu, dsigma = inverse_location_scale_vjp(y_moved, mu, sigma, dx[:, self.moved])
+        grads, dh = self._mu_sigma_backward(params, net_cache, dmu, dsigma)
+        return grads, self._join(dx[:, self.kept], dy_moved) + m * dh

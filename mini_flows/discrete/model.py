@@ -1,0 +1,138 @@
+"""A discrete flow model: a categorical base and a stack of discrete flows (Tran et al. 2019, eq. 4).
+
+    sampling:    x ~ p_base,  y = f_L(... f_2(f_1(x)))                    (each f_l.forward)
+    likelihood:  log p(y) = log p_base(f_1^-1(... f_L^-1(y)))            (each f_l.inverse)
+
+There is no log-determinant: a bijection of a finite set moves probability mass without changing
+it. Training minimises the mean negative log-likelihood with the straight-through gradient
+through every flow (section 3.3).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_positive_int
+from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
+from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
+from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
+from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tokens_to_one_hot
+from mini_flows.nn.tree import Tree, flatten
+
+KINDS = ("autoregressive", "bipartite")
+
+
+class DiscreteFlowModel:
+    """p(y) for integer sequences y : (batch, D) in [0, K), from a base and flows f_1..f_L.
+
+    ``flows[0]`` is applied first when sampling (next to the base), ``flows[-1]`` last.
+    Parameters: {"base": ..., "flow_0": ..., "flow_1": ...}; ``params`` holds the model's own
+    (initialised from ``seed`` in ``dtype`` when not given); every method takes an optional
+    ``params`` tree of the same dtype instead, so autograd can differentiate ``forward`` and an
+    optimiser can update ``params`` in place.
+    """
+
+    def __init__(self, base: Any, flows: Sequence[Any] = (), params: Tree | None = None, seed: int = 0,
+                 dtype: Any = "float64"):
+        self.base, self.flows = base, tuple(flows)
+        self.length, self.vocab_size = base.length, base.vocab_size
+        for i, flow in enumerate(self.flows):
+            if (flow.length, flow.vocab_size) != (self.length, self.vocab_size):
+                raise ValueError(
+                    f"flow {i} has (length, vocab_size) = ({flow.length}, {flow.vocab_size}) but the base has "
+                    f"({self.length}, {self.vocab_size})"
+                )
+        self.params = self.init(B.host_rng(seed), dtype) if params is None else params
+        self.dtype = B.value(next(iter(flatten(self.params).values()))).dtype
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        params = {"base": self.base.init(rng, dtype)}
+        params.update({f"flow_{i}": flow.init(rng, dtype) for i, flow in enumerate(self.flows)})
+        return params
+
+    def forward(self, params: Tree, tokens: Array) -> tuple[Array, Any]:
+        """tokens (batch, D) integers -> log p(tokens) (batch,) in nats, and a cache for ``backward``."""
+        h = tokens_to_one_hot(tokens, self.length, self.vocab_size, self.dtype)
+        caches = []
+        for i in reversed(range(len(self.flows))):
+            h, cache = self.flows[i].inverse(params[f"flow_{i}"], h)
+            caches.append(cache)
+        log_p, base_cache = self.base.log_prob(params["base"], h)
+        return log_p, (caches[::-1], base_cache)
+
+    def backward(self, params: Tree, cache: Any, dlog_p: Array) -> Tree:
+        """dlog_p (batch,) -> gradient tree mirroring ``params``, through the base and every flow."""
+        flow_caches, base_cache = cache
+        grads = {}
+        grads["base"], dh = self.base.backward(params["base"], base_cache, dlog_p)
+        for i, flow in enumerate(self.flows):
+            grads[f"flow_{i}"], dh = flow.inverse_backward(params[f"flow_{i}"], flow_caches[i], dh)
+        return grads
+
+    def log_prob(self, tokens: Array, params: Tree | None = None) -> Array:
+        """log p(tokens) : (batch,) in nats for integer tokens (batch, D) in [0, K)."""
+        return self.forward(self.params if params is None else params, tokens)[0]
+
+    def loss_and_grads(self, tokens: Array, params: Tree | None = None) -> tuple[float, Tree]:
+        """(mean negative log-likelihood in nats, its gradient tree) on integer tokens (batch, D)."""
+        params = self.params if params is None else params
+        log_p, cache = self.forward(params, tokens)
+        batch = log_p.shape[0]
+        dlog_p = B.xp().full((batch,), -1.0 / batch, dtype=log_p.dtype)
+        return -float(log_p.mean()), self.backward(params, cache, dlog_p)
+
+    def sample(self, n: int, seed: int | None = None, params: Tree | None = None) -> Array:
+        """n integer sequences (n, D): base sample, then f_1, ..., f_L forward."""
+        check_positive_int("n", n)
+        params = self.params if params is None else params
+        h = self.base.sample(params["base"], n, seed)
+        for i, flow in enumerate(self.flows):
+            h = flow.forward(params[f"flow_{i}"], h)
+        return one_hot_to_tokens(h)
+
+
+def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, scale: bool = False,
+                hidden: int = 32, network: str = "transformer", seed: int = 0, base_network: str | None = None,
+                tau: float = 0.1, dtype: Any = "float64") -> DiscreteFlowModel:
+    """A randomly initialised model in the paper's two set-ups (section 4).
+
+    kind="autoregressive": an ``AutoregressiveCategorical`` base and ``num_flows``
+    ``DiscreteAutoregressiveFlow``s whose orders alternate starting with "reversed" next to the
+    base; ``network`` in {"transformer", "lstm", "made"}.
+    kind="bipartite": a ``FactorizedCategorical`` base and ``num_flows`` ``DiscreteBipartiteFlow``s
+    whose kept positions alternate "even", "odd", ...; ``network`` in {"transformer", "mlp"}.
+
+    ``base_network`` ("transformer" or "lstm", autoregressive kind only) defaults to ``network``
+    when that is one of them and to "transformer" otherwise. ``scale`` adds the scale sigma to every
+    flow; ``hidden`` is every network's width; ``tau`` is the straight-through temperature (the
+    paper fixes 0.1); ``seed`` fixes the initial parameters.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
+    check_vocab_size(vocab_size)
+    check_positive_int("length", length)
+    check_positive_int("num_flows", num_flows, minimum=0)
+    autoregressive = kind == "autoregressive"
+    choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
+    if network not in choices:
+        raise ValueError(f"unknown {kind} network {network!r}; choose from {', '.join(map(repr, choices))}")
+    flows = []
+    for i in range(num_flows):
+        net = make_network(network, length, vocab_size, hidden, scale, autoregressive)
+        if autoregressive:
+            flows.append(DiscreteAutoregressiveFlow(net, order="reversed" if i % 2 == 0 else "forward", tau=tau))
+        else:
+            flows.append(DiscreteBipartiteFlow(net, keep="even" if i % 2 == 0 else "odd", tau=tau))
+    if autoregressive:
+        if base_network is None:
+            base_network = network if network in ("transformer", "lstm") else "transformer"
+        if base_network not in ("transformer", "lstm"):
+            raise ValueError(f"unknown base network {base_network!r}; choose from 'transformer', 'lstm'")
+        base = AutoregressiveCategorical(make_network(base_network, length, vocab_size, hidden))
+    else:
+        if base_network is not None:
+            raise ValueError("base_network applies to kind='autoregressive' only (the bipartite base is factorized)")
+        base = FactorizedCategorical(length, vocab_size)
+    return DiscreteFlowModel(base, flows, seed=seed, dtype=dtype)

@@ -1,0 +1,251 @@
+"""The networks that give discrete flows their location and scale logits, from the nn blocks.
+
+Every network maps a sequence h : (batch, D, K) (one-hot in the forward pass; the straight-through
+gradient treats it as real-valued) to logits::
+
+    loc, scale = network(h),    loc, scale : (batch, D, K)    (scale is None unless scale=True)
+
+Autoregressive networks (``autoregressive = True``): loc[:, d] and scale[:, d] depend only on
+h[:, :d], the strictly earlier positions. ``TransformerNet(causal=True)`` and ``LSTMNet`` read h
+shifted right by one position (a zero vector at position 0); ``MADENet`` is masked for it.
+
+Bipartite networks (``autoregressive = False``): ``TransformerNet(causal=False)`` (bidirectional) and
+``MLPNet`` (dense layers on the flattened D K inputs) read all of h; the bipartite flow zeroes the
+positions it transforms before calling them.
+
+Every network adds a learned per-position bias (D, heads K) drawn N(0, 0.1^2) at initialisation, so
+a random flow is a real permutation even where the network's output does not vary (position 0 of
+an autoregressive flow, an MLP whose inputs are all masked): with zero biases every argmax there
+would be a tie broken to mu = 0, sigma = 1, the identity. Small, so that elsewhere the network's
+own output, which depends on the context, decides the argmax.
+
+Protocol (that of the nn blocks, with two outputs)::
+
+    params = net.init(rng, dtype)
+    (loc, scale), cache = net.forward(params, h)
+    grads, dh = net.backward(params, cache, dloc, dscale)    # dscale None when scale=False
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.discrete.one_hot import check_vocab_size
+from mini_flows.nn import activations, init
+from mini_flows.nn.layers import Dense
+from mini_flows.nn.lstm import LSTM
+from mini_flows.nn.made import MADE
+from mini_flows.nn.transformer import TransformerEncoder
+from mini_flows.nn.tree import Tree
+
+AUTOREGRESSIVE_NETWORKS = ("transformer", "lstm", "made")
+BIPARTITE_NETWORKS = ("transformer", "mlp")
+
+
+def shift_right(h: Array) -> Array:
+    """(batch, D, K) -> (batch, D, K) with out[:, 0] = 0 and out[:, d] = h[:, d - 1]."""
+    xp = B.xp()
+    zero = xp.zeros((h.shape[0], 1, h.shape[2]), dtype=B.value(h).dtype)
+    return xp.concatenate([zero, h[:, :-1]], axis=1)
+
+
+def shift_right_backward(dout: Array) -> Array:
+    """The transpose of ``shift_right``: dh[:, d] = dout[:, d + 1], dh[:, D - 1] = 0."""
+    xp = B.xp()
+    return xp.concatenate([dout[:, 1:], xp.zeros_like(dout[:, :1])], axis=1)
+
+
+class _Network:
+    """Shared by every network: sizes, checks, the per-position bias and the split into heads."""
+
+    autoregressive: bool
+
+    def __init__(self, length: int, vocab_size: int, hidden: int, scale: bool):
+        check_positive_int("length", length)
+        check_vocab_size(vocab_size)
+        check_positive_int("hidden", hidden)
+        self.length, self.vocab_size, self.hidden, self.scale = length, vocab_size, hidden, bool(scale)
+        self.n_out = vocab_size * (2 if scale else 1)
+
+    def _init_bias(self, rng: Any, dtype: Any) -> Array:
+        return init.normal(rng, (self.length, self.n_out), 0.1, dtype)
+
+    def _check(self, params: Tree, h: Array) -> None:
+        check_float("h", h, like=params["bias"])
+        check_shape("h", h, (None, self.length, self.vocab_size))
+
+    def _heads(self, raw: Array, bias: Array) -> tuple[Array, Array | None]:
+        """raw (batch, D, heads K) + bias -> (loc, scale or None)."""
+        out = raw + bias
+        K = self.vocab_size
+        return (out[..., :K], out[..., K:]) if self.scale else (out, None)
+
+    def _heads_backward(self, dloc: Array, dscale: Array | None) -> tuple[Array, Array]:
+        """(dloc, dscale) -> (draw, dbias)."""
+        draw = B.xp().concatenate([dloc, dscale], axis=-1) if self.scale else dloc
+        return draw, draw.sum(axis=0)
+
+
+class TransformerNet(_Network):
+    """Dense embedding K -> hidden, a Transformer encoder, and a dense head hidden -> heads K:
+
+        loc, scale = W_o Encoder(W_e shift(h) + b_e) + b_o + bias    (causal=True, autoregressive)
+        loc, scale = W_o Encoder(W_e h + b_e) + b_o + bias           (causal=False, bidirectional)
+
+    With causal=True position d attends to the shifted positions <= d, i.e. to h[:, :d].
+    Parameters: "embed" Dense, "encoder" TransformerEncoder, "head" Dense, "bias" (D, heads K).
+    """
+
+    def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False, causal: bool = True,
+                 num_layers: int = 1, num_heads: int = 2):
+        super().__init__(length, vocab_size, hidden, scale)
+        self.causal = self.autoregressive = bool(causal)
+        self.embed = Dense(vocab_size, hidden)
+        self.encoder = TransformerEncoder(hidden, num_heads, 4 * hidden, num_layers, max_len=length)
+        self.head = Dense(hidden, self.n_out)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"embed": self.embed.init(rng, dtype), "encoder": self.encoder.init(rng, dtype),
+                "head": self.head.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
+
+    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+        self._check(params, h)
+        e, e_cache = self.embed.forward(params["embed"], shift_right(h) if self.causal else h)
+        t, t_cache = self.encoder.forward(params["encoder"], e, causal=self.causal)
+        raw, o_cache = self.head.forward(params["head"], t)
+        return self._heads(raw, params["bias"]), (e_cache, t_cache, o_cache)
+
+    def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
+        e_cache, t_cache, o_cache = cache
+        draw, dbias = self._heads_backward(dloc, dscale)
+        g_head, dt = self.head.backward(params["head"], o_cache, draw)
+        g_encoder, de = self.encoder.backward(params["encoder"], t_cache, dt)
+        g_embed, dinp = self.embed.backward(params["embed"], e_cache, de)
+        dh = shift_right_backward(dinp) if self.causal else dinp
+        return {"embed": g_embed, "encoder": g_encoder, "head": g_head, "bias": dbias}, dh
+
+
+class LSTMNet(_Network):
+    """An LSTM over the shifted sequence and a dense head (autoregressive):
+
+        s_d = LSTM(h_0, ..., h_{d-1}),    loc_d, scale_d = W_o s_d + b_o + bias_d.
+
+    Parameters: "lstm" LSTM, "head" Dense, "bias" (D, heads K).
+    """
+
+    autoregressive = True
+
+    def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False, num_layers: int = 1):
+        super().__init__(length, vocab_size, hidden, scale)
+        self.lstm = LSTM(vocab_size, hidden, num_layers)
+        self.head = Dense(hidden, self.n_out)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"lstm": self.lstm.init(rng, dtype), "head": self.head.init(rng, dtype),
+                "bias": self._init_bias(rng, dtype)}
+
+    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+        self._check(params, h)
+        (s, _), s_cache = self.lstm.forward(params["lstm"], shift_right(h))
+        raw, o_cache = self.head.forward(params["head"], s)
+        return self._heads(raw, params["bias"]), (s_cache, o_cache)
+
+    def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
+        s_cache, o_cache = cache
+        draw, dbias = self._heads_backward(dloc, dscale)
+        g_head, ds = self.head.backward(params["head"], o_cache, draw)
+        g_lstm, dinp, _ = self.lstm.backward(params["lstm"], s_cache, ds)
+        return {"lstm": g_lstm, "head": g_head, "bias": dbias}, shift_right_backward(dinp)
+
+
+class MADENet(_Network):
+    """A masked MLP (Germain et al. 2015) on the one-hot inputs (autoregressive, no shift needed):
+
+        loc_d, scale_d = MADE(h)_d + bias_d,    MADE(h)_d a function of h[:, :d] only.
+
+    Parameters: "made" MADE (in_features = K), "bias" (D, heads K).
+    """
+
+    autoregressive = True
+
+    def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False, num_layers: int = 1):
+        super().__init__(length, vocab_size, hidden, scale)
+        check_positive_int("num_layers", num_layers)
+        self.made = MADE(length, (hidden,) * num_layers, self.n_out, in_features=vocab_size)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"made": self.made.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
+
+    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+        self._check(params, h)
+        raw, cache = self.made.forward(params["made"], h)
+        return self._heads(raw, params["bias"]), cache
+
+    def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
+        draw, dbias = self._heads_backward(dloc, dscale)
+        g_made, dh, _ = self.made.backward(params["made"], cache, draw)
+        return {"made": g_made, "bias": dbias}, dh
+
+
+class MLPNet(_Network):
+    """Dense layers on the flattened sequence (bipartite: every output sees every input):
+
+        a_0 = flatten(h) (batch, D K),   a_l = relu(W_l a_{l-1} + b_l),  l = 1..num_layers,
+        loc, scale = reshape(W_o a_L + b_o, (batch, D, heads K)) + bias.
+
+    With ``num_layers=0`` the map is linear in the one-hot inputs: a table of logits for every
+    value of every input position, summed (the paper's "embedding layer which returns a trainable
+    location parameter for every unique combination of inputs", section 4.3, when one position
+    is kept).
+    Parameters: "hidden_0", ... Dense, "head" Dense, "bias" (D, heads K).
+    """
+
+    autoregressive = False
+
+    def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False, num_layers: int = 1):
+        super().__init__(length, vocab_size, hidden, scale)
+        check_positive_int("num_layers", num_layers, minimum=0)
+        sizes = [length * vocab_size] + [hidden] * num_layers
+        self.layers = [Dense(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        self.head = Dense(sizes[-1], length * self.n_out)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        params = {f"hidden_{i}": layer.init(rng, dtype) for i, layer in enumerate(self.layers)}
+        return {**params, "head": self.head.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
+
+    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+        self._check(params, h)
+        a, caches = h.reshape(h.shape[0], -1), []
+        for i, layer in enumerate(self.layers):
+            z, z_cache = layer.forward(params[f"hidden_{i}"], a)
+            a, a_cache = activations.relu_forward(z)
+            caches.append((z_cache, a_cache))
+        raw, o_cache = self.head.forward(params["head"], a)
+        return self._heads(raw.reshape(h.shape[0], self.length, self.n_out), params["bias"]), (caches, o_cache)
+
+    def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
+        caches, o_cache = cache
+        draw, dbias = self._heads_backward(dloc, dscale)
+        g_head, da = self.head.backward(params["head"], o_cache, draw.reshape(draw.shape[0], -1))
+        grads = {}
+        for i in reversed(range(len(self.layers))):
+            z_cache, a_cache = caches[i]
+            grads[f"hidden_{i}"], da = self.layers[i].backward(
+                params[f"hidden_{i}"], z_cache, activations.relu_backward(a_cache, da))
+        return {**dict(reversed(grads.items())), "head": g_head, "bias": dbias}, da.reshape(draw.shape[0], self.length, self.vocab_size)
+
+
+def make_network(name: str, length: int, vocab_size: int, hidden: int = 32, scale: bool = False,
+                 autoregressive: bool = True) -> _Network:
+    """A network by name: autoregressive "transformer" (causal), "lstm" or "made"; bipartite
+    "transformer" (bidirectional) or "mlp"."""
+    choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
+    if name not in choices:
+        kind = "autoregressive" if autoregressive else "bipartite"
+        raise ValueError(f"unknown {kind} network {name!r}; choose from {', '.join(map(repr, choices))}")
+    if name == "transformer":
+        return TransformerNet(length, vocab_size, hidden, scale, causal=autoregressive)
+    return {"lstm": LSTMNet, "made": MADENet, "mlp": MLPNet}[name](length, vocab_size, hidden, scale)
