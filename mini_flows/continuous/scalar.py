@@ -37,6 +37,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float
 from mini_flows.continuous.cubic import K_MAX, nlsq_inverse
+from mini_flows.nn.broadcast import unbroadcast
 
 _S_CLIP = 1e18  # |s| = |d x + g| above this: c / (1 + s^2) < 1e-36 b / d, below round-off of b x; s^2 fits float32
 
@@ -49,14 +50,6 @@ def _broadcast_shape(s1: tuple[int, ...], s2: tuple[int, ...], what: str) -> tup
         raise ValueError(f"{what}: shapes {tuple(s1)} and {tuple(s2)} do not broadcast")
     return tuple(max(x, y) if 0 not in (x, y) else 0 for x, y in zip(p1, p2))
 
-
-def _sum_to(g: Array, shape: tuple[int, ...]) -> Array:
-    """Sum a gradient of the broadcast shape back to the shape of the argument it belongs to."""
-    extra = g.ndim - len(shape)
-    if extra:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
 
 
 def check_alpha(alpha: Any) -> float:
@@ -110,7 +103,7 @@ class ScalarTransform:
         grads, dx = self._partials(cache, dy, dlogdet)
         shape = tuple(B.value(cache["fprime"]).shape)
         draw = xp.stack([xp.broadcast_to(g, shape) for g in grads], axis=-1)
-        return _sum_to(draw, cache["raw_shape"]), _sum_to(xp.broadcast_to(dx, shape), cache["x_shape"])
+        return unbroadcast(draw, cache["raw_shape"]), unbroadcast(xp.broadcast_to(dx, shape), cache["x_shape"])
 
     def solve(self, raw: Array, y: Array) -> tuple[tuple[Array, Array], dict]:
         """x = f^-1(y) and logdet = log |dx/dy| = -log f'(x), elementwise.
@@ -136,7 +129,7 @@ class ScalarTransform:
         gx = dx - dlogdet * fc["dlogdet_dx"]
         dy = gx / fc["fprime"]
         draw, _ = self.formula_backward(fc, -dy, -dlogdet)
-        return draw, _sum_to(B.xp().broadcast_to(dy, fc["fprime"].shape), cache["y_shape"])
+        return draw, unbroadcast(B.xp().broadcast_to(dy, fc["fprime"].shape), cache["y_shape"])
 
 
 class AffineTransform(ScalarTransform):

@@ -29,6 +29,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.nn.broadcast import unbroadcast
 
 
 def units(K: int) -> tuple[int, ...]:
@@ -147,14 +148,6 @@ def _bilinear(a: Array, b: Array, table: Array) -> Array:
     return B.xp().einsum("...mj,...j->...m", a[..., table], b)
 
 
-def _sum_to(g: Array, shape: tuple[int, ...]) -> Array:
-    """Sum a broadcast gradient back to an argument's shape."""
-    extra = g.ndim - len(shape)
-    if extra:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
-
 
 def _bilinear_vjp(a: Array, b: Array, table: Array, inverse: Array, dout: Array) -> tuple[Array, Array]:
     """Gradients of sum(dout * _bilinear(a, b, table)) for a table whose every column is a
@@ -162,7 +155,7 @@ def _bilinear_vjp(a: Array, b: Array, table: Array, inverse: Array, dout: Array)
     da[n] = sum_j b[j] dout[inverse[n, j]],  db[j] = sum_m dout[m] a[table[m, j]]."""
     da = _bilinear(dout, b, inverse)
     db = B.xp().einsum("...m,...mj->...j", dout, a[..., table])
-    return _sum_to(da, a.shape), _sum_to(db, b.shape)
+    return unbroadcast(da, a.shape), unbroadcast(db, b.shape)
 
 
 def _out_shape(names: tuple[str, str], a: Array, b: Array) -> tuple[int, ...]:

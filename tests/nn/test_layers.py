@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 from mini_flows import backend as B
 from mini_flows.nn import activations, losses
 from mini_flows.nn.layers import Dense, Embedding
+from mini_flows.nn.broadcast import unbroadcast
 from mini_flows.nn.mlp import MLP
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
@@ -138,3 +139,12 @@ def test_mlp_backward_matches_autograd(seed, n_in, hidden, n_out, act):
     dy = rng.standard_normal(y.shape)
     auto = autograd_grads(lambda p, x: vjp_loss(mlp.forward(p, x)[0], dy), params, x)
     assert_grads_close(mlp.backward(params, cache, dy), auto)
+
+
+@given(seeds, st.lists(st.integers(1, 3), min_size=1, max_size=3), st.data())
+def test_unbroadcast_is_the_gradient_of_broadcasting(seed, shape, data):
+    small = [data.draw(st.sampled_from([1, n])) for n in shape][data.draw(st.integers(0, len(shape))):]
+    rng = B.host_rng(seed)
+    a, g = rng.standard_normal(small), rng.standard_normal(shape)
+    (auto,) = autograd_grads(lambda a: vjp_loss(a + np.zeros(shape), g), a)
+    assert_grads_close(unbroadcast(g, tuple(small)), auto)
