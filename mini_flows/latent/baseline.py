@@ -37,7 +37,6 @@ from mini_flows.continuous.length import check_lengths, length_encoding, length_
 from mini_flows.latent.dropout import check_dropout_mask, dropout_mask
 from mini_flows.latent.length_prior import LengthPrior
 from mini_flows.nn import init, losses
-from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.layers import Dense, Embedding
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.tree import Tree
@@ -188,9 +187,7 @@ class LSTMBaseline:
         """Generate n sequences: T ~ p(T) (unless lengths : (n,) is given), then x_t ~ p(x_t | x_<t, T)
         one step after another, each step one LSTM step on the token just drawn.
 
-        The steps run eqs. (1)-(3) of ``nn.lstm`` incrementally, state carried between steps, with
-        the parts of the first layer's input projection that do not depend on the drawn tokens
-        computed once: E W_x for every token and enc_t W_x + b for every step.
+        The steps run ``LSTM.step``, the state carried between steps.
 
         Returns (tokens, lengths): tokens : (n, max T) integers in [0, K), 0 at padding.
         """
@@ -202,21 +199,14 @@ class LSTMBaseline:
         T = int(lengths.max())
         E = params["embed"]["E"]
         dtype = B.value(E).dtype
-        layers = [params["lstm"][f"layer{l}"] for l in range(self.lstm.num_layers)]
-        e = self.embed.dim
-        token_part = E @ layers[0]["W_x"][:e]  # (K + 1, 4 hidden)
-        step_part = length_encoding(lengths, T, self.max_length, dtype) @ layers[0]["W_x"][e:] + layers[0]["b"]
-        h = [xp.zeros((n, self.lstm.hidden_size), dtype) for _ in layers]
-        c = list(h)
+        encoding = length_encoding(lengths, T, self.max_length, dtype)
+        zeros = xp.zeros((self.lstm.num_layers, n, self.lstm.hidden_size), dtype)
+        state = (zeros, zeros)
         token = xp.full((n,), self.K)
         drawn = []
         for t in range(T):
-            z = token_part[token] + step_part[:, t]
-            for l, p in enumerate(layers):
-                if l > 0:
-                    z = h[l - 1] @ p["W_x"] + p["b"]
-                h[l], c[l] = _lstm_cell(z + h[l] @ p["W_h"], c[l])
-            logits, _ = self._logits(params, h[-1])
+            state = self.lstm.step(params["lstm"], xp.concatenate([E[token], encoding[:, t]], axis=-1), state)
+            logits, _ = self._logits(params, state[0][-1])
             p_t = xp.exp(logits - logits.max(axis=-1, keepdims=True))
             cdf = xp.cumsum(p_t / p_t.sum(axis=-1, keepdims=True), axis=-1)
             token = xp.minimum((cdf < rng.random((n, 1), dtype=dtype)).sum(axis=-1), self.K - 1)
@@ -224,11 +214,3 @@ class LSTMBaseline:
         real = xp.arange(T)[None, :] < lengths[:, None]
         return xp.where(real, xp.stack(drawn, axis=1), 0), lengths
 
-
-def _lstm_cell(z: Array, c: Array) -> tuple[Array, Array]:
-    """One LSTM step from the pre-activations z : (batch, 4H) (gates i, f, g, o) and c : (batch, H):
-    c' = f c + i g, h' = o tanh(c'), eqs. (2)-(3) of ``nn.lstm``. Returns (h', c')."""
-    H = c.shape[-1]
-    i, f, o = sigmoid(z[:, :H]), sigmoid(z[:, H : 2 * H]), sigmoid(z[:, 3 * H :])
-    c = f * c + i * B.xp().tanh(z[:, 2 * H : 3 * H])
-    return o * B.xp().tanh(c), c

@@ -36,6 +36,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
+from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.tree import Tree
 
 
@@ -215,6 +216,23 @@ class LSTM:
             c_n.append(c)
             caches.append(cache)
         return (y, (xp.stack(h_n), xp.stack(c_n))), caches
+
+    def step(self, params: Tree, x_t: Array, state: tuple[Array, Array]) -> tuple[Array, Array]:
+        """One time step through every layer, eqs. (1)-(3), for incremental generation (no cache,
+        no gradient): x_t : (batch, input_size); state (h, c), each (num_layers, batch, hidden_size).
+        Returns the new state (h, c); the top layer's output is h[-1]."""
+        xp = B.xp()
+        H = self.hidden_size
+        h_new, c_new, inp = [], [], x_t
+        for l in range(self.num_layers):
+            p = params[f"layer{l}"]
+            z = inp @ p["W_x"] + state[0][l] @ p["W_h"] + p["b"]
+            i, f, o = sigmoid(z[:, :H]), sigmoid(z[:, H : 2 * H]), sigmoid(z[:, 3 * H :])
+            c = f * state[1][l] + i * xp.tanh(z[:, 2 * H : 3 * H])  # (2)
+            inp = o * xp.tanh(c)  # (3)
+            h_new.append(inp)
+            c_new.append(c)
+        return xp.stack(h_new), xp.stack(c_new)
 
     def backward(
         self, params: Tree, cache: Any, d_outputs: Array, d_final: tuple[Array, Array] | None = None

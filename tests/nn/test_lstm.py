@@ -276,3 +276,19 @@ def test_bilstm_rejects_bad_input():
         bilstm.forward(p, x, np.array([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1]]))
     with pytest.raises(ValueError, match=r"d_outputs must have shape \(2, 5, 8\)"):
         bilstm.backward(p, bilstm.forward(p, x)[1], np.ones((2, 5, 4)))
+
+
+@given(seeds, st.integers(1, 3), st.integers(1, 4), st.integers(1, 2))
+def test_step_by_step_equals_the_whole_sequence(seed, T, hidden, layers):
+    """LSTM.step, run T times from the initial state, reproduces forward's outputs and final state."""
+    rng = B.host_rng(seed)
+    lstm = LSTM(3, hidden, num_layers=layers)
+    params = lstm.init(rng)
+    x = rng.standard_normal((2, T, 3))
+    state = (rng.standard_normal((layers, 2, hidden)), rng.standard_normal((layers, 2, hidden)))
+    (out, (h_n, c_n)), _ = lstm.forward(params, x, initial_state=state)
+    for t in range(T):
+        state = lstm.step(params, x[:, t], state)
+        np.testing.assert_allclose(state[0][-1], out[:, t], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(state[0], h_n, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(state[1], c_n, rtol=1e-12, atol=1e-14)
