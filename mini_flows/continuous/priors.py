@@ -5,6 +5,7 @@ conditioned on a time context c_t from an LSTM and on the length encoding of sup
 
     AF in time  (AF / AF, AF / SCF):  eps_t = g(z_t; c_t),  c_t = [LSTM(z_<t)_t, enc_t]
     IAF in time (IAF / SCF):          eps_t = g(z_t; c_t),  c_t = [LSTM(eps_<t)_t, enc_t]
+    no flow in time (AF only):        eps_t = g(z_t; c_t),  c_t = enc_t
 
 with g the hidden flow's ``inverse`` (data -> base). The LSTM reads the previous step's vector
 (zero at t = 0), so c_t sees only earlier steps and the Jacobian d eps / d z is block lower
@@ -31,9 +32,9 @@ from mini_flows.continuous.stack import FlowStack
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.tree import Tree, tree_add
 
-TIME_KINDS = ("af", "iaf")
+TIME_KINDS = ("af", "iaf", "none")
 HIDDEN_KINDS = ("af", "scf", "none")
-PRIORS = ("af/af", "af/scf", "iaf/scf", "af/none")
+PRIORS = ("af/af", "af/scf", "iaf/scf", "af/none", "none/af")
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -43,7 +44,8 @@ class SequencePrior:
     Parameters
     ----------
     hidden_dim : H, the size of each z_t.
-    time : "af" (context from z_<t) or "iaf" (context from eps_<t).
+    time : "af" (context from z_<t), "iaf" (context from eps_<t) or "none" (no flow in time: each
+        z_t is independent given its length encoding, Table 1's AF-only "unigram" row).
     hidden : "af", "scf" or "none" (an elementwise transform conditioned on time only).
     transform : an AffineTransform or NLSqTransform instance.
     num_layers : layers of the hidden flow.
@@ -52,7 +54,7 @@ class SequencePrior:
     hidden_sizes : hidden layers of each flow layer's MADE or MLP.
 
     Inputs: z, eps : (batch, T, H); lengths : (batch,) integers in [1, min(T, max_length)].
-    Parameters: {"lstm": ..., "flow": ...}.
+    Parameters: {"lstm": ..., "flow": ...} ("lstm" absent when time is "none").
     """
 
     def __init__(self, hidden_dim: int, time: str = "af", hidden: str = "af", transform: Any = None,
@@ -66,20 +68,23 @@ class SequencePrior:
         check_positive_int("max_length", max_length)
         self.H, self.time, self.hidden, self.max_length = hidden_dim, time, hidden, max_length
         self.transform = NLSqTransform() if transform is None else transform
-        self.lstm = LSTM(hidden_dim, lstm_size, lstm_layers)
-        self.lstm_size = lstm_size
-        self.flow = FlowStack(hidden, hidden_dim, num_layers, self.transform, cond_size=lstm_size + 2 * max_length,
+        self.lstm = LSTM(hidden_dim, lstm_size, lstm_layers) if time != "none" else None
+        self.lstm_size = lstm_size if time != "none" else 0
+        self.flow = FlowStack(hidden, hidden_dim, num_layers, self.transform, cond_size=self.lstm_size + 2 * max_length,
                               hidden_sizes=hidden_sizes, activation=activation)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {"lstm": self.lstm.init(rng, dtype), "flow": self.flow.init(rng, dtype)}
+        params = {"flow": self.flow.init(rng, dtype)}
+        if self.lstm is not None:
+            params["lstm"] = self.lstm.init(rng, dtype)
+        return params
 
     # -- the bijection -------------------------------------------------------------------------
 
     def inverse(self, params: Tree, z: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
         """Data -> base: ((eps : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d eps/d z|."""
         lengths = self._check(params, "z", z, lengths)
-        run = self._parallel if self.time == "af" else self._sequential
+        run = self._sequential if self.time == "iaf" else self._parallel
         return self._masked(params, z, lengths, run, self.flow._inverse)
 
     def forward(self, params: Tree, eps: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
@@ -90,7 +95,7 @@ class SequencePrior:
 
     def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> tuple[Tree, Array]:
         """(grads, dz) from deps : (batch, T, H) and dlogdet : (batch,)."""
-        run = self._parallel_backward if self.time == "af" else self._sequential_backward
+        run = self._sequential_backward if self.time == "iaf" else self._parallel_backward
         return self._masked_backward(params, cache, deps, dlogdet, run, self.flow.inverse_backward)
 
     def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> tuple[Tree, Array]:
@@ -168,8 +173,12 @@ class SequencePrior:
         return B.xp().concatenate([h, enc], axis=-1)
 
     def _parallel(self, params: Tree, x: Array, enc: Array, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
-        """All steps at once: the LSTM reads x shifted one step right, y_t = flow_op(x_t; c_t)."""
+        """All steps at once: the LSTM reads x shifted one step right, y_t = flow_op(x_t; c_t).
+        With no flow in time, c_t is the length encoding alone."""
         xp = B.xp()
+        if self.lstm is None:
+            (y, logdet), flow_cache = flow_op(params["flow"], x, enc)
+            return (y, logdet), (None, flow_cache)
         shifted = xp.concatenate([xp.zeros_like(B.value(x[:, :1])), x[:, :-1]], axis=1)
         (h, _), lstm_cache = self.lstm.forward(params["lstm"], shifted)
         (y, logdet), flow_cache = flow_op(params["flow"], x, self._cond(h, enc))
@@ -177,6 +186,9 @@ class SequencePrior:
 
     def _parallel_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, flow_backward: Any) -> tuple[Tree, Array]:
         xp = B.xp()
+        if self.lstm is None:
+            flow_grads, dx, _ = flow_backward(params["flow"], cache[1], dy, dlogdet)
+            return {"flow": flow_grads}, dx
         lstm_cache, flow_cache = cache
         flow_grads, dx, dcond = flow_backward(params["flow"], flow_cache, dy, dlogdet)
         lstm_grads, dshifted, _ = self.lstm.backward(params["lstm"], lstm_cache, dcond[..., : self.lstm_size])
@@ -215,10 +227,11 @@ class SequencePrior:
 
 def build_prior(kind: str, hidden_dim: int, transform: str = "nlsq", num_layers: int | None = None,
                 **config: Any) -> SequencePrior:
-    """One of the paper's priors by name: "af/af", "af/scf", "iaf/scf" (Table 1) or "af/none"
-    (Table 2's "- AF hidden"); transform "nlsq" or "affine" (Table 2's "- NLSq").
+    """One of the paper's priors by name: "af/af", "af/scf", "iaf/scf", "none/af" (Table 1; the
+    last is AF-only, no dependence across time) or "af/none" (Table 2's "- AF hidden"); transform
+    "nlsq" or "affine" (Table 2's "- NLSq").
 
-    num_layers defaults to supplement D's: 5 for AF in time, 3 for IAF / SCF. Other keywords go
+    num_layers defaults to supplement D's: 3 for IAF / SCF, 5 for the others. Other keywords go
     to SequencePrior (max_length, lstm_size, lstm_layers, hidden_sizes, activation).
 
     Example: ``prior = build_prior("af/scf", 8, max_length=20); params = prior.init(B.host_rng(0))``.
@@ -229,5 +242,5 @@ def build_prior(kind: str, hidden_dim: int, transform: str = "nlsq", num_layers:
     if transform not in transforms:
         raise ValueError(f"unknown transform {transform!r}; choose from {sorted(transforms)}")
     time, hidden = kind.split("/")
-    layers = num_layers if num_layers is not None else (5 if time == "af" else 3)
+    layers = num_layers if num_layers is not None else (3 if time == "iaf" else 5)
     return SequencePrior(hidden_dim, time, hidden, transforms[transform](), num_layers=layers, **config)

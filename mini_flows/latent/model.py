@@ -49,7 +49,8 @@ class LatentFlowModel:
     ----------
     vocab_size : K, token values ("categorical") or binary keys per step ("bernoulli", 88 for piano).
     max_length : the longest sequence (size of the length encoding and support of p(T)).
-    prior : "af/af", "af/scf", "iaf/scf" or "af/none" (Table 2's "- AF hidden").
+    prior : "af/af", "af/scf", "iaf/scf", "none/af" (Table 1's AF only: no dependence across
+        time) or "af/none" (Table 2's "- AF hidden").
     transform : "nlsq" or "affine" (Table 2's "- NLSq").
     output : "categorical" or "bernoulli".
     latent_dim : H, the size of each z_t (supplement D: 50).
