@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 
 from mini_flows import backend as B
+from mini_flows.continuous import build_prior
+from mini_flows.discrete import build_model
+from mini_flows.latent import LatentFlowModel
 from mini_flows.nn import activations, losses
 from mini_flows.nn.layers import Dense, Embedding
 from mini_flows.nn.lstm import LSTM, BiLSTM
@@ -121,7 +124,48 @@ def _made(rng):
     return run, made.init(rng), (x, cond, dout)
 
 
+def _discrete_model(rng):
+    model = build_model("autoregressive", 5, 4, num_flows=1, scale=True, hidden=8, network="transformer", seed=0)
+    tokens = rng.integers(0, 5, size=(6, 4))
+
+    def run(p, tokens):
+        loss, grads = model.loss_and_grads(tokens, params=p)
+        return model.log_prob(tokens, params=p), grads
+
+    return run, model.params, (tokens,)
+
+
+def _continuous_prior(rng):
+    prior = build_prior("af/scf", 4, max_length=5, lstm_size=8, hidden_sizes=(8,))
+    z = rng.standard_normal((2, 5, 4))
+    lengths = np.array([5, 3])
+
+    def run(p, z, lengths):
+        logp, cache = prior.log_prob_forward(p, z, lengths)
+        grads, dz = prior.log_prob_backward(p, cache, B.xp().ones_like(logp))
+        (eps, _), _ = prior.inverse(p, z, lengths)
+        (z_back, logdet), _ = prior.forward(p, eps, lengths)  # the cubic inverse of every NLSq layer
+        return logp, grads, dz, z_back, logdet
+
+    return run, prior.init(rng), (z, lengths)
+
+
+def _latent_model(rng):
+    model = LatentFlowModel(6, 5, prior="af/af", latent_dim=3, embed_size=8, hidden_size=8, num_layers=1,
+                            flow_layers=2, flow_hidden_sizes=(8,))
+    x, lengths = rng.integers(0, 6, size=(3, 5)), np.array([5, 2, 4])
+    noise = rng.standard_normal((2, 3, 5, 3))
+
+    def run(p, x, lengths, noise):
+        return model.elbo_and_grads(p, x, lengths, noise)
+
+    return run, model.init(rng), (x, lengths, noise)
+
+
 CASES: dict[str, Callable] = {
+    "discrete model": _discrete_model,
+    "continuous prior": _continuous_prior,
+    "latent model": _latent_model,
     "dense": _dense,
     "embedding+gelu+cross_entropy": _embedding_and_cross_entropy,
     "lstm": _lstm,
