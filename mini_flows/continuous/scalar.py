@@ -220,6 +220,11 @@ class NLSqTransform(ScalarTransform):
         return nlsq_inverse(y, p["a"], p["b"], p["c"], p["d"], p["g"])
 
 
+def _as_array(v: Any) -> Any:
+    """Python numbers become float64 0-d arrays, so ``NLSq`` takes plain floats too."""
+    return B.asarray(v, "float64") if isinstance(v, Real) and not isinstance(v, bool) else v
+
+
 def _check_params(names: Sequence[str], values: tuple[Array, ...]) -> tuple[int, ...]:
     """Check finite float arrays of the first one's dtype; return their broadcast shape."""
     shape: tuple[int, ...] = ()
@@ -245,6 +250,7 @@ class NLSq:
 
     def __init__(self, a: Array, b: Array, c: Array, d: Array, g: Array):
         xp = B.xp()
+        a, b, c, d, g = map(_as_array, (a, b, c, d, g))
         shape = _check_params("abcdg", (a, b, c, d, g))
         if not (bool(xp.all(B.value(b) > 0)) and bool(xp.all(B.value(d) > 0))):
             raise ValueError("b and d must be positive")
@@ -258,6 +264,7 @@ class NLSq:
         """b = exp(log_b), d = exp(log_d), c = (8 sqrt 3 / (9 d)) b alpha tanh(c_raw); alpha in (0, 1)."""
         xp = B.xp()
         alpha = check_alpha(alpha)
+        a, log_b, c_raw, log_d, g = map(_as_array, (a, log_b, c_raw, log_d, g))
         _check_params(("a", "log_b", "c_raw", "log_d", "g"), (a, log_b, c_raw, log_d, g))
         b, d = xp.exp(log_b), xp.exp(log_d)
         return cls(a, b, (K_MAX * alpha / d) * b * xp.tanh(c_raw), d, g)
@@ -268,6 +275,7 @@ class NLSq:
 
     def forward(self, eps: Array) -> tuple[Array, Array]:
         """z = f(eps) and logdet = log f'(eps), elementwise; eps : (...)."""
+        eps = _as_array(eps)
         self._check("eps", eps)
         xp = B.xp()
         k = self.c * self.d / self.b
@@ -276,6 +284,7 @@ class NLSq:
 
     def inverse(self, z: Array) -> tuple[Array, Array]:
         """eps = f^-1(z), the real root of the cubic, and logdet = -log f'(eps); z : (...)."""
+        z = _as_array(z)
         self._check("z", z)
         eps = nlsq_inverse(z, self.a, self.b, self.c, self.d, self.g)
         return eps, -self.forward(eps)[1]

@@ -287,3 +287,10 @@ def test_bad_dtypes(t):
         t.solve(raw, np.zeros(3, dtype=int))
     with pytest.raises(TypeError, match="raw must be a float32 or float64 array"):
         t.formula(np.zeros((3, t.num_params), dtype=int), np.zeros(3))
+
+
+def test_nlsq_takes_plain_python_numbers():
+    f = NLSq.from_raw(0.5, 0.2, 2.0, 1.0, -0.3)
+    z, logdet = f.forward(1.5)
+    eps, logdet_inv = f.inverse(z)
+    assert abs(float(eps) - 1.5) < 1e-12 and abs(float(logdet) + float(logdet_inv)) < 1e-12
