@@ -1,0 +1,261 @@
+"""What every experiment shares: its settings, progress lines, the table with the paper's numbers
+beside ours, results.json, figures (where matplotlib is installed) and a training loop.
+
+An experiment is a function ``run(settings) -> Report``. It trains and evaluates on the current
+backend, prints progress while it works, and returns a ``Report``: a ``Table`` whose cells hold
+our number and, where the paper prints one, the paper's (rendered "ours (paper)"), the figures it
+wrote and free-form results; ``write_results`` turns that into ``results.json``.
+
+Example
+-------
+>>> table = Table("Table 1", ["AR base"], [["D = 2", cell(0.912, 0.9)]])
+>>> print(table.render())
+Table 1
+            AR base
+D = 2   0.912 (0.9)
+(paper's value in parentheses)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mini_flows import backend as B
+from mini_flows.backend import Array
+from mini_flows.checks import check_positive_int
+from mini_flows.optim import Adam
+
+PLOT_HINT = "pip install 'mini-flows[plot]'"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line passes to an experiment.
+
+    out : the folder for results.json and figures (created by the caller).
+    seed : seeds every data set, initialisation and noise generator of the run.
+    steps : training steps per model (None: the experiment's default).
+    quick : a seconds-long run on tiny settings (for tests and a first look).
+    data : a user's data file (charlm: text, one sentence per line; music: a pickle), or None.
+    verbose : print progress lines.
+    """
+
+    out: Path
+    seed: int = 0
+    steps: int | None = None
+    quick: bool = False
+    data: str | None = None
+    verbose: bool = True
+
+    def pick_steps(self, default: int, quick: int) -> int:
+        """``steps`` when given, else the experiment's quick or default count."""
+        if self.steps is not None:
+            return self.steps
+        return quick if self.quick else default
+
+    def say(self, line: str = "") -> None:
+        """Print a line of commentary (when verbose)."""
+        if self.verbose:
+            print(line, flush=True)
+
+
+def cell(ours: Any, paper: Any = None, digits: int = 3) -> dict[str, Any]:
+    """A table cell: our value (a number, a string or None for "-"), the paper's (or None) and
+    the decimals to print ours with."""
+    return {"ours": ours, "paper": paper, "digits": digits}
+
+
+def _text(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def render_cell(c: Any) -> str:
+    """"ours (paper)" for a cell, its text for a plain string."""
+    if not isinstance(c, dict):
+        return str(c)
+    ours = _text(c["ours"], c["digits"])
+    if c["paper"] is None:
+        return ours
+    paper = repr(c["paper"]) if isinstance(c["paper"], float) else str(c["paper"])
+    return f"{ours} ({paper})"
+
+
+@dataclass
+class Table:
+    """A titled table: ``rows`` are lists whose first entry is the row label (a string) and whose
+    other entries are ``cell``s (or strings), one per column."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = "paper's value in parentheses"
+
+    def render(self) -> str:
+        texts = [[""] + self.columns] + [[str(r[0])] + [render_cell(c) for c in r[1:]] for r in self.rows]
+        widths = [max(len(t[i]) for t in texts) for i in range(len(texts[0]))]
+        lines = [self.title]
+        for t in texts:
+            cells = [s.ljust(w) if i == 0 else s.rjust(w) for i, (s, w) in enumerate(zip(t, widths))]
+            lines.append("   ".join(cells).rstrip())
+        has_paper = any(isinstance(c, dict) and c["paper"] is not None for r in self.rows for c in r[1:])
+        if has_paper and self.note:
+            lines.append(f"({self.note})")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(c: Any) -> Any:
+            return {"ours": _finite(c["ours"]), "paper": c["paper"]} if isinstance(c, dict) else c
+
+        rows = [[r[0]] + [plain(c) for c in r[1:]] for r in self.rows]
+        return {"title": self.title, "columns": self.columns, "rows": rows}
+
+
+@dataclass
+class Report:
+    """What an experiment returns: its table, notes to print under it, figures it wrote (paths
+    relative to --out) and results (JSON-able numbers, lists, dicts) for results.json."""
+
+    table: Table
+    notes: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return "\n".join([self.table.render()] + [f"- {n}" for n in self.notes])
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: those become None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_results(path: Path, name: str, report: Report, settings: Settings, backend: str, seconds: float,
+                  command: str) -> None:
+    """results.json: the experiment, the command, its settings, run time, table, results, figures, notes."""
+    record = {
+        "experiment": name,
+        "command": command,
+        "settings": {"seed": settings.seed, "steps": settings.steps, "quick": settings.quick, "data": settings.data,
+                     "backend": backend},
+        "seconds": round(seconds, 2),
+        "table": report.table.to_json(),
+        "results": report.results,
+        "figures": report.figures,
+        "notes": report.notes,
+    }
+    path.write_text(json.dumps(_finite(record), indent=2, allow_nan=False) + "\n")
+
+
+def plot(path: Path, draw: Callable[[Any], None]) -> bool:
+    """Draw a figure with ``draw(plt)`` and save it as ``path`` (a PNG); False, drawing nothing,
+    where matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    draw(plt)
+    plt.savefig(path, dpi=100)
+    plt.close("all")
+    return True
+
+
+def no_plot_note(filename: str) -> str:
+    """What to print where matplotlib is missing."""
+    return f"matplotlib is not installed: skipped the figure {filename} ({PLOT_HINT})"
+
+
+def save_figure(settings: Settings, filename: str, draw: Callable[[Any], None], report: Report) -> None:
+    """``plot`` into ``settings.out / filename`` and list the file in the report, or add a note
+    saying matplotlib is missing."""
+    if plot(settings.out / filename, draw):
+        report.figures.append(filename)
+    elif no_plot_note(filename) not in report.notes:
+        report.notes.append(no_plot_note(filename))
+
+
+class Progress:
+    """Prints "label  step s/S  loss L  E s elapsed, R s left" about ``reports`` times over a run
+    and at its end; silent when ``verbose`` is False."""
+
+    def __init__(self, label: str, steps: int, verbose: bool = True, reports: int = 5):
+        self.label, self.steps, self.verbose = label, steps, verbose
+        self.every = max(1, steps // reports)
+        self.start = time.perf_counter()
+
+    def update(self, step: int, loss: float) -> None:
+        """Call after step ``step`` (1-based) with its loss."""
+        if self.verbose and (step % self.every == 0 or step == self.steps):
+            print_progress(self.label, step, self.steps, loss, time.perf_counter() - self.start)
+
+
+def print_progress(label: str, step: int, steps: int, loss: float, elapsed: float) -> None:
+    """One progress line: label, step s/S, loss, seconds elapsed and (at the mean pace so far) left."""
+    left = elapsed / step * (steps - step)
+    print(f"  {label:<22} step {step:>5}/{steps}  loss {loss:8.4f}  {elapsed:6.1f}s elapsed, {left:6.1f}s left",
+          flush=True)
+
+
+def fit(model: Any, batch: Callable[[int], Array], steps: int, lr: float, label: str, verbose: bool = True,
+        clip: float | None = 5.0, final_lr: float = 0.05) -> list[float]:
+    """Adam on ``model.loss_and_grads(batch(step))`` for ``steps`` steps, updating ``model.params``.
+
+    The learning rate decays linearly from ``lr`` to ``final_lr * lr`` (a quieter end, so a short
+    run's final parameters are not those of one noisy step). Returns the losses, and prints a
+    running mean (decay 0.9) through ``Progress``.
+    """
+    check_positive_int("steps", steps)
+    optimizer = Adam(lr=lr, clip_norm=clip)
+    progress = Progress(label, steps, verbose)
+    losses, running = [], None
+    for step in range(steps):
+        optimizer.lr = lr * (1 - (1 - final_lr) * step / max(1, steps - 1))
+        loss, grads = model.loss_and_grads(batch(step))
+        optimizer.step(model.params, grads)
+        losses.append(loss)
+        running = loss if running is None else 0.9 * running + 0.1 * loss
+        progress.update(step + 1, running)
+    return losses
+
+
+def mean_nll(log_prob: Callable[[Array], Array], tokens: Array, chunk: int = 4096) -> float:
+    """-mean log_prob(tokens) over the rows of ``tokens``, ``chunk`` rows at a time."""
+    total = 0.0
+    for start in range(0, tokens.shape[0], chunk):
+        total += float(B.xp().sum(log_prob(tokens[start:start + chunk])))
+    return -total / tokens.shape[0]
+
+
+def start_at_identity(model: Any, margin: float = 0.3) -> None:
+    """Raise the location logit of mu = 0 by ``margin`` (3 tau at the paper's tau = 0.1) at every
+    position of every flow of a ``DiscreteFlowModel``, so that each flow starts as (or close to)
+    the identity and the model starts as its base; the straight-through gradient, which still
+    flows at this margin, then moves a flow only where that lowers the loss."""
+    for i, flow in enumerate(model.flows):
+        net = model.params[f"flow_{i}"]["network"]
+        raise_zero = (B.xp().arange(net["bias"].shape[-1]) == 0) * margin
+        net["bias"] = net["bias"] + B.asarray(raise_zero, net["bias"].dtype)
+
+
+def all_sequences(length: int, vocab_size: int) -> Array:
+    """Every sequence of ``length`` tokens in [0, vocab_size), row-major: ints (K^D, D)."""
+    xp = B.xp()
+    index = xp.arange(vocab_size**length)
+    return xp.stack([(index // vocab_size ** (length - 1 - d)) % vocab_size for d in range(length)], axis=1)

@@ -1,0 +1,76 @@
+"""Table 3 of Ziegler and Rush (2019): polyphonic music, latent flow models with the AF / AF,
+AF / SCF and IAF / SCF priors and independent Bernoulli emissions over the 88 keys.
+
+Data: by default synthetic chord progressions (``mini_flows.data.chords``: a Markov chain over four
+chords with note dropout) whose exact likelihood is the floor for every model; or ``--data
+FILE.pickle`` in the Boulanger-Lewandowski layout (``mini_flows.data.piano.load_piano``; Nottingham,
+Piano-midi.de, MuseData or JSB, as in the paper). Pickles can run code: only load trusted files.
+
+Sizes, training and evaluation as in ``charlm`` (same toy sizes, annealed ELBO, importance-sampled
+NLL); the unit is nats per time step (the papers' "nats per note" is per frame). The paper's LSTM
+row is not reproduced: ``latent.baseline.LSTMBaseline`` emits categorical tokens only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.data import load_piano, make_chords
+from mini_flows.data.text import batches
+from mini_flows.experiments.charlm import LATENT, SIZES, train_latent
+from mini_flows.experiments.common import Report, Settings, Table, cell
+from mini_flows.latent.model import LatentFlowModel
+from mini_flows.latent.train import evaluate
+
+KEYS = 88
+ROWS = [  # label, prior, the paper's NLL on Nottingham, Piano, MuseData, JSB (nats per note)
+    ("AF / AF", "af/af", (2.39, 8.19, 6.92, 6.53)),
+    ("AF / SCF", "af/scf", (2.56, 8.26, 6.95, 6.64)),
+    ("IAF / SCF", "iaf/scf", (2.54, 8.25, 7.06, 6.59)),
+]
+
+
+def load(settings: Settings) -> tuple[list, list, int, float | None, str]:
+    """(train rolls, test rolls, max length, the source's exact test NLL or None, description)."""
+    if settings.data is not None:
+        rolls = load_piano(settings.data)
+        longest = max(len(r) for split in (rolls.train, rolls.valid, rolls.test) for r in split)
+        about = f"{settings.data}: {len(rolls.train)} training and {len(rolls.test)} test pieces, up to {longest} steps"
+        return rolls.train, rolls.test, longest, None, about
+    source = make_chords(settings.seed, n_chords=4, dropout=0.1, min_length=8, max_length=24)
+    n_train, n_test = (32, 8) if settings.quick else (1000, 100)
+    train_set, test_set = source.sample(n_train, settings.seed + 1), source.sample(n_test, settings.seed + 2)
+    about = f"synthetic chord progressions (4 chords, note dropout 0.1, T uniform on [8, 24]): {n_train} training " \
+            f"and {n_test} test rolls"
+    return train_set, test_set, 24, source.nll_nats_per_step(test_set), about
+
+
+def run(settings: Settings) -> Report:
+    """The three priors, trained for the same steps on the same rolls."""
+    train_set, test_set, max_length, exact, about = load(settings)
+    steps = settings.pick_steps(300, 3)
+    samples = (2, 5) if settings.quick else (5, 50)
+    lengths = B.asarray([len(r) for r in train_set])
+    rows, results = [], {}
+    for label, prior, paper in ROWS:
+        model = LatentFlowModel(KEYS, max_length, prior=prior, output="bernoulli", **SIZES, **LATENT)
+        model.fit_lengths(lengths)
+        params = train_latent(label, model, train_set, steps, settings.seed, samples[0], settings.verbose)
+        scores: dict[str, Any] = {"diverged": True} if params is None else evaluate(
+            model, params, list(batches(test_set, 100, None)), samples=samples[1], seed=settings.seed + 1)
+        results[label] = scores
+        rows.append([label, cell(scores.get("nll"), paper[0]), cell(scores.get("rec")), cell(scores.get("kl")),
+                     " / ".join(f"{p:.2f}" for p in paper[1:])])
+    rows.insert(0, ["LSTM (not reproduced)", cell(None, 3.43), cell(None), cell(None), "7.77 / 7.23 / 8.17"])
+    if exact is not None:
+        rows.append(["chord source (exact)", cell(exact), cell(None), cell(None), "-"])
+    table = Table("Ziegler and Rush 2019, Table 3: polyphonic music, test NLL in nats per time step",
+                  ["NLL", "reconst.", "KL", "paper: Piano / MuseData / JSB"], rows,
+                  note="paper's Nottingham value in parentheses")
+    notes = [about, f"{steps} Adam steps of batch 32 per model; ELBO with {samples[0]} samples, NLL by importance "
+             f"sampling with {samples[1]}; toy sizes (embedding 16, LSTM 32, latent 4)",
+             "LSTM row: mini_flows.latent.baseline.LSTMBaseline has categorical outputs only, so no Bernoulli baseline"]
+    if any(r.get("diverged") for r in results.values()):
+        notes.append("a row of dashes: that model diverged (non-finite gradients)")
+    return Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})

@@ -1,0 +1,118 @@
+"""The shared plumbing: tables with the paper's numbers, results.json, progress lines, figures,
+the training loop and the helpers the discrete experiments share."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.data import dirichlet_table, table_entropy
+from mini_flows.discrete import build_model
+from mini_flows.experiments.common import (
+    Progress,
+    Report,
+    Settings,
+    Table,
+    all_sequences,
+    cell,
+    fit,
+    no_plot_note,
+    plot,
+    render_cell,
+    save_figure,
+    start_at_identity,
+    write_results,
+)
+from mini_flows.experiments.fullrank import cross_entropy
+
+
+def test_cells_print_ours_then_the_papers_value():
+    assert render_cell(cell(0.91234, 0.9)) == "0.912 (0.9)"
+    assert render_cell(cell(7.0, 16.0, digits=1)) == "7.0 (16.0)"
+    assert render_cell(cell(None, 3.43)) == "- (3.43)"
+    assert render_cell(cell("3 modes", "multimodal")) == "3 modes (multimodal)"
+    assert render_cell(cell(5)) == "5"
+    assert render_cell("plain") == "plain"
+
+
+def test_table_renders_aligned_columns_and_a_note_only_when_the_paper_is_quoted():
+    table = Table("Title", ["A", "B"], [["row one", cell(1.0, 2.0), cell(3.0)], ["r2", cell(10.5), "x"]])
+    lines = table.render().splitlines()
+    assert lines[0] == "Title"
+    assert len({len(line) for line in lines[1:3]}) == 1  # header and first row align
+    assert lines[2].startswith("row one") and lines[2].endswith("3.000")
+    assert lines[-1] == "(paper's value in parentheses)"
+    assert "(paper" not in Table("T", ["A"], [["r", cell(1.0)]]).render()
+
+
+def test_results_json_is_strict_and_complete(tmp_path):
+    report = Report(Table("T", ["A"], [["r", cell(math.nan, 1.5)], ["s", cell(math.inf)]]), ["a note"],
+                    results={"x": [1.0, math.nan, {"y": -math.inf}]})
+    settings = Settings(out=tmp_path, seed=4, steps=9, quick=True)
+    write_results(tmp_path / "results.json", "demo", report, settings, "numpy", 1.234, "mini-flows run demo")
+    record = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert record["table"]["rows"] == [["r", {"ours": None, "paper": 1.5}], ["s", {"ours": None, "paper": None}]]
+    assert record["results"] == {"x": [1.0, None, {"y": None}]}
+    assert record["settings"] == {"seed": 4, "steps": 9, "quick": True, "data": None, "backend": "numpy"}
+    assert record["seconds"] == 1.23 and record["notes"] == ["a note"] and record["command"] == "mini-flows run demo"
+
+
+def test_settings_pick_steps():
+    assert Settings(out=None).pick_steps(100, 5) == 100
+    assert Settings(out=None, quick=True).pick_steps(100, 5) == 5
+    assert Settings(out=None, quick=True, steps=7).pick_steps(100, 5) == 7
+
+
+def test_progress_prints_about_five_lines_and_the_last_step(capsys):
+    progress = Progress("label", 12)
+    for step in range(1, 13):
+        progress.update(step, 1.5)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and "step    12/12" in lines[-1] and "loss   1.5000" in lines[-1]
+    assert all("s elapsed" in line and "s left" in line for line in lines)
+    Progress("quiet", 3, verbose=False).update(3, 1.0)
+    assert capsys.readouterr().out == ""
+
+
+def test_figures_are_saved_or_a_note_says_why(tmp_path):
+    report = Report(Table("T", [], []))
+    settings = Settings(out=tmp_path)
+    save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [1, 0]), report)
+    save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [1, 0]), report)
+    if plot(tmp_path / "g.png", lambda plt: plt.plot([0], [0])):
+        assert report.figures == ["f.png", "f.png"] and (tmp_path / "f.png").is_file()
+    else:
+        assert report.figures == [] and report.notes == [no_plot_note("f.png")]
+        assert "pip install 'mini-flows[plot]'" in report.notes[0]
+
+
+def test_fit_lowers_the_loss_and_decays_the_learning_rate():
+    model = build_model("bipartite", 3, 2, num_flows=0, seed=0)
+    data = B.xp().zeros((64, 2), dtype="int64")  # one outcome: the loss can fall towards 0
+    losses = fit(model, lambda step: data, 50, 0.1, "x", verbose=False)
+    assert len(losses) == 50 and losses[-1] < 0.2 * losses[0]
+
+
+@given(kind=st.sampled_from(["autoregressive", "bipartite"]), K=st.integers(2, 5), D=st.integers(2, 4),
+       flows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_start_at_identity_makes_every_flow_the_identity(kind, K, D, flows, seed):
+    model = build_model(kind, K, D, num_flows=flows, network="lstm" if kind == "autoregressive" else "mlp", seed=seed)
+    start_at_identity(model, margin=100.0)
+    tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(8, D)))
+    x = (tokens[..., None] == B.xp().arange(K)).astype(model.dtype)
+    for i, flow in enumerate(model.flows):
+        assert np.array_equal(B.to_numpy(flow.forward(model.params[f"flow_{i}"], x)), B.to_numpy(x))
+
+
+def test_all_sequences_enumerate_a_table_in_its_own_order():
+    table = dirichlet_table(3, 4, seed=1)
+    seqs = B.to_numpy(all_sequences(3, 4))
+    assert seqs.shape == (64, 3)
+    assert np.array_equal(table[tuple(seqs.T)], table.reshape(-1))
+    exact_log_prob = lambda tokens: B.asarray(np.log(table[tuple(B.to_numpy(tokens).T)]))  # noqa: E731
+    assert math.isclose(cross_entropy(exact_log_prob, table, None), table_entropy(table), rel_tol=1e-12)

@@ -1,0 +1,49 @@
+"""Every experiment runs end to end with --quick through the command, in-process, and writes a
+valid results.json: strict JSON (no NaN), the table's shape, the settings it ran with."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+
+import pytest
+
+from mini_flows.cli import main
+from mini_flows.experiments import EXPERIMENTS
+
+
+def strict_json(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"results.json holds {constant}, which is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys):
+    argv = ["run", name, "--quick", "--out", str(tmp_path), "--seed", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    record = strict_json((tmp_path / "results.json").read_text())
+    assert record["experiment"] == name
+    assert record["command"] == "mini-flows " + shlex.join(argv)
+    assert record["settings"] == {"seed": 3, "steps": None, "quick": True, "data": None, "backend": "numpy"}
+    assert record["seconds"] >= 0
+    table = record["table"]
+    assert table["title"] in out and table["rows"]
+    for row in table["rows"]:
+        assert isinstance(row[0], str) and row[0] in out
+        assert len(row) == 1 + len(table["columns"])
+        for c in row[1:]:
+            ours = c["ours"] if isinstance(c, dict) else c
+            assert ours is None or isinstance(ours, str) or math.isfinite(ours)
+    for figure in record["figures"]:
+        assert (tmp_path / figure).is_file()
+    assert f"{name}: " in out and "wrote results.json" in out
+
+
+def test_steps_reach_the_experiment(tmp_path, capsys):
+    assert main(["run", "xor", "--steps", "7", "--out", str(tmp_path)]) == 0
+    assert "step     7/7" in capsys.readouterr().out
+    assert strict_json((tmp_path / "results.json").read_text())["results"]["steps"] == 7

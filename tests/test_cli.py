@@ -1,0 +1,128 @@
+"""The ``mini-flows`` command: list, run, demo, ``python -m mini_flows``, and one-line errors with
+a non-zero exit status for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from mini_flows import backend as B
+from mini_flows import cli
+from mini_flows.cli import main
+from mini_flows.experiments import EXPERIMENTS
+
+
+def one_line_error(capsys, status, argv, *fragments):
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.startswith("mini-flows: error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err
+    return err
+
+
+def test_list_names_every_experiment_on_one_line(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(EXPERIMENTS)
+    assert {"xor", "mog2d", "fullrank", "addition", "potts", "ising", "nlsq1d", "nlsq2d", "charlm", "music",
+            "timing"} == set(EXPERIMENTS)
+
+
+def test_python_dash_m_runs_the_same_command():
+    def command(*argv):
+        return subprocess.run([sys.executable, "-m", "mini_flows", *argv], capture_output=True, text=True, check=False)
+
+    done = command("list")
+    assert done.returncode == 0 and done.stdout.split()[0] == "xor"
+    assert len(done.stdout.splitlines()) == len(EXPERIMENTS)
+    done = command("run", "nope")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "unknown experiment 'nope'" in done.stderr
+
+
+def test_unknown_experiment(capsys, tmp_path):
+    one_line_error(capsys, 2, ["run", "nope", "--out", str(tmp_path)], "unknown experiment 'nope'", "xor, mog2d")
+
+
+@pytest.mark.parametrize("steps", ["-3", "0"])
+def test_steps_must_be_positive(capsys, tmp_path, steps):
+    one_line_error(capsys, 2, ["run", "xor", "--steps", steps, "--out", str(tmp_path)],
+                   f"--steps must be a positive integer, got {steps}")
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["run", "xor", "--seed", "-1"], "--seed must be an integer >= 0"),
+    (["run", "xor", "--steps", "many"], "invalid int value: 'many'"),
+    (["run", "xor", "--backend", "torch"], "invalid choice: 'torch'"),
+    (["run"], "the following arguments are required: name"),
+    ([], "the following arguments are required: command"),
+    (["fly"], "invalid choice: 'fly'"),
+    (["run", "xor", "--data", "x.txt"], "--data applies to charlm and music only"),
+])
+def test_bad_arguments(capsys, argv, fragment):
+    one_line_error(capsys, 2, argv, fragment)
+
+
+def test_unwritable_out(capsys, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(blocker / "results")], "cannot write to --out")
+    assert not (blocker.parent / "results").exists()
+
+
+def test_cupy_without_a_gpu_fails_at_once_with_the_backend_error(capsys, tmp_path):
+    try:
+        with B.use_backend("cupy"):
+            pytest.skip("CuPy and a GPU are present: --backend cupy runs here")
+    except B.BackendUnavailableError as err:
+        reason = str(err)
+    out = tmp_path / "never made"
+    err = one_line_error(capsys, 1, ["run", "xor", "--backend", "cupy", "--out", str(out)], "backend 'cupy'")
+    assert reason.splitlines()[0] in err
+    assert not out.exists() and B.get_backend() == "numpy"
+
+
+def test_missing_data_file(capsys, tmp_path):
+    missing = str(tmp_path / "none.txt")
+    one_line_error(capsys, 1, ["run", "charlm", "--quick", "--data", missing, "--out", str(tmp_path)], "none.txt")
+
+
+def test_charlm_on_a_text_file(tmp_path, capsys):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(["the cat sat", "a dog ran far", "cats and dogs", "the end is near", "so it goes"] * 6))
+    assert main(["run", "charlm", "--quick", "--data", str(text), "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["settings"]["data"] == str(text) and record["results"]["source_nll"] is None
+    assert "corpus.txt: 24 training and 3 test sentences" in capsys.readouterr().out
+
+
+def test_music_on_a_pickle(tmp_path):
+    piece = [{60, 64, 67}, {60, 64, 67}, {62, 65}, set(), {55, 59, 62}]
+    path = tmp_path / "tiny.pickle"
+    with open(path, "wb") as file:
+        pickle.dump({"train": [piece] * 6, "valid": [piece], "test": [piece[:3], piece]}, file)
+    assert main(["run", "music", "--quick", "--data", str(path), "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert [row[0] for row in record["table"]["rows"]] == ["LSTM (not reproduced)", "AF / AF", "AF / SCF", "IAF / SCF"]
+
+
+def test_steps_are_ignored_where_nothing_trains(tmp_path, capsys):
+    assert main(["run", "nlsq1d", "--steps", "5", "--out", str(tmp_path)]) == 0
+    assert "nlsq1d trains nothing: --steps is ignored" in capsys.readouterr().out
+
+
+def test_demo_runs_each_part_into_its_own_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "DEMO", [("xor", 3, "the XOR table"), ("nlsq1d", None, "NLSq multimodality")])
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "### the XOR table" in out and "### NLSq multimodality" in out and "demo: " in out
+    for name in ("xor", "nlsq1d"):
+        assert json.loads((tmp_path / name / "results.json").read_text())["experiment"] == name
+
+
+def test_demo_covers_both_papers():
+    assert [name for name, _, _ in cli.DEMO] == ["xor", "mog2d", "nlsq1d", "charlm"]
