@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any, Callable
 
 import autograd
@@ -61,11 +60,6 @@ CASES: dict[str, Callable[..., Any]] = {
 }
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,9 +77,9 @@ def main() -> None:
         hand(params)
         hand_times, auto_times = [], []
         for _ in range(args.repeats):
-            hand_times.append(_seconds(lambda: hand(params)))
+            hand_times.append(B.wall_seconds(lambda: hand(params)))
             with B.use_autograd():
-                auto_times.append(_seconds(lambda: grad(params)))
+                auto_times.append(B.wall_seconds(lambda: grad(params)))
         h, a = statistics.median(hand_times), statistics.median(auto_times)
         print(f"{name:<28}{1e3 * h:>18.1f}{1e3 * a:>15.1f}{a / h:>9.1f}x")
 

@@ -34,28 +34,11 @@ import argparse
 import math
 import os
 import statistics
-import time
-from typing import Any, Callable
 
 from mini_flows import backend as B
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 
-
-def _sync() -> None:
-    """Wait for the GPU, so the clock measures finished work."""
-    if B.get_backend() == "cupy":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
-
-
-def _seconds(fn: Callable[[], Any]) -> float:
-    _sync()
-    start = time.perf_counter()
-    fn()
-    _sync()
-    return time.perf_counter() - start
 
 
 def _mean_ci(times: list[float]) -> tuple[float, float]:
@@ -83,7 +66,7 @@ def time_generation(args: argparse.Namespace) -> list[dict[str, float]]:
             run(0)
         for seed in range(1, args.repeats + 1):
             for name, run in runs.items():
-                times[name].append(_seconds(lambda: run(seed)))
+                times[name].append(B.wall_seconds(lambda: run(seed)))
         row: dict[str, float] = {"T": T}
         for name, t in times.items():
             row[name], row[f"{name} ci"] = _mean_ci(t)

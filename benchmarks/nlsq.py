@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -27,21 +26,6 @@ import numpy as np
 from mini_flows import backend as B
 from mini_flows.continuous import NLSqTransform, build_prior
 
-
-def _sync() -> None:
-    """Wait for the GPU, so the clock measures finished work."""
-    if B.get_backend() == "cupy":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
-
-
-def _seconds(fn: Callable[[], Any]) -> float:
-    _sync()
-    start = time.perf_counter()
-    fn()
-    _sync()
-    return time.perf_counter() - start
 
 
 def _medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
@@ -51,7 +35,7 @@ def _medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            times[i].append(_seconds(fn))
+            times[i].append(B.wall_seconds(fn))
     return [1e3 * statistics.median(t) for t in times]
 
 

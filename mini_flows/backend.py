@@ -188,3 +188,22 @@ def load_npz(path: Any) -> dict[str, Array]:
     """Read an ``.npz`` file written by ``save_npz`` onto the current backend, keeping dtypes."""
     with numpy.load(path, allow_pickle=False) as data:
         return {name: asarray(data[name]) for name in data.files}
+
+
+def synchronize() -> None:
+    """Wait until the GPU has finished queued work (nothing to wait for on NumPy)."""
+    if get_backend() == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+def wall_seconds(fn: Any) -> float:
+    """Wall time of ``fn()``, synchronizing before and after so the clock measures finished work."""
+    import time
+
+    synchronize()
+    start = time.perf_counter()
+    fn()
+    synchronize()
+    return time.perf_counter() - start

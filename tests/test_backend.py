@@ -83,3 +83,9 @@ def test_model_code_never_imports_numpy_or_cupy():
         if path.name != "backend.py" and "data" not in path.relative_to(PACKAGE).parts and pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_wall_seconds_times_the_call():
+    calls = []
+    elapsed = B.wall_seconds(lambda: calls.append(1))
+    assert calls == [1] and 0 <= elapsed < 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from typing import Any, Callable
 
 from mini_flows import backend as B
@@ -35,18 +34,6 @@ VOCAB = 51
 LENGTHS = [8, 16, 32, 64, 128, 288]
 GENERATORS = ("AR LSTM", "IAF / SCF", "bipartite flow")
 
-
-def seconds(fn: Callable[[], Any]) -> float:
-    """Wall time of ``fn()``, waiting for the GPU before and after on CuPy."""
-    def sync() -> None:
-        if B.get_backend() == "cupy":
-            B.xp().cuda.Device().synchronize()
-
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
 
 
 def mean_ci(times: list[float]) -> tuple[float, float]:
@@ -86,7 +73,7 @@ def run(settings: Settings) -> Report:
             generate(T, 0)
         for s in range(1, repeats + 1):
             for name, generate in runs.items():
-                times[name].append(seconds(lambda: generate(T, s)))
+                times[name].append(B.wall_seconds(lambda: generate(T, s)))
         row = {name: mean_ci(t) for name, t in times.items()}
         results.append({"T": T, **{name: {"seconds": m, "ci95": h} for name, (m, h) in row.items()}})
         lstm, iaf, bip = (row[name][0] for name in GENERATORS)
