@@ -23,7 +23,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from mini_flows.checks import check_positive_int
-from mini_flows.data.hmm import categorical, check_length_probs, check_stochastic, forward_log_likelihood, uniform_lengths
+from mini_flows.data.hmm import (
+    check_length_probs,
+    check_stochastic,
+    forward_log_likelihood,
+    sample_chain,
+    uniform_lengths,
+)
 from mini_flows.data.piano import N_KEYS, notes_to_roll
 from mini_flows.data.text import pad_sequences
 
@@ -95,12 +101,8 @@ class ChordSource:
         """n piano rolls: a list of float64 arrays of shapes (T_i, 88) holding 0 and 1."""
         check_positive_int("n", n, minimum=0)
         rng = np.random.default_rng(seed)
-        lengths = categorical(rng, np.broadcast_to(self.length_probs, (n, len(self.length_probs))))
-        states = categorical(rng, np.broadcast_to(self.initial, (n, len(self.initial))))
-        steps = []
-        for _ in range(int(lengths.max(initial=0))):
-            steps.append(self.members[states] * (rng.random((n, N_KEYS)) >= self.dropout))
-            states = categorical(rng, self.transition[states])
+        lengths, steps = sample_chain(rng, n, self.initial, self.transition, self.length_probs,
+                                      lambda states: self.members[states] * (rng.random((n, N_KEYS)) >= self.dropout))
         rolls = np.stack(steps, axis=1) if steps else np.zeros((n, 0, N_KEYS))
         return [rolls[i, : lengths[i]] for i in range(n)]
 

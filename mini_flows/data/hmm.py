@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import string
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,6 +38,20 @@ def categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     cdf = cdf / cdf[..., -1:]
     u = 1.0 - rng.random(probs.shape[:-1])
     return (cdf < u[..., None]).sum(axis=-1)
+
+
+def sample_chain(rng: np.random.Generator, n: int, initial: np.ndarray, transition: np.ndarray,
+                 length_probs: np.ndarray, emit: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, list]:
+    """n runs of a hidden Markov chain: lengths T ~ length_probs, states s_0 ~ initial and
+    s_t ~ transition[s_{t-1}], and ``emit(s_t)`` (which draws from ``rng`` itself) at every step up
+    to the longest T. Returns (lengths (n,), [emit(s_0), emit(s_1), ...])."""
+    lengths = categorical(rng, np.broadcast_to(length_probs, (n, len(length_probs))))
+    states = categorical(rng, np.broadcast_to(initial, (n, len(initial))))
+    emitted = []
+    for _ in range(int(lengths.max(initial=0))):
+        emitted.append(emit(states))
+        states = categorical(rng, transition[states])
+    return lengths, emitted
 
 
 def forward_log_likelihood(
@@ -180,12 +194,8 @@ class HMMSource:
         """n sequences: a list of int64 arrays of shapes (T_i,), tokens in [0, V)."""
         check_positive_int("n", n, minimum=0)
         rng = np.random.default_rng(seed)
-        lengths = categorical(rng, np.broadcast_to(self.length_probs, (n, len(self.length_probs))))
-        states = categorical(rng, np.broadcast_to(self.initial, (n, len(self.initial))))
-        chars = []
-        for _ in range(int(lengths.max(initial=0))):
-            chars.append(categorical(rng, self.emission[states]))
-            states = categorical(rng, self.transition[states])
+        lengths, chars = sample_chain(rng, n, self.initial, self.transition, self.length_probs,
+                                      lambda states: categorical(rng, self.emission[states]))
         tokens = np.stack(chars, axis=1) if chars else np.zeros((n, 0), dtype=np.int64)
         return [tokens[i, : lengths[i]].astype(np.int64) for i in range(n)]
 
