@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 import re
 
+from mini_flows.cli import _parser
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -19,7 +21,11 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_main_job_names_files_that_exist():
+def test_readme_main_job_runs_an_installed_command_that_exists():
     main = _commands()["main job"]
-    for script in re.findall(r"python (\S+\.py)", main):
-        assert (ROOT / script).is_file(), script
+    scripts = re.findall(r"^mini-flows = \"mini_flows.cli:main\"$", (ROOT / "pyproject.toml").read_text(), flags=re.M)
+    assert scripts, "pyproject.toml must install the mini-flows command"
+    subcommands = re.findall(r"mini-flows (\w+)", main)
+    assert subcommands, main
+    for sub in subcommands:
+        assert _parser().parse_args([sub]).command == sub
