@@ -59,14 +59,13 @@ def generators(lengths: list[int], sizes: dict[str, int], seed: int) -> dict[str
     }
 
 
-def run(settings: Settings) -> Report:
-    """Milliseconds per generated sequence for each length and generator."""
-    repeats = settings.pick_steps(10, 2)
-    lengths = [4, 8] if settings.quick else LENGTHS
-    sizes = dict(embed=8, hidden=8, layers=1, latent=4, bipartite=8) if settings.quick else \
-        dict(embed=128, hidden=256, layers=2, latent=32, bipartite=128)
-    runs = generators(lengths, sizes, settings.seed)
-    rows, results = [], []
+def measure(lengths: list[int], sizes: dict[str, int], repeats: int, seed: int,
+            say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """For each T in ``lengths``: {"T": T, name: {"seconds": mean, "ci95": half-width}} over
+    ``repeats`` timed generations per generator, after one warm-up, the generators interleaved so
+    that a slow patch of a shared machine hits all of them alike."""
+    runs = generators(lengths, sizes, seed)
+    results = []
     for T in lengths:
         times: dict[str, list[float]] = {name: [] for name in runs}
         for name, generate in runs.items():
@@ -76,11 +75,30 @@ def run(settings: Settings) -> Report:
                 times[name].append(B.wall_seconds(lambda: generate(T, s)))
         row = {name: mean_ci(t) for name, t in times.items()}
         results.append({"T": T, **{name: {"seconds": m, "ci95": h} for name, (m, h) in row.items()}})
-        lstm, iaf, bip = (row[name][0] for name in GENERATORS)
-        paper = ("3.8 min", None, "0.17 s") if T == 288 else (None, None, None)
-        rows.append([f"T = {T}", *(cell(1e3 * row[name][0], p, digits=1) for name, p in zip(GENERATORS, paper)),
-                     cell(lstm / iaf, digits=2), cell(lstm / bip, digits=2)])
-        settings.say(f"  T = {T:>4}: " + ", ".join(f"{name} {1e3 * row[name][0]:.1f} ms" for name in GENERATORS))
+        say(f"  T = {T:>4}: " + ", ".join(f"{name} {1e3 * row[name][0]:.1f} ms" for name in GENERATORS))
+    return results
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per length: milliseconds per generator (Tran et al.'s Table 3 at T = 288 beside
+    ours), then the LSTM's time over the IAF / SCF's and over the bipartite flow's."""
+    rows = []
+    for r in results:
+        lstm, iaf, bip = (r[name]["seconds"] for name in GENERATORS)
+        paper = ("3.8 min", None, "0.17 s") if r["T"] == 288 else (None, None, None)
+        times = (cell(1e3 * r[name]["seconds"], p, digits=1) for name, p in zip(GENERATORS, paper))
+        rows.append([f"T = {r['T']}", *times, cell(lstm / iaf, digits=2), cell(lstm / bip, digits=2)])
+    return rows
+
+
+def run(settings: Settings) -> Report:
+    """Milliseconds per generated sequence for each length and generator."""
+    repeats = settings.pick_steps(10, 2)
+    lengths = [4, 8] if settings.quick else LENGTHS
+    sizes = dict(embed=8, hidden=8, layers=1, latent=4, bipartite=8) if settings.quick else \
+        dict(embed=128, hidden=256, layers=2, latent=32, bipartite=128)
+    results = measure(lengths, sizes, repeats, settings.seed, settings.say)
+    rows = table_rows(results)
     table = Table(f"Ziegler and Rush 2019, Figure 7, and Tran et al. 2019, Table 3: milliseconds per generated "
                   f"sequence (batch 1, {B.get_backend()})",
                   [*GENERATORS, "LSTM / IAF", "LSTM / bipartite"], rows,
