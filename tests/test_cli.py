@@ -107,7 +107,7 @@ def test_music_on_a_pickle(tmp_path):
         pickle.dump({"train": [piece] * 6, "valid": [piece], "test": [piece[:3], piece]}, file)
     assert main(["run", "music", "--quick", "--data", str(path), "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "results.json").read_text())
-    assert [row[0] for row in record["table"]["rows"]] == ["LSTM (not reproduced)", "AF / AF", "AF / SCF", "IAF / SCF"]
+    assert [row[0] for row in record["table"]["rows"]] == ["LSTM", "AF / AF", "AF / SCF", "IAF / SCF"]
 
 
 def test_steps_are_ignored_where_nothing_trains(tmp_path, capsys):

@@ -49,7 +49,7 @@ EXPERIMENTS = {e.name: e for e in [
                "nlsq:run_2d"),
     Experiment("charlm", "Ziegler Tables 1, 2",
                "character LM: LSTM vs AF/AF, AF/SCF, IAF/SCF and ablations (--data FILE)", "charlm:run"),
-    Experiment("music", "Ziegler Table 3", "polyphonic piano rolls: the three latent flow priors (--data FILE)",
+    Experiment("music", "Ziegler Table 3", "polyphonic piano rolls: LSTM vs the three latent flow priors (--data FILE)",
                "music:run"),
     Experiment("timing", "Ziegler Fig. 7, Tran Table 3",
                "sampling time vs length: AR LSTM, IAF/SCF, discrete bipartite flow", "timing:run"),

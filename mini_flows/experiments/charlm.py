@@ -17,7 +17,6 @@ set: the NLL (with the length term -log p(T)), and the ELBO's reconstruction and
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from mini_flows import backend as B
@@ -85,12 +84,11 @@ def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, see
     return params
 
 
-def lstm_bits(model: LSTMBaseline, params: Any, test_set: list) -> float:
-    """Exact test NLL of the baseline in bits per character, with log p(T)."""
-    total = 0.0
-    for x, lengths in batches(test_set, 100, None):
-        total += float(B.xp().sum(model.log_prob(params, B.asarray(x), B.asarray(lengths))))
-    return -total / math.log(2) / sum(len(s) for s in test_set)
+def lstm_nll(model: LSTMBaseline, params: Any, test_set: list) -> float:
+    """Exact test NLL of the baseline with log p(T), per step in ``model.unit`` (bits per
+    character for tokens, nats per time step for piano rolls)."""
+    nats = [-model.log_prob(params, B.asarray(x), B.asarray(lengths)) for x, lengths in batches(test_set, 100, None)]
+    return model.per_token(B.xp().concatenate(nats), B.asarray([len(s) for s in test_set]))
 
 
 def load(settings: Settings) -> tuple[list, list, int, int, float | None, str]:
@@ -122,7 +120,7 @@ def run(settings: Settings) -> Report:
             model: Any = LSTMBaseline(vocab, max_length, **SIZES)
             model.fit_lengths(lengths)
             params = train_lstm(label, model, train_set, steps, settings.seed, settings.verbose)
-            scores = {"nll": lstm_bits(model, params, test_set)}
+            scores = {"nll": lstm_nll(model, params, test_set)}
         else:
             model = LatentFlowModel(vocab, max_length, prior=prior, transform=transform, **SIZES, **LATENT)
             model.fit_lengths(lengths)
