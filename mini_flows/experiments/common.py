@@ -172,7 +172,7 @@ def plot(path: Path, draw: Callable[[Any], None]) -> bool:
     except ImportError:
         return False
     draw(plt)
-    plt.savefig(path, dpi=100)
+    plt.savefig(path, dpi=100, bbox_inches="tight")
     plt.close("all")
     return True
 
@@ -209,7 +209,7 @@ class Progress:
 def print_progress(label: str, step: int, steps: int, loss: float, elapsed: float) -> None:
     """One progress line: label, step s/S, loss, seconds elapsed and (at the mean pace so far) left."""
     left = elapsed / step * (steps - step)
-    print(f"  {label:<22} step {step:>5}/{steps}  loss {loss:8.4f}  {elapsed:6.1f}s elapsed, {left:6.1f}s left",
+    print(f"  {label:<26} step {step:>5}/{steps}  loss {loss:8.4f}  {elapsed:6.1f}s elapsed, {left:6.1f}s left",
           flush=True)
 
 

@@ -73,16 +73,24 @@ def near_modes() -> Array:
 
 
 def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hidden: int = 64, seed: int = 0,
-                 verbose: bool = True) -> dict[str, DiscreteFlowModel]:
+                 verbose: bool = True, restarts: int = 1) -> dict[str, DiscreteFlowModel]:
     """A factorized base alone and one bipartite flow (MLP of width ``hidden``) on the same base,
-    each trained for ``steps`` Adam steps on minibatches drawn with replacement from ``data``."""
+    each trained for ``steps`` Adam steps on minibatches drawn with replacement from ``data``.
+
+    The flow model trains from ``restarts`` initialisations (seeds seed, seed + 1, ...) and the
+    one with the lowest NLL on ``data`` is kept: a straight-through flow can stall where its
+    initial relabelling of x2 is poor (about one seed in three stays at the factorized fit)."""
     data = B.asarray(data)
-    models = {LABELS[0]: build_model("bipartite", K, 2, num_flows=0, seed=seed),
-              LABELS[1]: build_model("bipartite", K, 2, num_flows=1, hidden=hidden, network="mlp", seed=seed)}
-    for label, model in models.items():
+
+    def trained(model: DiscreteFlowModel, label: str) -> DiscreteFlowModel:
         rng = B.rng(seed + 1)
         fit(model, lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps, lr, label, verbose)
-    return models
+        return model
+
+    base = trained(build_model("bipartite", K, 2, num_flows=0, seed=seed), LABELS[0])
+    flows = [trained(build_model("bipartite", K, 2, num_flows=1, hidden=hidden, network="mlp", seed=seed + r),
+                     LABELS[1] + (f" (start {r + 1})" if restarts > 1 else "")) for r in range(restarts)]
+    return {LABELS[0]: base, LABELS[1]: min(flows, key=lambda model: mean_nll(model.log_prob, data))}
 
 
 def draw_images(images: list[tuple[str, Array]]) -> Any:
@@ -104,14 +112,16 @@ def run(settings: Settings) -> Report:
     num_data = 2000 if settings.quick else 20000
     data = B.asarray(mog_samples(num_data, settings.seed))
     hidden = 16 if settings.quick else 64
-    models = train_models(data, steps, hidden=hidden, seed=settings.seed, verbose=settings.verbose)
+    restarts = 1 if settings.quick else 3
+    models = train_models(data, steps, hidden=hidden, seed=settings.seed, verbose=settings.verbose, restarts=restarts)
     xp = B.xp()
     truth = B.asarray(mog_table())
     near = near_modes()
     rows = [["true distribution", cell(table_entropy(B.to_numpy(truth))), cell(entropy(histogram(data))),
              cell(float(truth[near].sum()))]]
     images = [("data (true table)", truth)]
-    results: dict[str, Any] = {"entropy": table_entropy(B.to_numpy(truth)), "steps": steps, "num_data": num_data}
+    results: dict[str, Any] = {"entropy": table_entropy(B.to_numpy(truth)), "steps": steps, "num_data": num_data,
+                               "restarts": restarts}
     verdicts = {LABELS[0]: "misses modes", LABELS[1]: "captures modes"}
     for label, model in models.items():
         q = probability_image(model)
@@ -124,7 +134,8 @@ def run(settings: Settings) -> Report:
     table = Table("Tran et al. 2019, Figure 2: discretized mixture of 8 Gaussians, K = 90 states per coordinate",
                   ["NLL vs true table (nats)", "NLL on training set", "mass near the 8 modes"], rows,
                   note="the paper's Figure 2 in words, in parentheses")
-    notes = [f"{num_data} training points, {steps} Adam steps per model; the best factorized fit, the product of the "
+    notes = [f"{num_data} training points, {steps} Adam steps per model; the flow model is the best of {restarts} "
+             f"starts by training NLL; the best factorized fit, the product of the "
              f"marginals, has peaks on a 5 x 5 grid and puts 3/8 of its mass near the 8 modes",
              "true distribution row: its entropy, the training set's empirical entropy, its own mass near the modes"]
     report = Report(table, notes, results=results)
