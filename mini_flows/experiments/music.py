@@ -9,8 +9,9 @@ Piano-midi.de, MuseData or JSB, as in the paper). Pickles can run code: only loa
 
 Sizes, training and evaluation as in ``charlm``: every model sees the same batches for the same
 Adam steps; the baseline (``latent.baseline.LSTMBaseline`` with ``output="bernoulli"``: the previous
-frame projected, a Dense(hidden, 88) output) trains on its exact NLL and is scored exactly, the
-latent models train on the annealed ELBO and are scored by importance sampling. The unit is nats
+frame projected, output weights tied to that projection as in the emission) trains on its exact
+NLL and is scored exactly, the latent models train on the annealed ELBO and are scored by
+importance sampling. The unit is nats
 per time step with the length term -log p(T) in every row (the papers' "nats per note" is per frame).
 """
 
@@ -61,7 +62,7 @@ def run(settings: Settings) -> Report:
     for label, prior, paper in ROWS:
         scores: dict[str, Any]
         if prior is None:
-            model: Any = LSTMBaseline(KEYS, max_length, tie_weights=False, output="bernoulli", **SIZES)
+            model: Any = LSTMBaseline(KEYS, max_length, output="bernoulli", **SIZES)
             model.fit_lengths(lengths)
             params = train_lstm(label, model, train_set, steps, settings.seed, settings.verbose)
             scores = {"nll": lstm_nll(model, params, test_set)}  # exact, nats per step
