@@ -11,9 +11,10 @@ neighbours. ``periodic=True`` wraps the lattice into a torus instead (then L >= 
 sites is joined twice).
 
 Sampling: ``steps`` sweeps of single-site Metropolis-Hastings, vectorised over n independent chains
-started from uniform random configurations; each chain gives one sample. A sweep visits the sites by
-colour class of a greedy graph colouring (the checkerboard for a free boundary): sites of one class
-share no edge, so their updates are independent and run in parallel. An update proposes a state
+started from uniform random configurations; each chain gives one sample (q <= 127: the chains
+hold their states as int8). A sweep visits the sites by colour class of a greedy graph colouring
+(the checkerboard for a free boundary): sites of one class share no edge, so their updates are
+independent and run in parallel. An update proposes a state
 uniformly among all q (the current one included) and accepts with probability
 min(1, exp(-(E(x') - E(x)))). Including the current state keeps the chain aperiodic: with q = 2 and
 a forced flip, energy-neutral flips are always accepted and parallel sweeps can cycle forever (the
@@ -37,6 +38,9 @@ from mini_flows.checks import check_positive_int
 
 MAX_EXACT_STATES = 2**22
 """The largest q^(L^2) that ``potts_exact`` enumerates."""
+
+MAX_SAMPLED_STATES = 127
+"""The largest q that ``potts_samples`` takes (the chains hold their states as int8)."""
 
 
 def _check_lattice(L: int, periodic: bool) -> None:
@@ -84,11 +88,12 @@ def _colour_classes(neighbours: np.ndarray) -> list[np.ndarray]:
 
 
 def _agreements(around: np.ndarray, state: np.ndarray) -> np.ndarray:
-    """How many of the 4 neighbour slots ``around`` (n, m, 4) hold ``state`` (n, m): ints (n, m).
-    (Four explicit comparisons: a boolean sum over a short last axis is several times slower.)"""
-    count = np.zeros(state.shape, dtype=np.int64)
-    for k in range(around.shape[-1]):
-        count += around[..., k] == state
+    """How many of the 4 neighbour slots ``around`` (m, 4, n) hold ``state`` (m, n): int8 (m, n).
+    (Four explicit comparisons on contiguous rows: a boolean sum over a short axis is several
+    times slower.)"""
+    count = np.zeros(state.shape, dtype=np.int8)
+    for k in range(around.shape[1]):
+        count += around[:, k] == state
     return count
 
 
@@ -113,21 +118,26 @@ def potts_samples(n: int, L: int, q: int, J: float, seed: int, steps: int = 500,
     check_positive_int("n", n, minimum=0)
     _check_lattice(L, periodic)
     check_positive_int("q", q, minimum=2)
+    if q > MAX_SAMPLED_STATES:
+        raise ValueError(f"q must be <= {MAX_SAMPLED_STATES} (states are held as int8), got {q}")
     _check_coupling(J)
     check_positive_int("steps", steps, minimum=0)
     rng = np.random.default_rng(seed)
     neighbours = _neighbours(L, periodic)
     classes = _colour_classes(neighbours)
-    x = np.concatenate([rng.integers(0, q, size=(n, L * L)), np.full((n, 1), -1)], axis=1)
+    # sites along axis 0 and chains along axis 1, so that gathering a site's neighbours copies
+    # whole rows; the sentinel row -1 (site L^2) matches no state
+    x = np.concatenate([rng.integers(0, q, size=(L * L, n), dtype=np.int8), np.full((1, n), -1, np.int8)])
+    accept_prob = np.exp(J * np.arange(-4, 5)).astype(np.float32)  # exp(-(E(x') - E(x))) at gains -4..4
     for _ in range(steps):
         for sites in classes:
-            around = x[:, neighbours[sites]]  # (n, m, 4); the sentinel column -1 matches no state
-            current = x[:, sites]
-            proposal = rng.integers(0, q, size=current.shape)
+            around = x[neighbours[sites]]  # (m, 4, n)
+            current = x[sites]
+            proposal = rng.integers(0, q, size=current.shape, dtype=np.int8)
             gain = _agreements(around, proposal) - _agreements(around, current)
-            accept = rng.random(current.shape) < np.exp(J * gain)  # exp(-(E(x') - E(x)))
-            x[:, sites] = np.where(accept, proposal, current)
-    return x[:, :-1].reshape(n, L, L).astype(np.int64)
+            accept = rng.random(current.shape, dtype=np.float32) < accept_prob[gain + 4]
+            x[sites] = np.where(accept, proposal, current)
+    return x[:-1].T.reshape(n, L, L).astype(np.int64)
 
 
 def potts_exact(L: int, q: int, J: float, *, periodic: bool = False) -> np.ndarray:
@@ -145,6 +155,44 @@ def potts_exact(L: int, q: int, J: float, *, periodic: bool = False) -> np.ndarr
     log_weight = J * agree
     weight = np.exp(log_weight - log_weight.max())
     return (weight / weight.sum()).reshape((q,) * sites)
+
+
+MAX_ROW_STATES = 4096
+"""The largest q^L (states of one lattice row) that ``potts_entropy`` takes."""
+
+
+def potts_entropy(L: int, q: int, J: float) -> float:
+    """The exact entropy H(p) = log Z - J E[A] in nats of the free-boundary Potts model, where
+    A(x) = sum_{neighbours} [x_i = x_j], by a transfer matrix over the q^L states of a row
+    (q^L <= MAX_ROW_STATES, e.g. 4 x 4 with q <= 8, 5 x 5 with q <= 5): with r_1 .. r_L the rows,
+
+        Z = sum_{r_1 .. r_L} prod_k w(r_k) prod_k T(r_k, r_{k+1}),
+        w(r) = exp(J h(r)),  T(r, r') = exp(J v(r, r')),
+
+    h counting a row's agreeing horizontal pairs and v the agreeing vertical pairs of two rows;
+    E[A] = d log Z / dJ is carried alongside Z by the product rule (no differencing)."""
+    _check_lattice(L, False)
+    check_positive_int("q", q, minimum=2)
+    _check_coupling(J)
+    if q**L > MAX_ROW_STATES:
+        raise ValueError(f"q^L = {q}^{L} row states exceed the transfer-matrix limit of {MAX_ROW_STATES}")
+    rows = np.stack(np.unravel_index(np.arange(q**L), (q,) * L), axis=-1)  # (q^L, L)
+    h = (rows[:, 1:] == rows[:, :-1]).sum(axis=1).astype(np.float64)
+    v = (rows[:, None, :] == rows[None, :, :]).sum(axis=-1).astype(np.float64)
+    w, T = np.exp(J * h), np.exp(J * v)
+    z, dz, log_scale = w, h * w, 0.0  # Z and dZ/dJ restricted to each last row, over a common scale
+    for _ in range(L - 1):
+        z, dz = (z @ T) * w, ((dz @ T) + (z @ (T * v)) + (z @ T) * h) * w
+        c = z.sum()
+        z, dz, log_scale = z / c, dz / c, log_scale + math.log(c)
+    log_z = log_scale + math.log(z.sum())
+    return float(log_z - J * dz.sum() / z.sum())
+
+
+def ising_entropy(L: int, J: float) -> float:
+    """The exact entropy in nats of the free-boundary Ising model: ``potts_entropy(L, 2, 2 J)``."""
+    _check_coupling(J)
+    return potts_entropy(L, 2, 2 * J)
 
 
 def ising_energy(config: np.ndarray, J: float, *, periodic: bool = False) -> np.ndarray:

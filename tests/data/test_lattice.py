@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from mini_flows.data import table_entropy
 from mini_flows.data.lattice import (
     _colour_classes,
     _neighbours,
     ising_energy,
+    ising_entropy,
     ising_exact,
     ising_samples,
     lattice_edges,
     potts_energy,
+    potts_entropy,
     potts_exact,
     potts_samples,
 )
@@ -134,3 +137,24 @@ def test_ising_is_potts_with_q_2_and_twice_the_coupling():
 def test_bad_arguments_raise(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_more_than_127_states_is_refused():
+    with pytest.raises(ValueError, match="q must be <= 127"):
+        potts_samples(2, 3, 128, 0.5, 0)
+    assert potts_samples(2, 3, 127, 0.5, 0, steps=2).max() < 127
+
+
+@given(st.sampled_from([(2, 2), (2, 3), (3, 2), (3, 3), (4, 2)]), st.floats(-1.0, 2.0))
+def test_transfer_matrix_entropy_matches_enumeration(L_q, J):
+    L, q = L_q
+    assert math.isclose(potts_entropy(L, q, J), table_entropy(potts_exact(L, q, J)), rel_tol=1e-10, abs_tol=1e-10)
+    if q == 2:
+        assert math.isclose(ising_entropy(L, J / 2), potts_entropy(L, 2, J), rel_tol=1e-12)
+
+
+def test_transfer_matrix_entropy_limits():
+    assert math.isclose(potts_entropy(4, 3, 0.0), 16 * math.log(3), rel_tol=1e-12)
+    assert abs(potts_entropy(4, 3, 30.0) - math.log(3)) < 1e-6  # three ground states, all sites alike
+    with pytest.raises(ValueError, match="transfer-matrix limit"):
+        potts_entropy(5, 6, 0.5)
