@@ -39,7 +39,7 @@ from mini_flows.data import ising_samples, potts_samples
 from mini_flows.data.lattice import ising_entropy, potts_entropy
 from mini_flows.discrete import DiscreteFlowModel, build_model
 from mini_flows.discrete.one_hot import one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, mean_nll
+from mini_flows.experiments.common import Report, Settings, Table, cell, fit, identity_start, mean_nll
 
 POTTS = {  # (states q, L, J) -> paper's (AR base, AR flow), nats
     (3, 3, 0.1): (9.27, 9.124),
@@ -59,24 +59,6 @@ ISING = {  # (L, J) -> the workshop paper's (AR base, AR flow), nats
     (5, 1.5): (15.05, 5.81),
 }
 SWEEPS = 500
-
-
-def identity_start(model: DiscreteFlowModel, margin: float = 0.3) -> None:
-    """Make every flow of ``model`` exactly the identity: zero its network's dense head, so that
-    its location logits are the per-position bias for every input, and set that bias to
-    ``margin`` (3 tau at tau = 0.1) at mu = 0 and 0 elsewhere. Then mu = 0 everywhere and
-    log p(y) = log p_base(y) bit for bit; the straight-through gradient, which still flows at this
-    margin, reaches the head and the bias at once and the rest of the network once the head moves.
-    (Raising the mu = 0 logit on top of a random head, as ``common.start_at_identity`` does, leaves
-    a random relabelling wherever the head's output varies by more than the margin: a quarter of
-    the sites of the 8-unit Ising flow.) The flows' networks must have a "head" (LSTM, Transformer)."""
-    for i in range(len(model.flows)):
-        net = model.params[f"flow_{i}"]["network"]
-        if "head" not in net:
-            raise ValueError(f"flow {i}'s network has no dense head to zero")
-        net["head"] = {name: 0 * value for name, value in net["head"].items()}
-        zero_first = B.xp().arange(net["bias"].shape[-1]) == 0
-        net["bias"] = 0 * net["bias"] + B.asarray(zero_first * margin, net["bias"].dtype)
 
 
 def moved_fraction(model: DiscreteFlowModel, tokens: Array) -> float:

@@ -21,11 +21,11 @@ from mini_flows.experiments.common import (
     all_sequences,
     cell,
     fit,
+    identity_start,
     no_plot_note,
     plot,
     render_cell,
     save_figure,
-    start_at_identity,
     write_results,
 )
 from mini_flows.experiments.fullrank import cross_entropy
@@ -100,9 +100,9 @@ def test_fit_lowers_the_loss_and_decays_the_learning_rate():
 
 @given(kind=st.sampled_from(["autoregressive", "bipartite"]), K=st.integers(2, 5), D=st.integers(2, 4),
        flows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
-def test_start_at_identity_makes_every_flow_the_identity(kind, K, D, flows, seed):
+def test_identity_start_makes_every_flow_the_identity(kind, K, D, flows, seed):
     model = build_model(kind, K, D, num_flows=flows, network="lstm" if kind == "autoregressive" else "mlp", seed=seed)
-    start_at_identity(model, margin=100.0)
+    identity_start(model)
     tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(8, D)))
     x = (tokens[..., None] == B.xp().arange(K)).astype(model.dtype)
     for i, flow in enumerate(model.flows):

@@ -14,10 +14,10 @@ from mini_flows.experiments.lattice import (
     batch_stream,
     compare,
     controlled_pair,
-    identity_start,
     moved_fraction,
     train_pair,
 )
+from mini_flows.experiments.common import identity_start
 from mini_flows.nn.tree import flatten
 
 seeds = st.integers(0, 2**32 - 1)
