@@ -45,10 +45,10 @@ from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int, check_shape, check_tokens
 from mini_flows.continuous.length import check_lengths, length_encoding, length_mask
 from mini_flows.latent.dropout import check_dropout_mask, dropout_mask
+from mini_flows.latent.emission import draw
 from mini_flows.latent.inference import OUTPUTS
 from mini_flows.latent.length_prior import LengthPrior
 from mini_flows.nn import init, losses
-from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.layers import Dense
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.tree import Tree
@@ -157,16 +157,13 @@ class LSTMBaseline:
         """-log p(x_t | x_<t, T) : (batch, T) from logits : (batch, T, K) and validated x."""
         if self.output == "categorical":
             return losses.cross_entropy_forward(logits, x)
-        xp = B.xp()
-        zeros = xp.zeros(B.value(logits).shape, B.value(logits).dtype)
-        nll, cache = losses.cross_entropy_forward(xp.stack([zeros, logits], axis=-1), x)  # a softmax over (0, l_tk)
-        return nll.sum(axis=-1), cache
+        return losses.bernoulli_nll_forward(logits, x)
 
     def _nll_backward(self, cache: Any, dnll: Array) -> Array:
         """dlogits : (batch, T, K) from dnll : (batch, T)."""
         if self.output == "categorical":
             return losses.cross_entropy_backward(cache, dnll)
-        return losses.cross_entropy_backward(cache, dnll[..., None])[..., 1]
+        return losses.bernoulli_nll_backward(cache, dnll)
 
     def forward(self, params: Tree, x: Array, lengths: Array,
                 dropout_mask: Array | None = None) -> tuple[Array, Any]:
@@ -249,13 +246,10 @@ class LSTMBaseline:
 
     def _draw(self, logits: Array, rng: Any) -> Array:
         """x_t ~ p(x_t | x_<t, T) from logits : (n, K): tokens (n,) or 0/1 frames (n, K) in the logits' dtype."""
-        xp = B.xp()
         dtype = logits.dtype
         if self.output == "bernoulli":
-            return (rng.random(logits.shape, dtype=dtype) < sigmoid(logits)).astype(dtype)
-        p_t = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-        cdf = xp.cumsum(p_t / p_t.sum(axis=-1, keepdims=True), axis=-1)
-        return xp.minimum((cdf < rng.random((logits.shape[0], 1), dtype=dtype)).sum(axis=-1), self.K - 1)
+            return draw(logits, rng.random(logits.shape, dtype=dtype), self.output).astype(dtype)
+        return draw(logits, rng.random((logits.shape[0],), dtype=dtype), self.output)
 
     def sample(self, params: Tree, n: int, seed: int | None, lengths: Array | None = None) -> tuple[Array, Array]:
         """Generate n sequences: T ~ p(T) (unless lengths : (n,) is given), then x_t ~ p(x_t | x_<t, T)

@@ -30,10 +30,19 @@ from mini_flows.nn.lstm import BiLSTM
 from mini_flows.nn.tree import Tree
 
 
-def _softplus(l: Array) -> Array:
-    """log(1 + exp(l)), written as max(l, 0) + log(1 + exp(-|l|)) so it never overflows."""
+def draw(logits: Array, u: Array, output: str) -> Array:
+    """x ~ p(x | logits) from uniforms u in [0, 1), by inverse CDF.
+
+    categorical: logits (..., K), u (...) -> tokens (...), the k with cdf[k - 1] <= u < cdf[k]
+    (clipped to K - 1 against round-off in cdf[K - 1]); bernoulli: logits (..., K), u (..., K) ->
+    booleans (..., K), key k on where u_k < sigmoid(l_k).
+    """
+    if output == "bernoulli":
+        return u < sigmoid(logits)
     xp = B.xp()
-    return xp.maximum(l, 0) + xp.log1p(xp.exp(-xp.abs(l)))
+    p = xp.exp(logits - logits.max(axis=-1, keepdims=True))
+    cdf = xp.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
+    return xp.minimum((cdf < u[..., None]).sum(axis=-1), logits.shape[-1] - 1)
 
 
 class Emission:
@@ -104,16 +113,13 @@ class Emission:
         if self.output == "categorical":
             nll, ce_cache = losses.cross_entropy_forward(l, x)
             return -(real * nll).sum(axis=1), (cache, ce_cache, real)
-        per_step = (x * l - _softplus(l)).sum(axis=-1)
-        return (real * per_step).sum(axis=1), (cache, (l, x), real)
+        nll, bern_cache = losses.bernoulli_nll_forward(l, x)
+        return -(real * nll).sum(axis=1), (cache, bern_cache, real)
 
     def log_prob_backward(self, params: Tree, cache: Any, dlogp: Array) -> tuple[Tree, Array, Array]:
         """(grads, dE, dz) from dlogp : (batch,)."""
         logits_cache, out_cache, real = cache
         d = dlogp[:, None] * real  # d/d log p(x_t | z)
-        if self.output == "categorical":
-            dl = losses.cross_entropy_backward(out_cache, -d)
-        else:
-            l, x = out_cache
-            dl = d[..., None] * (x - sigmoid(l))
+        backward = losses.cross_entropy_backward if self.output == "categorical" else losses.bernoulli_nll_backward
+        dl = backward(out_cache, -d)
         return self.logits_backward(params, logits_cache, dl)

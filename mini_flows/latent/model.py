@@ -35,10 +35,9 @@ from mini_flows.checks import check_float, check_positive_int, check_shape, chec
 from mini_flows.continuous.length import check_lengths
 from mini_flows.continuous.priors import build_prior
 from mini_flows.latent.dropout import check_dropout_mask, with_dropout
-from mini_flows.latent.emission import Emission
+from mini_flows.latent.emission import Emission, draw
 from mini_flows.latent.inference import OUTPUTS, InferenceNetwork, log_q, reparameterise
 from mini_flows.latent.length_prior import LengthPrior
-from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.tree import Tree
 
 
@@ -239,11 +238,8 @@ class LatentFlowModel:
         real = xp.arange(T)[None, :] < lengths[:, None]
         u = rng.random(logits.shape[:-1] if self.output == "categorical" else logits.shape)
         if self.output == "categorical":
-            p = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-            cdf = xp.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
-            drawn = xp.minimum((cdf < u[..., None]).sum(axis=-1), self.K - 1)
-            return xp.where(real, logits.argmax(axis=-1) if greedy else drawn, 0), lengths
-        on = logits > 0 if greedy else u < sigmoid(logits)
+            return xp.where(real, logits.argmax(axis=-1) if greedy else draw(logits, u, self.output), 0), lengths
+        on = logits > 0 if greedy else draw(logits, u, self.output)
         return (on & real[..., None]).astype(B.value(E).dtype), lengths
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_shape, check_tokens
+from mini_flows.nn.activations import sigmoid
 
 
 def one_hot(tokens: Array, num_classes: int, dtype: Any = "float64") -> Array:
@@ -64,3 +65,28 @@ def cross_entropy_backward(cache: Any, dnll: Array) -> Array:
     """dlogits = dnll * (softmax(logits) - one_hot(target))."""
     logp, target = cache
     return dnll[..., None] * (B.xp().exp(logp) - target)
+
+
+def softplus(x: Array) -> Array:
+    """log(1 + exp(x)), written as max(x, 0) + log(1 + exp(-|x|)) so it never overflows."""
+    xp = B.xp()
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def bernoulli_nll_forward(logits: Array, targets: Array) -> tuple[Array, Any]:
+    """Negative log-likelihood of independent Bernoulli keys, summed over the last axis, in nats:
+    -sum_k [x_k l_k - softplus(l_k)] (log sigmoid(l) for an on key, log sigmoid(-l) for an off one).
+
+    Inputs: logits : (..., K) floats; targets : (..., K) of 0 and 1 (any numeric dtype).
+    Returns nll : (...). Reduce (mean, masked sum) in the caller.
+    """
+    check_float("logits", logits)
+    check_shape("targets", targets, tuple(logits.shape))
+    targets = targets.astype(B.value(logits).dtype)  # an integer array would promote float32 to float64
+    return (softplus(logits) - targets * logits).sum(axis=-1), (logits, targets)
+
+
+def bernoulli_nll_backward(cache: Any, dnll: Array) -> Array:
+    """dlogits = dnll * (sigmoid(logits) - x)."""
+    logits, targets = cache
+    return dnll[..., None] * (sigmoid(logits) - targets)

@@ -1,4 +1,4 @@
-"""Dense, embedding, activations, softmax and cross-entropy: backward equals autograd."""
+"""Dense, embedding, activations, softmax, cross-entropy and Bernoulli NLL: backward equals autograd."""
 
 from __future__ import annotations
 
@@ -83,6 +83,26 @@ def test_cross_entropy_backward_matches_autograd(seed, K, lead):
     dnll = rng.standard_normal(nll.shape)
     (auto,) = autograd_grads(lambda z: vjp_loss(losses.cross_entropy_forward(z, targets)[0], dnll), logits)
     assert_grads_close(losses.cross_entropy_backward(cache, dnll), auto)
+
+
+@given(seeds, st.integers(1, 7), st.lists(sizes, min_size=1, max_size=2))
+def test_bernoulli_nll_backward_matches_autograd(seed, K, lead):
+    rng = B.host_rng(seed)
+    logits = rng.standard_normal((*lead, K)) * 4
+    targets = rng.integers(0, 2, size=(*lead, K)).astype(float)
+    nll, cache = losses.bernoulli_nll_forward(logits, targets)
+    p_on = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(nll, -np.log(np.where(targets == 1, p_on, 1 - p_on)).sum(-1), rtol=1e-10, atol=1e-13)
+    dnll = rng.standard_normal(nll.shape)
+    (auto,) = autograd_grads(lambda z: vjp_loss(losses.bernoulli_nll_forward(z, targets)[0], dnll), logits)
+    assert_grads_close(losses.bernoulli_nll_backward(cache, dnll), auto)
+
+
+def test_bernoulli_nll_is_stable_for_huge_logits_and_checks_shapes():
+    nll, _ = losses.bernoulli_nll_forward(B.asarray([[1e300, -1e300]]), B.asarray([[1.0, 0.0]]))
+    assert B.to_numpy(nll)[0] == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        losses.bernoulli_nll_forward(np.zeros((2, 3)), np.zeros((2, 2)))
 
 
 def test_log_softmax_is_stable_for_huge_logits():
