@@ -235,12 +235,15 @@ def fit(model: Any, batch: Callable[[int], Array], steps: int, lr: float, label:
     return losses
 
 
+def log_probs(log_prob: Callable[[Array], Array], tokens: Array, chunk: int = 4096) -> Array:
+    """log_prob(tokens) : (n,) for the rows of ``tokens``, ``chunk`` rows per call (bounding the
+    memory of one call)."""
+    return B.xp().concatenate([log_prob(tokens[start:start + chunk]) for start in range(0, tokens.shape[0], chunk)])
+
+
 def mean_nll(log_prob: Callable[[Array], Array], tokens: Array, chunk: int = 4096) -> float:
     """-mean log_prob(tokens) over the rows of ``tokens``, ``chunk`` rows at a time."""
-    total = 0.0
-    for start in range(0, tokens.shape[0], chunk):
-        total += float(B.xp().sum(log_prob(tokens[start:start + chunk])))
-    return -total / tokens.shape[0]
+    return -float(B.xp().mean(log_probs(log_prob, tokens, chunk)))
 
 
 def identity_start(model: Any, margin: float = 0.3) -> None:

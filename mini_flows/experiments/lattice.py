@@ -39,7 +39,7 @@ from mini_flows.data import ising_samples, potts_samples
 from mini_flows.data.lattice import ising_entropy, potts_entropy
 from mini_flows.discrete import DiscreteFlowModel, build_model
 from mini_flows.discrete.one_hot import one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, identity_start, mean_nll
+from mini_flows.experiments.common import Report, Settings, Table, cell, fit, identity_start, log_probs
 
 POTTS = {  # (states q, L, J) -> paper's (AR base, AR flow), nats
     (3, 3, 0.1): (9.27, 9.124),
@@ -104,9 +104,9 @@ def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, l
     models = {"AR base": base, "AR flow": flow}
     train_pair(models, train, batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, verbose)
     xp = B.xp()
-    gain = xp.concatenate([base.log_prob(test[i:i + 4096]) - flow.log_prob(test[i:i + 4096])
-                           for i in range(0, test.shape[0], 4096)])
-    return {"AR base": mean_nll(base.log_prob, test), "AR flow": mean_nll(flow.log_prob, test),
+    base_log_p, flow_log_p = log_probs(base.log_prob, test), log_probs(flow.log_prob, test)
+    gain = base_log_p - flow_log_p
+    return {"AR base": -float(xp.mean(base_log_p)), "AR flow": -float(xp.mean(flow_log_p)),
             "flow - base": float(xp.mean(gain)), "standard error": float(xp.std(gain) / test.shape[0] ** 0.5),
             "moved": moved_fraction(flow, test)}
 

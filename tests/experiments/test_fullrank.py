@@ -51,8 +51,8 @@ def test_exact_cross_entropy_of_a_model_equals_the_enumeration(kind, seed):
     log_q = B.to_numpy(model.log_prob(B.asarray(seqs)))
     assert math.isclose(np.exp(log_q).sum(), 1.0, rel_tol=1e-9)
     expected = -sum(table[tuple(s)] * lq for s, lq in zip(seqs, log_q))
-    assert math.isclose(cross_entropy(model.log_prob, table, None), expected, rel_tol=1e-10)
-    assert cross_entropy(model.log_prob, table, None) >= table_entropy(table) - 1e-12
+    assert math.isclose(cross_entropy(model.log_prob, table), expected, rel_tol=1e-10)
+    assert cross_entropy(model.log_prob, table) >= table_entropy(table) - 1e-12
 
 
 def test_epochs_visit_every_row_once_per_epoch_in_fresh_orders():
