@@ -262,8 +262,7 @@ class LSTMBaseline:
         check_positive_int("n", n)
         xp = B.xp()
         rng = B.rng(seed)
-        lengths = self.length_prior.sample(n, rng) if lengths is None else B.asarray(lengths)
-        check_lengths(lengths, n, self.max_length, self.max_length)
+        lengths = self.length_prior.lengths_for(n, rng, lengths)
         T = int(lengths.max())
         E = params["embed"]["E"]
         dtype = B.value(E).dtype

@@ -64,3 +64,10 @@ class LengthPrior:
         cdf = xp.cumsum(xp.exp(B.asarray(self.log_probs, "float64")))
         u = rng.random(n) * cdf[-1]
         return xp.minimum(xp.searchsorted(cdf, u, side="right"), self.max_length - 1) + 1
+
+    def lengths_for(self, n: int, rng: Any, lengths: Array | None = None) -> Array:
+        """The lengths of n sequences to generate: ``lengths`` : (n,) as given, checked to lie in
+        [1, max_length], or (None) n draws T ~ p(T) from ``rng``."""
+        lengths = self.sample(n, rng) if lengths is None else B.asarray(lengths)
+        check_lengths(lengths, n, self.max_length, self.max_length)
+        return lengths

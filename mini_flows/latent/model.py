@@ -228,8 +228,7 @@ class LatentFlowModel:
         check_positive_int("n", n)
         xp = B.xp()
         rng = B.rng(seed)
-        lengths = self.length_prior.sample(n, rng) if lengths is None else B.asarray(lengths)
-        check_lengths(lengths, n, self.max_length, self.max_length)
+        lengths = self.length_prior.lengths_for(n, rng, lengths)
         T = int(lengths.max())
         E = params["inference"]["embed"]["E"]
         eps = rng.standard_normal((n, T, self.H), dtype=B.value(E).dtype)
