@@ -25,15 +25,7 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.discrete.modular import (
-    one_hot_add,
-    one_hot_inverse_scale,
-    one_hot_inverse_scale_vjp,
-    one_hot_minus,
-    one_hot_minus_vjp,
-    one_hot_multiply,
-    one_hot_multiply_vjp,
-)
+from mini_flows.discrete.modular import inverse_location_scale, inverse_location_scale_vjp, location_scale
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.discrete.straight_through import (
     mask_scale_logits,
@@ -42,28 +34,6 @@ from mini_flows.discrete.straight_through import (
     one_hot_argmax_backward,
 )
 from mini_flows.nn.tree import Tree
-
-
-def location_scale(x: Array, mu: Array, sigma: Array | None) -> Array:
-    """Eq. 5 on one-hot arrays: y = (mu + sigma x) mod K (sigma = 1 when None)."""
-    return one_hot_add(x if sigma is None else one_hot_multiply(x, sigma), mu)
-
-
-def inverse_location_scale(y: Array, mu: Array, sigma: Array | None) -> Array:
-    """The inverse of eq. 5: x = sigma^-1 (y - mu) mod K (sigma = 1 when None)."""
-    r = one_hot_minus(y, mu)
-    return r if sigma is None else one_hot_multiply(r, one_hot_inverse_scale(sigma))
-
-
-def inverse_location_scale_vjp(y: Array, mu: Array, sigma: Array | None, dx: Array) -> tuple[Array, Array, Any]:
-    """(dy, dmu, dsigma) for x = inverse_location_scale(y, mu, sigma); dsigma None when sigma is."""
-    dsigma = None
-    if sigma is not None:
-        r = one_hot_minus(y, mu)
-        dx, dsigma_inv = one_hot_multiply_vjp(r, one_hot_inverse_scale(sigma), dx)
-        dsigma = one_hot_inverse_scale_vjp(sigma, dsigma_inv)
-    dy, dmu = one_hot_minus_vjp(y, mu, dx)
-    return dy, dmu, dsigma
 
 
 class DiscreteFlow:
@@ -95,7 +65,7 @@ class DiscreteFlow:
     def _check(self, params: Tree, name: str, v: Array) -> None:
         check_one_hot(name, v, self.length, self.vocab_size, like=params["network"]["bias"])
 
-    def _mu_sigma(self, params: Tree, h: Array, positions: list[int] | None = None) -> tuple[Array, Array | None, Any]:
+    def _mu_sigma(self, params: Tree, h: Array, positions: slice | list[int] | None = None) -> tuple[Array, Array | None, Any]:
         """Network input h (batch, D, K) -> one-hot mu and sigma (batch, P, K) (eq. 6) at the
         given positions (all D when None)."""
         (loc, scale), net_cache = self.network.forward(params["network"], h)
@@ -117,7 +87,7 @@ class DiscreteFlow:
         grads, dh = self.network.backward(params["network"], net_cache, dloc, dscale)
         return {"network": grads}, dh
 
-    def _scatter(self, d: Array, positions: list[int] | None) -> Array:
+    def _scatter(self, d: Array, positions: slice | list[int] | None) -> Array:
         """(batch, P, K) gradients at ``positions`` -> (batch, D, K), zero elsewhere."""
         if positions is None:
             return d
@@ -203,18 +173,25 @@ class DiscreteBipartiteFlow(DiscreteFlow):
             raise ValueError(f"keep must be 'even' or 'odd', got {keep!r}")
         super().__init__(network, tau)
         self.keep = keep
-        parity = 0 if keep == "even" else 1
-        self.kept = [d for d in range(self.length) if d % 2 == parity]
-        self.moved = [d for d in range(self.length) if d % 2 != parity]
-        self._unsort = sorted(range(self.length), key=(self.kept + self.moved).__getitem__)
+        evens, odds = slice(0, None, 2), slice(1, None, 2)
+        self.kept, self.moved = (evens, odds) if keep == "even" else (odds, evens)
+        self._masks: dict[Any, Array] = {}
 
     def _mask(self, dtype: Any) -> Array:
-        """m : (D, 1), 1.0 at kept positions."""
-        return B.asarray([[float(d in self.kept)] for d in range(self.length)], dtype)
+        """m : (D, 1), 1.0 at kept positions; built once per dtype (and backend)."""
+        key = (B.get_backend(), str(dtype))
+        if key not in self._masks:
+            self._masks[key] = B.asarray([[float(d % 2 == (self.keep == "odd"))] for d in range(self.length)], dtype)
+        return self._masks[key]
 
     def _join(self, kept: Array, moved: Array) -> Array:
-        """(batch, |kept|, K) and (batch, |moved|, K) -> (batch, D, K) in position order."""
-        return B.xp().concatenate([kept, moved], axis=1)[:, self._unsort]
+        """(batch, |kept|, K) and (batch, |moved|, K) -> (batch, D, K) in position order: the two
+        interleaved by one stack and a reshape (the even positions one longer when D is odd)."""
+        xp = B.xp()
+        evens, odds = (kept, moved) if self.keep == "even" else (moved, kept)
+        batch, n, K = odds.shape
+        pairs = xp.stack([evens[:, :n], odds], axis=2).reshape(batch, 2 * n, K)
+        return pairs if evens.shape[1] == n else xp.concatenate([pairs, evens[:, n:]], axis=1)
 
     def forward(self, params: Tree, x: Array) -> Array:
         """Base -> data in one network call."""
@@ -225,15 +202,14 @@ class DiscreteBipartiteFlow(DiscreteFlow):
     def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
         """Data -> base in one network call."""
         self._check(params, "y", y)
-        m = self._mask(B.value(y).dtype)
-        mu, sigma, cache = self._mu_sigma(params, m * y, self.moved)
+        mu, sigma, cache = self._mu_sigma(params, self._mask(B.value(y).dtype) * y, self.moved)
         y_moved = y[:, self.moved]
         x = self._join(y[:, self.kept], inverse_location_scale(y_moved, mu, sigma))
-        return x, (y_moved, m, mu, sigma, cache)
+        return x, (y_moved, mu, sigma, cache)
 
     def inverse_backward(self, params: Tree, cache: Any, dx: Array) -> tuple[Tree, Array]:
         """dx (batch, D, K) -> (grads, dy)."""
-        y_moved, m, mu, sigma, net_cache = cache
+        y_moved, mu, sigma, net_cache = cache
         dy_moved, dmu, dsigma = inverse_location_scale_vjp(y_moved, mu, sigma, dx[:, self.moved])
         grads, dh = self._mu_sigma_backward(params, net_cache, dmu, dsigma)
-        return grads, self._join(dx[:, self.kept], dy_moved) + m * dh
+        return grads, self._join(dx[:, self.kept] + dh[:, self.kept], dy_moved)

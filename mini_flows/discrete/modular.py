@@ -3,18 +3,34 @@
 Tran et al. (2019), section 3.2, equation 5: y = (mu + sigma * x) mod K, invertible where sigma is
 a unit (coprime with K), with inverse x = sigma^-1 (y - mu) mod K. XOR is the case K = 2, sigma = 1.
 
-Values in {0, ..., K-1} are one-hot vectors of shape (..., K). Each operation is a bilinear map
+Values in {0, ..., K-1} are one-hot vectors of shape (..., K). As maps of vectors the operations
+are bilinear, e.g. for addition
 
-    out[..., m] = sum_j b[..., j] a[..., T[m, j]]
+    y[..., m] = sum_j shift[..., j] x[..., (m - j) mod K],
 
-for an integer index table T built at call time, done as one einsum against the gathered array
-a[..., T] of shape (..., K, J), so memory and time grow as K^2 per position. On one-hot inputs
-every output entry is a sum of products of 0 and 1 with exactly one 1, so the result is exactly
-one-hot in float32 and float64 alike (no FFT, whose round-off flips near-tied argmaxes in stacked
-flows). On soft inputs (the straight-through
-estimator, section 3.3) the same bilinear map carries gradients to both arguments.
+and that bilinear map is what the straight-through estimator (section 3.3) differentiates. But the
+flows only ever evaluate it, and its derivatives, at one-hot points, where every sum has a single
+non-zero term. There it is integer arithmetic on the argmax indices, and each vector-Jacobian
+product is a gather of the incoming gradient at indices given by the other operand; for
+y = x + s mod K:
 
-Leading axes of the two arguments broadcast against each other; the last axes must both be K.
+    dx[k] = dy[(k + s) mod K],    ds[j] = dy[(x + j) mod K].
+
+So every operation here costs O(K) per position in time and memory (the bilinear form costs
+O(K^2)), and its results are exactly one-hot in float32 and float64 alike. The tests keep the
+bilinear definition as the oracle: equal forwards bit for bit, equal VJPs to round-off.
+
+Two layers:
+- ``one_hot_add``, ``one_hot_minus``, ``one_hot_multiply``, ``one_hot_inverse_scale`` and their
+  ``_vjp``s check their operands (dtype, shape, finite, exactly one-hot, scale on a unit); leading
+  axes broadcast against each other.
+- ``location_scale``, ``inverse_location_scale`` and ``inverse_location_scale_vjp`` are eq. 5 and
+  its inverse fused into one index computation each, the flows' hot path. They check nothing: the
+  flows check x and y at their public entry, and mu and sigma are argmaxes, one-hot by
+  construction. Operands there share one shape.
+
+Every forward is an autograd primitive whose VJP is the hand-written one, so autograd can
+differentiate the flows' own forward code (gradient checks of the flows rest on this).
 
 References: Tran, Vafa, Agrawal, Dinh, Poole. Discrete Flows: Invertible Generative Models of
 Discrete Data. NeurIPS 2019.
@@ -22,14 +38,19 @@ Discrete Data. NeurIPS 2019.
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral
 from typing import Any
 
+from autograd.extend import defvjp_argnums, primitive
+
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.discrete.one_hot import check_exactly_one_hot
 from mini_flows.nn.broadcast import unbroadcast
+from mini_flows.nn.losses import one_hot
 
 
 def units(K: int) -> tuple[int, ...]:
@@ -77,8 +98,50 @@ def mod_inverse(a: Any, K: int) -> Any:
     return old_s % K
 
 
+# --- integer kernels: indices in, indices or gathered gradients out --------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _tables(K: int, backend: str) -> tuple[Array, Array, Array]:
+    """(K,) tables on ``backend``: arange(K); inv[j] = j^-1 mod K at units, 0 elsewhere; and the
+    unit indicator (bool). Built once per K and backend."""
+    unit = [math.gcd(j, K) == 1 for j in range(K)]
+    inv = [mod_inverse(j, K) if is_unit else 0 for j, is_unit in enumerate(unit)]
+    return B.xp().arange(K), B.asarray(inv, "int64"), B.asarray(unit)
+
+
+def _tables_for(K: int) -> tuple[Array, Array, Array]:
+    return _tables(K, B.get_backend())
+
+
+def _index(a: Array) -> Array:
+    """(..., K) one-hot -> (...) integer index of its 1.0."""
+    return B.xp().argmax(B.value(a), axis=-1)
+
+
+def _gather(d: Array, index: Array) -> Array:
+    """out[..., k] = d[..., index[..., k]] for an integer index (..., K) in [0, K) that broadcasts
+    against d (..., K); out has d's shape. One flat gather, O(K) per position."""
+    xp = B.xp()
+    K = d.shape[-1]
+    rows = xp.arange(d.size // K if K else 0).reshape(*d.shape[:-1], 1)
+    return xp.ascontiguousarray(d).reshape(-1)[xp.broadcast_to(index, d.shape) + K * rows]
+
+
+def _affine_index(a: Any, b: Any, K: int) -> Array:
+    """(a[..., None] * arange(K) + b[..., None]) mod K, shape (..., K): the index table of k -> a k + b;
+    a and b are integer arrays (or Python ints) that broadcast."""
+    k = _tables_for(K)[0]
+    a = a[..., None] if hasattr(a, "ndim") else a
+    b = b[..., None] if hasattr(b, "ndim") else b
+    return (a * k + b) % K
+
+
+# --- the checked one-hot operations -----------------------------------------------------------------
+
+
 def _check_operands(names: tuple[str, str], a: Array, b: Array) -> int:
-    """Validate two (..., K) float arrays of one dtype with broadcastable leading axes; return K."""
+    """Validate two (..., K) one-hot float arrays of one dtype with broadcastable leading axes; return K."""
     for name, v in zip(names, (a, b)):
         check_float(name, v)
     va, vb = B.value(a), B.value(b)
@@ -91,12 +154,16 @@ def _check_operands(names: tuple[str, str], a: Array, b: Array) -> int:
     K = va.shape[-1]
     if K < 2:
         raise ValueError(f"{names[0]} has K = {K} categories on its last axis; need K >= 2")
-    _broadcast_shape(names, va.shape[:-1], vb.shape[:-1])
+    broadcast_shape(names, va.shape[:-1], vb.shape[:-1])
+    if names[1] == "scale":
+        _check_scale(b, K)
+    for name, v in zip(names, (va, vb)):
+        check_exactly_one_hot(name, v)
     return K
 
 
-def _broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int, ...]) -> tuple[int, ...]:
-    """The broadcast of two leading shapes (NumPy rules); ValueError naming both where they clash."""
+def broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of two shapes (NumPy rules); ValueError naming both arguments where they clash."""
     n = max(len(s1), len(s2))
     p1, p2 = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
     if any(d1 != d2 and 1 not in (d1, d2) for d1, d2 in zip(p1, p2)):
@@ -104,150 +171,116 @@ def _broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int,
     return tuple(max(d1, d2) for d1, d2 in zip(p1, p2))
 
 
-def _check_scale_alone(scale: Array) -> int:
-    """Validate a (..., K) float array with K >= 2; return K."""
-    check_float("scale", scale)
-    shape = tuple(B.value(scale).shape)
-    if len(shape) < 1 or shape[-1] < 2:
-        raise ValueError(f"scale must have shape (..., K) with K >= 2, got {shape}")
-    return shape[-1]
-
-
 def _check_scale(scale: Array, K: int) -> None:
     """ValueError unless scale is zero at every non-unit (0 included)."""
-    non_units = [j for j in range(K) if math.gcd(j, K) != 1]
-    if bool(B.xp().any(B.value(scale)[..., B.asarray(non_units, "int64")] != 0)):
+    unit = _tables_for(K)[2]
+    if bool(B.xp().any((B.value(scale) != 0) & ~unit)):
+        non_units = [j for j in range(K) if math.gcd(j, K) != 1]
         raise ValueError(
             f"scale puts mass on values not coprime with K = {K} (non-units {non_units[:10]}), which are not "
             "invertible; mask its logits with mask_scale_logits"
         )
 
 
-def _shift_table(K: int, sign: int) -> Array:
-    """T[m, j] = (m + sign j) mod K, shape (K, K)."""
-    m = B.xp().arange(K)
-    return (m[:, None] + sign * m[None, :]) % K
+def _check_gradient(name: str, d: Array, names: tuple[str, str], a: Array, b: Array) -> None:
+    check_shape(name, d, (*broadcast_shape(names, a.shape[:-1], b.shape[:-1]), a.shape[-1]))
 
 
-def _scale_tables(K: int) -> tuple[Array, Array, Array]:
-    """u : (J,) the units; T[m, i] = m u_i^-1 mod K and its inverse T'[n, i] = n u_i mod K, (K, J)."""
-    u = B.asarray(units(K), "int64")
-    m = B.xp().arange(K)
-    return u, (m[:, None] * mod_inverse(u, K)[None, :]) % K, (m[:, None] * u[None, :]) % K
-
-
-def _inverse_scale_table(K: int, dtype: Any) -> tuple[Array, Array]:
-    """P[j] = j^-1 mod K at units (an involution), j elsewhere; and the 0/1 indicator of units."""
-    unit = [math.gcd(j, K) == 1 for j in range(K)]
-    perm = [mod_inverse(j, K) if is_unit else j for j, is_unit in enumerate(unit)]
-    return B.asarray(perm, "int64"), B.asarray(unit, dtype)
-
-
-def _bilinear(a: Array, b: Array, table: Array) -> Array:
-    """out[..., m] = sum_j b[..., j] a[..., table[m, j]]."""
-    return B.xp().einsum("...mj,...j->...m", a[..., table], b)
-
-
-
-def _bilinear_vjp(a: Array, b: Array, table: Array, inverse: Array, dout: Array) -> tuple[Array, Array]:
-    """Gradients of sum(dout * _bilinear(a, b, table)) for a table whose every column is a
-    permutation, with inverse[n, j] = the m where table[m, j] = n:
-    da[n] = sum_j b[j] dout[inverse[n, j]],  db[j] = sum_m dout[m] a[table[m, j]]."""
-    da = _bilinear(dout, b, inverse)
-    db = B.xp().einsum("...m,...mj->...j", dout, a[..., table])
-    return unbroadcast(da, a.shape), unbroadcast(db, b.shape)
-
-
-def _out_shape(names: tuple[str, str], a: Array, b: Array) -> tuple[int, ...]:
-    return (*_broadcast_shape(names, a.shape[:-1], b.shape[:-1]), a.shape[-1])
-
-
+@primitive
 def one_hot_add(x: Array, shift: Array) -> Array:
     """One-hot of (x + shift) mod K (eq. 5 with sigma = 1; XOR for K = 2).
 
-    y[..., m] = sum_j shift[..., j] x[..., (m - j) mod K]
-
-    Inputs: x : (..., K), shift : (..., K), float32 or float64 of one dtype, one-hot or soft.
-    Returns y : (broadcast leading shape, K), exactly one-hot where both inputs are.
+    Inputs: x : (..., K), shift : (..., K), exactly one-hot, float32 or float64 of one dtype.
+    Returns y : (broadcast leading shape, K), one-hot of x's dtype.
     """
     K = _check_operands(("x", "shift"), x, shift)
-    return _bilinear(x, shift, _shift_table(K, -1))
+    return one_hot((_index(x) + _index(shift)) % K, K, B.value(x).dtype)
 
 
 def one_hot_add_vjp(x: Array, shift: Array, dy: Array) -> tuple[Array, Array]:
-    """(dx, dshift) = dy^T dy/d(x, shift) for y = one_hot_add(x, shift); shapes of x and shift.
+    """(dx, dshift) = dy^T dy/d(x, shift) for y = one_hot_add(x, shift), the bilinear map's
+    derivative at one-hot x and shift; shapes of x and shift.
 
-    dx[n] = sum_j shift[j] dy[(n + j) mod K],  dshift[j] = sum_m dy[m] x[(m - j) mod K].
+    dx[k] = dy[(k + shift) mod K],  dshift[j] = dy[(x + j) mod K].
     """
     K = _check_operands(("x", "shift"), x, shift)
-    check_shape("dy", dy, _out_shape(("x", "shift"), x, shift))
-    return _bilinear_vjp(x, shift, _shift_table(K, -1), _shift_table(K, 1), dy)
+    _check_gradient("dy", dy, ("x", "shift"), x, shift)
+    dx = _gather(dy, _affine_index(1, _index(shift), K))
+    dshift = _gather(dy, _affine_index(1, _index(x), K))
+    return unbroadcast(dx, x.shape), unbroadcast(dshift, shift.shape)
 
 
+@primitive
 def one_hot_minus(y: Array, shift: Array) -> Array:
     """One-hot of (y - shift) mod K, the inverse of one_hot_add in its first argument.
 
-    x[..., m] = sum_j shift[..., j] y[..., (m + j) mod K]
-
-    Inputs: y : (..., K), shift : (..., K), float32 or float64 of one dtype, one-hot or soft.
-    Returns x : (broadcast leading shape, K), exactly one-hot where both inputs are.
+    Inputs: y : (..., K), shift : (..., K), exactly one-hot, float32 or float64 of one dtype.
+    Returns x : (broadcast leading shape, K), one-hot of y's dtype.
     """
     K = _check_operands(("y", "shift"), y, shift)
-    return _bilinear(y, shift, _shift_table(K, 1))
+    return one_hot((_index(y) - _index(shift)) % K, K, B.value(y).dtype)
 
 
 def one_hot_minus_vjp(y: Array, shift: Array, dx: Array) -> tuple[Array, Array]:
-    """(dy, dshift) = dx^T dx/d(y, shift) for x = one_hot_minus(y, shift); shapes of y and shift.
+    """(dy, dshift) = dx^T dx/d(y, shift) for x = one_hot_minus(y, shift), at one-hot y and shift.
 
-    dy[n] = sum_j shift[j] dx[(n - j) mod K],  dshift[j] = sum_m dx[m] y[(m + j) mod K].
+    dy[k] = dx[(k - shift) mod K],  dshift[j] = dx[(y - j) mod K].
     """
     K = _check_operands(("y", "shift"), y, shift)
-    check_shape("dx", dx, _out_shape(("y", "shift"), y, shift))
-    return _bilinear_vjp(y, shift, _shift_table(K, 1), _shift_table(K, -1), dx)
+    _check_gradient("dx", dx, ("y", "shift"), y, shift)
+    dy = _gather(dx, _affine_index(1, -_index(shift), K))
+    dshift = _gather(dx, _affine_index(-1, _index(y), K))
+    return unbroadcast(dy, y.shape), unbroadcast(dshift, shift.shape)
 
 
+@primitive
 def one_hot_multiply(x: Array, scale: Array) -> Array:
-    """One-hot of (scale * x) mod K, for a scale supported on the units (eq. 5's sigma x).
+    """One-hot of (scale * x) mod K, for a scale on a unit (eq. 5's sigma x).
 
-    y[..., m] = sum_{j unit} scale[..., j] x[..., (m j^-1) mod K]
-
-    Inputs: x : (..., K), scale : (..., K), float32 or float64 of one dtype, one-hot or soft;
-    scale must be exactly 0 at every non-unit (0 included), as one_hot_argmax of
-    mask_scale_logits gives. Returns y : (broadcast leading shape, K), exactly one-hot where both
-    inputs are. Raises ValueError where scale has mass on a non-unit.
+    Inputs: x : (..., K), scale : (..., K), exactly one-hot, float32 or float64 of one dtype;
+    scale's 1.0 must sit on a unit, as one_hot_argmax of mask_scale_logits gives. Returns
+    y : (broadcast leading shape, K), one-hot of x's dtype. Raises ValueError where scale has
+    mass on a non-unit.
     """
     K = _check_operands(("x", "scale"), x, scale)
-    _check_scale(scale, K)
-    u, table, _ = _scale_tables(K)
-    return _bilinear(x, scale[..., u], table)
+    return one_hot((_index(scale) * _index(x)) % K, K, B.value(x).dtype)
 
 
 def one_hot_multiply_vjp(x: Array, scale: Array, dy: Array) -> tuple[Array, Array]:
-    """(dx, dscale) = dy^T dy/d(x, scale) for y = one_hot_multiply(x, scale).
+    """(dx, dscale) = dy^T dy/d(x, scale) for y = one_hot_multiply(x, scale), at one-hot x and scale.
 
-    dx[n] = sum_{j unit} scale[j] dy[(n j) mod K],  dscale[j] = sum_m dy[m] x[(m j^-1) mod K]
-    at units j and 0 at non-units (the map does not read them).
+    dx[k] = dy[(k scale) mod K],  dscale[j] = dy[(x j) mod K] at units j, 0 at non-units (the
+    bilinear map does not read them).
     """
     K = _check_operands(("x", "scale"), x, scale)
-    check_shape("dy", dy, _out_shape(("x", "scale"), x, scale))
-    u, table, inverse = _scale_tables(K)
-    dx, du = _bilinear_vjp(x, scale[..., u], table, inverse, dy)
-    dscale = B.xp().zeros(scale.shape, dtype=du.dtype)
-    dscale[..., u] = du
-    return dx, dscale
+    _check_gradient("dy", dy, ("x", "scale"), x, scale)
+    dx = _gather(dy, _affine_index(_index(scale), 0, K))
+    dscale = _gather(dy, _affine_index(_index(x), 0, K)) * _tables_for(K)[2]
+    return unbroadcast(dx, x.shape), unbroadcast(dscale, scale.shape)
 
 
+def _check_scale_alone(scale: Array) -> int:
+    """Validate a (..., K) one-hot float array with K >= 2 and its 1.0 on a unit; return K."""
+    check_float("scale", scale)
+    shape = tuple(B.value(scale).shape)
+    if len(shape) < 1 or shape[-1] < 2:
+        raise ValueError(f"scale must have shape (..., K) with K >= 2, got {shape}")
+    _check_scale(scale, shape[-1])
+    check_exactly_one_hot("scale", scale)
+    return shape[-1]
+
+
+@primitive
 def one_hot_inverse_scale(scale: Array) -> Array:
     """The one-hot of sigma^-1 mod K from that of sigma: s'[..., j] = s[..., j^-1 mod K] at units j,
     0 elsewhere, so that one_hot_multiply(one_hot_multiply(x, s), one_hot_inverse_scale(s)) == x.
 
-    Inputs: scale : (..., K) float32 or float64, exactly 0 at non-units. Returns (..., K), a
-    permutation of scale (exact). Raises ValueError where scale has mass on a non-unit.
+    Inputs: scale : (..., K) float32 or float64, exactly one-hot on a unit. Returns (..., K), a
+    permutation of scale. Raises ValueError where scale has mass on a non-unit.
     """
     K = _check_scale_alone(scale)
-    _check_scale(scale, K)
-    perm, unit = _inverse_scale_table(K, B.value(scale).dtype)
-    return scale[..., perm] * unit
+    _, inv, unit = _tables_for(K)
+    return B.value(scale)[..., inv] * unit
 
 
 def one_hot_inverse_scale_vjp(scale: Array, dinv: Array) -> Array:
@@ -255,5 +288,68 @@ def one_hot_inverse_scale_vjp(scale: Array, dinv: Array) -> Array:
     0 elsewhere (the map is an involution on the units). Shapes: scale, dinv : (..., K)."""
     K = _check_scale_alone(scale)
     check_shape("dinv", dinv, tuple(scale.shape))
-    perm, unit = _inverse_scale_table(K, B.value(scale).dtype)
-    return dinv[..., perm] * unit
+    _, inv, unit = _tables_for(K)
+    return dinv[..., inv] * unit
+
+
+# --- eq. 5 fused, the flows' hot path (unchecked) -----------------------------------------------------
+
+
+@primitive
+def location_scale(x: Array, mu: Array, sigma: Array | None) -> Array:
+    """Eq. 5: y = (mu + sigma x) mod K (sigma = 1 when None), base -> data.
+
+    Inputs: x, mu, sigma : one shape (..., K), exactly one-hot (not checked), sigma on a unit.
+    Returns y : (..., K) one-hot of x's dtype.
+    """
+    K = x.shape[-1]
+    ix = _index(x) if sigma is None else _index(sigma) * _index(x)
+    return one_hot((_index(mu) + ix) % K, K, B.value(x).dtype)
+
+
+@primitive
+def inverse_location_scale(y: Array, mu: Array, sigma: Array | None) -> Array:
+    """The inverse of eq. 5: x = sigma^-1 (y - mu) mod K (sigma = 1 when None), data -> base.
+
+    Inputs: y, mu, sigma : one shape (..., K), exactly one-hot (not checked), sigma on a unit.
+    Returns x : (..., K) one-hot of y's dtype.
+    """
+    K = y.shape[-1]
+    r = (_index(y) - _index(mu)) % K
+    ix = r if sigma is None else (_tables_for(K)[1][_index(sigma)] * r) % K
+    return one_hot(ix, K, B.value(y).dtype)
+
+
+def inverse_location_scale_vjp(y: Array, mu: Array, sigma: Array | None, dx: Array) -> tuple[Array, Array, Any]:
+    """(dy, dmu, dsigma) for x = inverse_location_scale(y, mu, sigma), the bilinear maps' derivatives
+    at one-hot points; dsigma is None when sigma is. With t = sigma^-1 and r = y - mu (mod K):
+
+        dy[k] = dx[(k - mu) t mod K],  dmu[j] = dx[(y - j) t mod K],  dsigma[j] = dx[r j^-1 mod K]
+
+    (dsigma at units j, 0 elsewhere). Shapes: all (..., K).
+    """
+    K = y.shape[-1]
+    _, inv, unit = _tables_for(K)
+    iy, imu = _index(y), _index(mu)
+    if sigma is None:
+        return _gather(dx, _affine_index(1, -imu, K)), _gather(dx, _affine_index(-1, iy, K)), None
+    t = inv[_index(sigma)]
+    dy = _gather(dx, _affine_index(t, -imu * t, K))
+    dmu = _gather(dx, _affine_index(-t, iy * t, K))
+    dsigma = _gather(dx, (((iy - imu) % K)[..., None] * inv) % K) * unit
+    return dy, dmu, dsigma
+
+
+# --- autograd: each primitive's VJP is the hand-written one ------------------------------------------
+
+
+def _vjp_maker(vjp: Any) -> Any:
+    """defvjp_argnums maker: the VJP w.r.t. the traced arguments, from a hand-written vjp(*args, g)."""
+    return lambda argnums, ans, args, kwargs: lambda g: tuple(vjp(*args, g)[i] for i in argnums)
+
+
+defvjp_argnums(one_hot_add, _vjp_maker(one_hot_add_vjp))
+defvjp_argnums(one_hot_minus, _vjp_maker(one_hot_minus_vjp))
+defvjp_argnums(one_hot_multiply, _vjp_maker(one_hot_multiply_vjp))
+defvjp_argnums(one_hot_inverse_scale, _vjp_maker(lambda scale, g: (one_hot_inverse_scale_vjp(scale, g),)))
+defvjp_argnums(inverse_location_scale, _vjp_maker(inverse_location_scale_vjp))

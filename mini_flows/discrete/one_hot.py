@@ -25,6 +25,12 @@ def check_one_hot(name: str, x: Array, length: int, vocab_size: int, like: Array
     exactly one 1.0 on every position (TypeError for a wrong dtype, ValueError otherwise)."""
     check_float(name, x, like=like)
     check_shape(name, x, (None, length, vocab_size))
+    check_exactly_one_hot(name, x)
+
+
+def check_exactly_one_hot(name: str, x: Array) -> None:
+    """Raise ValueError unless every entry of ``x`` (..., K) is exactly 0.0 or 1.0 with one 1.0 on
+    every position of the last axis."""
     xp, v = B.xp(), B.value(x)
     if not bool(xp.all((v == 0) | (v == 1))) or not bool(xp.all(v.sum(axis=-1) == 1)):
         raise ValueError(f"{name} must be one-hot: entries exactly 0.0 or 1.0 with one 1.0 per position")

@@ -1,5 +1,6 @@
-"""Modular arithmetic on one-hot vectors: bit-exact against integer arithmetic, exact inverses,
-vector-Jacobian products equal to autograd's, and clear errors for bad input."""
+"""Modular arithmetic on one-hot vectors: bit-exact against integer arithmetic and against the
+bilinear definition (tests/discrete/bilinear.py), exact inverses, O(K) vector-Jacobian products
+equal to autograd's derivatives of the bilinear maps, and clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from hypothesis import given, note, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.discrete.modular import (
+    inverse_location_scale,
+    inverse_location_scale_vjp,
+    location_scale,
     mod_inverse,
     one_hot_add,
     one_hot_add_vjp,
@@ -22,7 +26,8 @@ from mini_flows.discrete.modular import (
     one_hot_multiply_vjp,
     units,
 )
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from tests.discrete import bilinear
+from tests.gradcheck import assert_grads_close, autograd_grads, safe_note, vjp_loss
 
 PRIMES = [2, 3, 5, 7, 11, 13, 17, 31, 37, 61]
 COMPOSITES = [4, 6, 8, 9, 10, 12, 15, 16, 30, 36, 42, 60, 64]
@@ -152,43 +157,87 @@ def test_leading_axes_broadcast(seed, K, shapes):
     assert np.array_equal(got, one_hot((x + mu) % K, K))
 
 
-# --- gradients ---------------------------------------------------------------------------------
+# --- against the bilinear definition ------------------------------------------------------------
+
+oracle_Ks = st.one_of(st.sampled_from(PRIMES + COMPOSITES + LARGE), st.integers(2, 256))
 
 
-def _soft_scale(rng, shape, K):
-    unit = np.array([math.gcd(j, K) == 1 for j in range(K)])
-    return rng.random((*shape, K)) * unit
+def _random_operands(rng, K, shapes, dtype):
+    """One-hot x, mu (shape shapes[0], shapes[1]) and a one-hot scale on a unit (shape shapes[1])."""
+    x = one_hot(rng.integers(0, K, shapes[0]), K, dtype)
+    mu = one_hot(rng.integers(0, K, shapes[1]), K, dtype)
+    sigma = one_hot(rng.choice(units(K), size=shapes[1]), K, dtype)
+    return B.asarray(x), B.asarray(mu), B.asarray(sigma)
 
 
-OPS = {
-    "add": (one_hot_add, one_hot_add_vjp, lambda rng, shape, K: rng.random((*shape, K))),
-    "minus": (one_hot_minus, one_hot_minus_vjp, lambda rng, shape, K: rng.random((*shape, K))),
-    "multiply": (one_hot_multiply, one_hot_multiply_vjp, _soft_scale),
+CHECKED_OPS = {
+    "add": (one_hot_add, one_hot_add_vjp, bilinear.add, 1),
+    "minus": (one_hot_minus, one_hot_minus_vjp, bilinear.minus, 1),
+    "multiply": (one_hot_multiply, one_hot_multiply_vjp, bilinear.multiply, 2),
 }
 
 
-@pytest.mark.autograd
-@pytest.mark.parametrize("op", sorted(OPS))
-@given(seed=seeds, K=small_Ks, shapes=broadcast_leads())
-def test_vjp_matches_autograd(op, seed, K, shapes):
-    forward, vjp, second = OPS[op]
-    rng = B.host_rng(seed)
-    a = rng.standard_normal((*shapes[0], K))
-    b = second(rng, shapes[1], K)
-    y = forward(a, b)
-    dy = rng.standard_normal(y.shape)
-    auto = autograd_grads(lambda a, b: vjp_loss(forward(a, b), dy), a, b)
-    assert_grads_close(vjp(a, b, dy), auto)
+@given(seed=seeds, K=oracle_Ks, shapes=broadcast_leads(), dtype=dtypes)
+def test_ops_equal_the_bilinear_definition_bit_for_bit(seed, K, shapes, dtype):
+    x, mu, sigma = _random_operands(B.host_rng(seed), K, shapes, dtype)
+    for name, (op, _, oracle, second) in CHECKED_OPS.items():
+        b = mu if second == 1 else sigma
+        assert np.array_equal(B.to_numpy(op(x, b)), B.to_numpy(oracle(x, b))), name
+    assert np.array_equal(B.to_numpy(one_hot_inverse_scale(sigma)), B.to_numpy(bilinear.inverse_scale(sigma)))
 
 
 @pytest.mark.autograd
-@given(seeds, small_Ks, leads)
-def test_inverse_scale_vjp_matches_autograd(seed, K, lead):
+@given(seed=seeds, K=oracle_Ks, shapes=broadcast_leads())
+def test_vjps_equal_the_bilinear_maps_derivatives_at_one_hot_points(seed, K, shapes):
+    """The O(K) gathers against autograd through the O(K^2) bilinear definition, to 1e-12 relative."""
     rng = B.host_rng(seed)
-    scale = _soft_scale(rng, lead, K)
-    dinv = rng.standard_normal(scale.shape)
-    (auto,) = autograd_grads(lambda s: vjp_loss(one_hot_inverse_scale(s), dinv), scale)
-    assert_grads_close(one_hot_inverse_scale_vjp(scale, dinv), auto)
+    x, mu, sigma = _random_operands(rng, K, shapes, np.float64)
+    for name, (op, vjp, oracle, second) in CHECKED_OPS.items():
+        b = mu if second == 1 else sigma
+        dy = rng.standard_normal(op(x, b).shape)
+        auto = autograd_grads(lambda a, b: vjp_loss(oracle(a, b), dy), x, b)
+        safe_note(f"op {name}")
+        assert_grads_close(vjp(x, b, dy), auto, rtol=1e-12)
+    dinv = rng.standard_normal(sigma.shape)
+    (auto,) = autograd_grads(lambda s: vjp_loss(bilinear.inverse_scale(s), dinv), sigma)
+    assert_grads_close(one_hot_inverse_scale_vjp(sigma, dinv), auto, rtol=1e-12)
+
+
+@given(seed=seeds, K=oracle_Ks, lead=leads, scale=st.booleans(), dtype=dtypes)
+def test_fused_eq_5_equals_the_bilinear_composition_bit_for_bit(seed, K, lead, scale, dtype):
+    x, mu, sigma = _random_operands(B.host_rng(seed), K, (tuple(lead), tuple(lead)), dtype)
+    sigma = sigma if scale else None
+    y = location_scale(x, mu, sigma)
+    assert np.array_equal(B.to_numpy(y), B.to_numpy(bilinear.location_scale(x, mu, sigma)))
+    back = inverse_location_scale(y, mu, sigma)
+    assert np.array_equal(B.to_numpy(back), B.to_numpy(bilinear.inverse_location_scale(y, mu, sigma)))
+    assert np.array_equal(B.to_numpy(back), B.to_numpy(x))
+
+
+@pytest.mark.autograd
+@given(seed=seeds, K=oracle_Ks, lead=leads, scale=st.booleans())
+def test_fused_inverse_vjp_equals_the_bilinear_compositions_derivative(seed, K, lead, scale):
+    rng = B.host_rng(seed)
+    y, mu, sigma = _random_operands(rng, K, (tuple(lead), tuple(lead)), np.float64)
+    dx = rng.standard_normal(y.shape)
+    if scale:
+        auto = autograd_grads(lambda y, m, s: vjp_loss(bilinear.inverse_location_scale(y, m, s), dx), y, mu, sigma)
+        assert_grads_close(inverse_location_scale_vjp(y, mu, sigma, dx), auto, rtol=1e-12)
+    else:
+        auto = autograd_grads(lambda y, m: vjp_loss(bilinear.inverse_location_scale(y, m, None), dx), y, mu)
+        dy, dmu, dsigma = inverse_location_scale_vjp(y, mu, None, dx)
+        assert dsigma is None
+        assert_grads_close((dy, dmu), auto, rtol=1e-12)
+
+
+@pytest.mark.autograd
+def test_autograd_differentiates_the_ops_through_their_hand_written_vjps():
+    rng = B.host_rng(3)
+    x, mu, sigma = _random_operands(rng, 7, ((2, 3), (2, 3)), np.float64)
+    dy = rng.standard_normal(x.shape)
+    auto = autograd_grads(lambda a, b, s: vjp_loss(one_hot_add(one_hot_multiply(a, s), b), dy), x, mu, sigma)
+    oracle = autograd_grads(lambda a, b, s: vjp_loss(bilinear.location_scale(a, b, s), dy), x, mu, sigma)
+    assert_grads_close(auto, oracle, rtol=1e-12)
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -215,6 +264,10 @@ BAD_CALLS = [
     pytest.param(lambda: one_hot_multiply(_hot([1]), _hot([0])), ValueError, NOT_UNIT, id="scale at 0"),
     pytest.param(lambda: one_hot_multiply(_hot([1]), _hot([3])), ValueError, NOT_UNIT, id="scale at 3"),
     pytest.param(lambda: one_hot_multiply(_hot([1]), _hot([5]) + 1e-30 * _hot([2])), ValueError, "mask_scale_logits"),
+    pytest.param(lambda: one_hot_add(0.5 * _hot([1]), _hot([2])), ValueError, "x must be one-hot", id="soft x"),
+    pytest.param(lambda: one_hot_minus(_hot([1]), _hot([2]) + _hot([3])), ValueError, "shift must be one-hot"),
+    pytest.param(lambda: one_hot_multiply(_full((1, 6), 0.0), _hot([5])), ValueError, "x must be one-hot", id="zero"),
+    pytest.param(lambda: one_hot_inverse_scale(0.5 * _hot([5])), ValueError, "scale must be one-hot"),
     pytest.param(lambda: one_hot_inverse_scale(_hot([1, 4])), ValueError, NOT_UNIT, id="inverse of 4"),
     pytest.param(lambda: one_hot_inverse_scale(_full((2, 1), 1.0)), ValueError, "K >= 2", id="inverse K < 2"),
     pytest.param(lambda: one_hot_inverse_scale(_full(6, np.nan)), ValueError, "scale contains NaN", id="NaN scale"),
