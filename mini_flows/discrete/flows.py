@@ -103,7 +103,14 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
     y_{d+1}..y_D (the sequence is flipped around the network). The network must be autoregressive
     (``TransformerNet(causal=True)``, ``LSTMNet`` or ``MADENet``).
 
-    forward(x) (base -> data) is sequential: D network calls, each filling in one more y_d.
+    forward(x) (base -> data) is sequential: position d needs y_<d. With a network that has the
+    incremental ``start``/``step`` of ``networks`` (``LSTMNet``, causal ``TransformerNet``) each
+    position is one step on one position, reusing the earlier ones' work (the Transformer's step d
+    attends to d cached keys); otherwise (``MADENet``) it is one full network call on y_<d padded
+    with zeros, D full calls in all. A step sums in another order than the full call, so its
+    logits equal those of ``inverse`` to round-off, not bit for bit: the round trip stays exact
+    unless two logits of one position tie to within round-off (the round-trip tests draw networks,
+    sizes and inputs at random and have met none).
     inverse(y) (data -> base) is one parallel network call, since y is known.
 
     Inputs: x, y : (batch, D, K) one-hot of the parameters' dtype.
@@ -124,16 +131,41 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
     def forward(self, params: Tree, x: Array) -> Array:
         """Base -> data, position by position in the network's order: y_d from the y_<d filled in so far."""
         self._check(params, "x", x)
-        xp = B.xp()
         z = self._flip(x)
+        fill = self._fill_by_steps if hasattr(self.network, "step") else self._fill_by_recomputation
+        return self._flip(fill(params["network"], z))
+
+    def _fill_by_steps(self, net_params: Tree, z: Array) -> Array:
+        """z (batch, D, K) in the network's order -> y (batch, D, K), one ``network.step`` per position."""
+        xp = B.xp()
+        state = self.network.start(net_params, z.shape[0])
+        y_d = xp.zeros_like(z[:, 0])  # the network's shifted-in input at position 0
+        ys: list[Array] = []
+        for d in range(self.length):
+            (loc, scale), state = self.network.step(net_params, state, y_d, d)
+            y_d = self._location_scale(z[:, d], loc, scale)
+            ys.append(y_d)
+        return xp.stack(ys, axis=1)
+
+    def _fill_by_recomputation(self, net_params: Tree, z: Array) -> Array:
+        """As ``_fill_by_steps`` for networks without ``step``: position d reads the full network
+        output on y_<d padded with zeros."""
+        xp = B.xp()
         batch, D, K = z.shape
-        cols: list[Array] = []
+        ys: list[Array] = []
         for d in range(D):
             rest = xp.zeros((batch, D - d, K), dtype=z.dtype)
-            partial = xp.concatenate([xp.stack(cols, axis=1), rest], axis=1) if cols else rest
-            mu, sigma, _ = self._mu_sigma(params, partial, [d])
-            cols.append(location_scale(z[:, d], mu[:, 0], None if sigma is None else sigma[:, 0]))
-        return self._flip(xp.stack(cols, axis=1))
+            partial = xp.concatenate([xp.stack(ys, axis=1), rest], axis=1) if ys else rest
+            (loc, scale), _ = self.network.forward(net_params, partial)
+            ys.append(self._location_scale(z[:, d], loc[:, d], None if scale is None else scale[:, d]))
+        return xp.stack(ys, axis=1)
+
+    def _location_scale(self, z_d: Array, loc: Array, scale: Array | None) -> Array:
+        """Eq. 5 at one position: y_d = (mu_d + sigma_d z_d) mod K, with mu_d and sigma_d the
+        one-hot argmax of the logits as in ``_mu_sigma`` (eq. 6).  z_d, loc, scale : (batch, K)."""
+        mu, _ = one_hot_argmax(loc, self.tau)
+        sigma = None if scale is None else one_hot_argmax(mask_scale_logits(scale), self.tau)[0]
+        return location_scale(z_d, mu, sigma)
 
     def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
         """Data -> base in one network call: x = sigma^-1 (y - mu) mod K with mu, sigma = network(y)."""

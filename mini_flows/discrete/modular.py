@@ -124,8 +124,8 @@ def _gather(d: Array, index: Array) -> Array:
     against d (..., K); out has d's shape. One flat gather, O(K) per position."""
     xp = B.xp()
     K = d.shape[-1]
-    rows = xp.arange(d.size // K if K else 0).reshape(*d.shape[:-1], 1)
-    return xp.ascontiguousarray(d).reshape(-1)[xp.broadcast_to(index, d.shape) + K * rows]
+    rows = xp.arange(0, d.size, K).reshape(*d.shape[:-1], 1)
+    return xp.ascontiguousarray(d).reshape(-1)[index + rows]
 
 
 def _affine_index(a: Any, b: Any, K: int) -> Array:

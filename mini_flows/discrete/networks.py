@@ -24,6 +24,21 @@ Protocol (that of the nn blocks, with two outputs)::
     params = net.init(rng, dtype)
     (loc, scale), cache = net.forward(params, h)
     grads, dh = net.backward(params, cache, dloc, dscale)    # dscale None when scale=False
+
+Incremental protocol, for the sequential forward (sampling) of an autoregressive flow. ``LSTMNet``
+and ``TransformerNet(causal=True)`` also give the logits one position at a time, each step
+reusing the work of the earlier ones (the LSTM state; the Transformer's keys and values)::
+
+    state = net.start(params, batch)
+    for d in range(D):
+        (loc_d, scale_d), state = net.step(params, state, h_prev, d)
+
+with h_prev : (batch, K) the input at position d - 1 (zeros at d = 0, the shifted-in vector) and
+loc_d, scale_d : (batch, K) (scale_d None unless scale=True) equal to ``net.forward(params, h)[0]``
+at position d, to round-off. Steps run in order d = 0, 1, ..., D - 1; they are for inference only:
+no cache for a backward pass, no input checks (the caller checks once), and the state may be
+updated in place. Networks without ``step`` (``MADENet``) are called on the whole zero-padded
+prefix once per position instead.
 """
 
 from __future__ import annotations
@@ -35,7 +50,7 @@ from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.discrete.one_hot import check_vocab_size
 from mini_flows.nn import activations, init
-from mini_flows.nn.layers import Dense
+from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.made import MADE
 from mini_flows.nn.transformer import TransformerEncoder
@@ -118,6 +133,19 @@ class TransformerNet(_Network):
         raw, o_cache = self.head.forward(params["head"], t)
         return self._heads(raw, params["bias"]), (e_cache, t_cache, o_cache)
 
+    def start(self, params: Tree, batch: int) -> list[Tree]:
+        """The state before position 0: empty key/value caches, one per encoder block. Causal only."""
+        if not self.causal:
+            raise ValueError("incremental steps need a causal TransformerNet; a bidirectional one reads the whole sequence")
+        return self.encoder.start(params["encoder"], batch)
+
+    def step(self, params: Tree, state: list[Tree], h_prev: Array, d: int
+             ) -> tuple[tuple[Array, Array | None], list[Tree]]:
+        """Logits at position d from h_prev : (batch, K), the input at d - 1 (zeros at d = 0):
+        ((loc_d, scale_d) : (batch, K) each, state with position d's keys and values cached)."""
+        t, state = self.encoder.step(params["encoder"], state, affine(params["embed"], h_prev), d)
+        return self._heads(affine(params["head"], t), params["bias"][d]), state
+
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
         e_cache, t_cache, o_cache = cache
         draw, dbias = self._heads_backward(dloc, dscale)
@@ -153,6 +181,18 @@ class LSTMNet(_Network):
         raw, o_cache = self.head.forward(params["head"], s)
         return self._heads(raw, params["bias"]), (s_cache, o_cache)
 
+    def start(self, params: Tree, batch: int) -> tuple[Array, Array]:
+        """The state before position 0: the LSTM's zero state (h, c), each (num_layers, batch, hidden)."""
+        zeros = B.xp().zeros((self.lstm.num_layers, batch, self.hidden), B.value(params["bias"]).dtype)
+        return zeros, zeros
+
+    def step(self, params: Tree, state: tuple[Array, Array], h_prev: Array, d: int
+             ) -> tuple[tuple[Array, Array | None], tuple[Array, Array]]:
+        """Logits at position d from h_prev : (batch, K), the input at d - 1 (zeros at d = 0):
+        one ``LSTM.step`` on h_prev gives s_d. Returns ((loc_d, scale_d) : (batch, K) each, state)."""
+        state = self.lstm.step(params["lstm"], h_prev, state)
+        return self._heads(affine(params["head"], state[0][-1]), params["bias"][d]), state
+
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
         s_cache, o_cache = cache
         draw, dbias = self._heads_backward(dloc, dscale)
@@ -165,6 +205,15 @@ class MADENet(_Network):
     """A masked MLP (Germain et al. 2015) on the one-hot inputs (autoregressive, no shift needed):
 
         loc_d, scale_d = MADE(h)_d + bias_d,    MADE(h)_d a function of h[:, :d] only.
+
+    No incremental ``step``. A MADE carries no state from one position to the next the way an
+    LSTM (its recurrent state) or a causal Transformer (its keys and values) does: its hidden units
+    are indexed by degree, not by position, and filling in h_{d-1} completes the units of degree d
+    in every layer, a scattered few columns of each masked weight matrix (about hidden / (D - 1),
+    none for some d when D > hidden). Computing just those per position would add up to one pass,
+    but needs per-degree gathers of the masked weights, which ``nn.made.MADE`` does not expose. So
+    the autoregressive flow calls ``forward`` on the zero-padded prefix once per position (D
+    passes), as for any network without ``step``.
 
     Parameters: "made" MADE (in_features = K), "bias" (D, heads K).
     """

@@ -8,6 +8,12 @@ Both follow the block protocol of ``mini_flows.nn.layers``::
     params = block.init(rng, dtype)
     y, cache = block.forward(params, x, ...)
     grads, dx = block.backward(params, cache, dy)
+
+and add, for generating one position at a time (inference only: no gradient, no input checks, the
+caller checks once), ``LayerNorm.step(params, x_t)`` and causal attention with a key/value cache::
+
+    kv = attn.start(params, batch, length)
+    y_t, kv = attn.step(params, kv, x_t, t)      # t = 0, 1, ..., length - 1 in order
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
-from mini_flows.nn.layers import Dense
+from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.losses import softmax_backward
 from mini_flows.nn.tree import Tree
 
@@ -46,6 +52,13 @@ class LayerNorm:
         check_float("x", x, like=params["gamma"])
         if B.value(x).ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(B.value(x).shape)}")
+        return self._normalise(params, x)
+
+    def step(self, params: Tree, x_t: Array) -> Array:
+        """The forward map alone, unchecked and uncached (inference): x_t : (..., dim) -> (..., dim)."""
+        return self._normalise(params, x_t)[0]
+
+    def _normalise(self, params: Tree, x: Array) -> tuple[Array, Any]:
         xp = B.xp()
         centred = x - xp.mean(x, axis=-1, keepdims=True)
         rstd = 1 / xp.sqrt(xp.mean(centred * centred, axis=-1, keepdims=True) + self.eps)
@@ -82,6 +95,9 @@ class MultiHeadAttention:
     Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 or None.
     Returns y : (batch, T, d_model).
     Parameters: "query", "key", "value", "output", each a Dense(d_model, d_model) tree {W, b}.
+
+    Incremental causal attention (``start``, ``step``) keeps the keys and values of the positions
+    seen so far in a preallocated cache, so position t costs O(t) instead of a re-run over all T.
     """
 
     def __init__(self, d_model: int, num_heads: int):
@@ -148,6 +164,36 @@ class MultiHeadAttention:
             p = e / (xp.sum(e, axis=-1, keepdims=True) + ~xp.any(allowed, axis=-1, keepdims=True))
         y, o_cache = self.proj["output"].forward(params["output"], self._merge(p @ v))
         return y, (q, k, v, p, q_cache, k_cache, v_cache, o_cache)
+
+    def start(self, params: Tree, batch: int, length: int) -> Tree:
+        """An empty key/value cache for ``step``: {"key", "value"}, each zeros (batch, heads, length,
+        d_head) of the parameters' dtype; ``length`` bounds the positions ``step`` may take."""
+        xp = B.xp()
+        shape, dtype = (batch, self.num_heads, length, self.d_head), B.value(params["query"]["W"]).dtype
+        return {"key": xp.zeros(shape, dtype), "value": xp.zeros(shape, dtype)}
+
+    def step(self, params: Tree, kv: Tree, x_t: Array, t: int) -> tuple[Array, Tree]:
+        """Causal attention of the new position t over positions 0..t (inference only, unchecked).
+
+        Inputs: x_t : (batch, d_model), the input at position t; kv : the cache from ``start``
+        after the steps 0..t-1, which hold the keys and values of those positions.
+        Returns y_t : (batch, d_model), equal to ``forward(params, x, causal=True)[0][:, t]`` to
+        round-off, and kv with position t's key and value written in (in place).
+        """
+        xp = B.xp()
+        batch = x_t.shape[0]
+
+        def heads(a: Array) -> Array:  # (batch, d_model) -> (batch, heads, d_head), as _split
+            return a.reshape(batch, self.num_heads, self.d_head)
+
+        q = heads(affine(params["query"], x_t))[:, :, None] * (1 / math.sqrt(self.d_head))  # (batch, heads, 1, d_head)
+        kv["key"][:, :, t] = heads(affine(params["key"], x_t))
+        kv["value"][:, :, t] = heads(affine(params["value"], x_t))
+        k, v = kv["key"][:, :, : t + 1], kv["value"][:, :, : t + 1]
+        scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, 1, t + 1): every key is allowed
+        e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
+        p = e / xp.sum(e, axis=-1, keepdims=True)
+        return affine(params["output"], (p @ v).reshape(batch, self.d_model)), kv
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
         """Backward through eq. 1: dV = P^T dH, dP = dH V^T, dS = P * (dP - sum(P * dP)),

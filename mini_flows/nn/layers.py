@@ -18,6 +18,12 @@ from mini_flows.nn import init
 from mini_flows.nn.tree import Tree
 
 
+def affine(params: Tree, x: Array) -> Array:
+    """x W + b for a ``Dense`` tree {W, b}, without ``Dense.forward``'s input checks: for the
+    inference-only step methods, whose inputs the caller checks once.  x : (..., n_in) -> (..., n_out)."""
+    return x @ params["W"] + params["b"]
+
+
 class Dense:
     """Affine map f(x) = x W + b.
 

@@ -5,6 +5,12 @@ Normalization in the Transformer Architecture" (2020) for the pre-layer-norm blo
 
     block:   x <- x + Attn(LN_1(x)),  x <- x + MLP(LN_2(x)),  MLP(h) = act(h W_1 + b_1) W_2 + b_2
     encoder: y = LN_f(block_L(... block_1(x + P[:T]) ...)),  P sinusoidal (fixed) or learned
+
+Causal generation one position at a time (inference only) uses a key/value cache per block, so
+position t costs O(t) attention instead of a re-run over the whole prefix::
+
+    cache = encoder.start(params, batch)
+    y_t, cache = encoder.step(params, cache, x_t, t)    # t = 0, 1, ..., max_len - 1 in order
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.nn import init
 from mini_flows.nn.activations import activation as activation_pair
 from mini_flows.nn.attention import LayerNorm, MultiHeadAttention
-from mini_flows.nn.layers import Dense
+from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.tree import Tree
 
 POSITIONS = ("sinusoidal", "learned")
@@ -80,6 +86,19 @@ class TransformerBlock:
         h, fc2_cache = self.fc2.forward(params["fc2"], h)
         return x + h, (ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache)
 
+    def start(self, params: Tree, batch: int, length: int) -> Tree:
+        """An empty key/value cache for ``step`` (see ``MultiHeadAttention.start``)."""
+        return self.attn.start(params["attn"], batch, length)
+
+    def step(self, params: Tree, kv: Tree, x_t: Array, t: int) -> tuple[Array, Tree]:
+        """The causal block at the new position t (inference only, unchecked): x_t : (batch,
+        d_model) -> y_t : (batch, d_model), equal to ``forward(params, x, causal=True)[0][:, t]`` to
+        round-off, and kv with position t added (in place)."""
+        a, kv = self.attn.step(params["attn"], kv, self.ln1.step(params["ln1"], x_t), t)
+        x = x_t + a
+        h, _ = self.act_forward(affine(params["fc1"], self.ln2.step(params["ln2"], x)))
+        return x + affine(params["fc2"], h), kv
+
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
         ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache = cache
         grads = {}
@@ -98,8 +117,9 @@ class TransformerEncoder:
 
         h_0 = x + P[:T],  h_l = block_l(h_{l-1}),  y = LN_f(h_L),
 
-    with P fixed sinusoidal encodings (``positions="sinusoidal"``, no parameters) or a learned
-    table (``positions="learned"``, parameter "positions" : (max_len, d_model)).
+    with P fixed sinusoidal encodings (``positions="sinusoidal"``, no parameters; the (max_len,
+    d_model) table is built once per dtype and backend) or a learned table
+    (``positions="learned"``, parameter "positions" : (max_len, d_model)).
 
     Inputs: x : (batch, T, d_model) with T <= max_len; key_mask : (batch, T) of 0/1 (0 = padding,
     never attended to) or None; causal : position t attends to positions s <= t (itself
@@ -126,6 +146,7 @@ class TransformerEncoder:
         self.d_model, self.max_len, self.positions = d_model, max_len, positions
         self.blocks = [TransformerBlock(d_model, num_heads, d_ff, activation) for _ in range(num_layers)]
         self.ln_f = LayerNorm(d_model)
+        self._sinusoids: dict[Any, Array] = {}
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         params = {f"block{i}": block.init(rng, dtype) for i, block in enumerate(self.blocks)}
@@ -142,16 +163,39 @@ class TransformerEncoder:
         length = B.value(x).shape[1]
         if not 1 <= length <= self.max_len:
             raise ValueError(f"x has length {length}; the encoder takes 1 to max_len = {self.max_len} positions")
-        if self.positions == "learned":
-            h = x + params["positions"][:length]
-        else:
-            h = x + sinusoidal_positions(length, self.d_model, B.value(x).dtype)
+        h = x + self._table(params, B.value(x).dtype)[:length]
         caches = []
         for i, block in enumerate(self.blocks):
             h, cache = block.forward(params[f"block{i}"], h, causal=causal, key_mask=key_mask)
             caches.append(cache)
         y, ln_cache = self.ln_f.forward(params["ln_f"], h)
         return y, (caches, ln_cache, length)
+
+    def start(self, params: Tree, batch: int) -> list[Tree]:
+        """Empty key/value caches for ``step``, one per block, for up to max_len positions."""
+        return [block.start(params[f"block{i}"], batch, self.max_len) for i, block in enumerate(self.blocks)]
+
+    def step(self, params: Tree, cache: list[Tree], x_t: Array, t: int) -> tuple[Array, list[Tree]]:
+        """The causal encoder at the new position t < max_len (inference only, unchecked).
+
+        Inputs: x_t : (batch, d_model), the input at position t; cache : from ``start`` after the
+        steps 0..t-1.
+        Returns y_t : (batch, d_model), equal to ``forward(params, x, causal=True)[0][:, t]`` to
+        round-off, and the cache with position t added (in place).
+        """
+        h = x_t + self._table(params, B.value(x_t).dtype)[t]
+        for i, block in enumerate(self.blocks):
+            h, cache[i] = block.step(params[f"block{i}"], cache[i], h, t)
+        return self.ln_f.step(params["ln_f"], h), cache
+
+    def _table(self, params: Tree, dtype: Any) -> Array:
+        """P : (max_len, d_model), the learned parameter or the sinusoids, built once per dtype and backend."""
+        if self.positions == "learned":
+            return params["positions"]
+        key = (B.get_backend(), str(dtype))
+        if key not in self._sinusoids:
+            self._sinusoids[key] = sinusoidal_positions(self.max_len, self.d_model, dtype)
+        return self._sinusoids[key]
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
         caches, ln_cache, length = cache

@@ -1,4 +1,5 @@
-"""Location/scale networks: backward equals autograd, autoregressive ones are exactly causal, bad input raises."""
+"""Location/scale networks: backward equals autograd, autoregressive ones are exactly causal, the
+incremental steps equal the full forward, bad input raises."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
-from mini_flows.discrete import MLPNet, make_network
-from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS
+from mini_flows.discrete import DiscreteAutoregressiveFlow, MLPNet, make_network
+from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, LSTMNet, TransformerNet
 from mini_flows.nn.tree import tree_map
-from tests.discrete.common import FLOW_CASES, HIDDEN, seeds
+from tests.discrete.common import FLOW_CASES, HIDDEN, random_one_hot, seeds
 from tests.gradcheck import assert_grads_close, autograd_grads
 
 cases = pytest.mark.parametrize("kind,name", FLOW_CASES)
@@ -101,3 +102,85 @@ def test_make_network_rejects_bad_configuration():
         make_network("transformer", 3, 1)
     with pytest.raises(ValueError, match="length"):
         make_network("transformer", 0, 4)
+
+
+STEPPING = {
+    "lstm": lambda length, K, scale, layers: LSTMNet(length, K, HIDDEN, scale, num_layers=layers),
+    "transformer": lambda length, K, scale, layers: TransformerNet(length, K, HIDDEN, scale, causal=True,
+                                                                   num_layers=layers),
+}
+stepping = pytest.mark.parametrize("name", sorted(STEPPING))
+
+
+def run_steps(net, params, h):
+    """loc, scale : (batch, D, K) from net.step at d = 0..D-1, fed h[:, d - 1] (zeros at d = 0)."""
+    xp = B.xp()
+    state = net.start(params, h.shape[0])
+    h_prev, locs, scales = xp.zeros_like(h[:, 0]), [], []
+    for d in range(net.length):
+        (loc, scale), state = net.step(params, state, h_prev, d)
+        assert loc.shape == h_prev.shape and (scale is None) == (not net.scale)
+        locs.append(loc)
+        scales.append(scale)
+        h_prev = h[:, d]
+    return xp.stack(locs, axis=1), xp.stack(scales, axis=1) if net.scale else None
+
+
+@stepping
+@given(K=st.integers(2, 6), length=st.integers(1, 8), batch=st.integers(1, 3), scale=st.booleans(),
+       layers=st.integers(1, 2), seed=seeds)
+def test_incremental_steps_equal_the_full_forward_at_every_position(name, K, length, batch, scale, layers, seed):
+    """net.step's logits at position d equal net.forward's, on real-valued inputs and perturbed
+    parameters, to round-off (float64)."""
+    net = STEPPING[name](length, K, scale, layers)
+    rng = B.host_rng(seed)
+    params = tree_map(lambda a: a + B.asarray(0.3 * rng.standard_normal(a.shape), a.dtype), net.init(rng))
+    h = B.asarray(rng.standard_normal((batch, length, K)))
+    full = net.forward(params, h)[0]
+    for step_out, full_out in zip(run_steps(net, params, h), full):
+        if full_out is not None:
+            np.testing.assert_allclose(B.to_numpy(step_out), B.to_numpy(full_out), rtol=1e-12, atol=1e-13)
+
+
+@stepping
+def test_incremental_steps_keep_float32(name):
+    net = STEPPING[name](5, 4, True, 1)
+    params = net.init(B.host_rng(0), "float32")
+    h = B.asarray(random_one_hot(B.host_rng(1), 2, 5, 4), "float32")
+    loc, scale = run_steps(net, params, h)
+    assert loc.dtype == scale.dtype == np.float32
+    full_loc, full_scale = net.forward(params, h)[0]
+    np.testing.assert_allclose(B.to_numpy(loc), B.to_numpy(full_loc), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(B.to_numpy(scale), B.to_numpy(full_scale), rtol=1e-5, atol=1e-6)
+
+
+class WithoutStep:
+    """A network seen without its incremental interface, so the flow recomputes every position."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def __getattr__(self, name):
+        if name in ("start", "step"):
+            raise AttributeError(name)
+        return getattr(self.net, name)
+
+
+@stepping
+@given(K=st.integers(2, 27), length=st.integers(1, 12), order=st.sampled_from(["forward", "reversed"]),
+       scale=st.booleans(), seed=seeds)
+def test_flow_forward_by_steps_equals_forward_by_recomputation(name, K, length, order, scale, seed):
+    """The flow's sequential forward gives the same one-hot sequences through net.step as through
+    one full network call per position (the path of networks without step, such as MADENet)."""
+    net = STEPPING[name](length, K, scale, 1)
+    stepped, recomputed = DiscreteAutoregressiveFlow(net, order), DiscreteAutoregressiveFlow(WithoutStep(net), order)
+    params = stepped.init(B.host_rng(seed))
+    x = B.asarray(random_one_hot(B.host_rng(seed + 1), 4, length, K))
+    assert np.array_equal(B.to_numpy(stepped.forward(params, x)), B.to_numpy(recomputed.forward(params, x)))
+
+
+def test_made_and_bidirectional_transformer_have_no_incremental_form():
+    assert not hasattr(make_network("made", 3, 4), "step")
+    net = make_network("transformer", 3, 4, HIDDEN, autoregressive=False)
+    with pytest.raises(ValueError, match="incremental steps need a causal TransformerNet"):
+        net.start(net.init(B.host_rng(0)), 2)

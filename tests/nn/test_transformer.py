@@ -1,5 +1,6 @@
 """Layer norm, multi-head attention, Transformer block and encoder: backward equals autograd,
-the causal and padding masks hide what they promise to hide, bad input raises."""
+the causal and padding masks hide what they promise to hide, the key/value-cached steps equal the
+causal forward, bad input raises."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import given, note, strategies as st
 from mini_flows import backend as B
 from mini_flows.nn.activations import ACTIVATIONS
 from mini_flows.nn.attention import LayerNorm, MultiHeadAttention
+from mini_flows.nn import transformer
 from mini_flows.nn.transformer import POSITIONS, TransformerBlock, TransformerEncoder, sinusoidal_positions
 from mini_flows.nn.tree import flatten, tree_map
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
@@ -119,6 +121,62 @@ def test_masked_keys_never_reach_real_positions(seed, batch, length, d_model, nu
     y_changed, _ = encoder.forward(params, x_changed, causal=causal, key_mask=key_mask)
     real = key_mask == 1
     np.testing.assert_array_equal(y[real], y_changed[real])
+
+
+def check_steps(block, params, x, start_args):
+    """block.step at t = 0..T-1 on a cache from block.start equals block.forward(causal=True) at
+    every position, to round-off (float64)."""
+    full, _ = block.forward(params, x, causal=True)
+    cache = block.start(params, *start_args)
+    for t in range(x.shape[1]):
+        y_t, cache = block.step(params, cache, x[:, t], t)
+        note(f"t={t}")
+        np.testing.assert_allclose(y_t, full[:, t], rtol=1e-12, atol=1e-13)
+
+
+@given(seeds, batches, lengths, d_models, heads, st.integers(0, 2))
+def test_attention_step_with_kv_cache_equals_causal_forward(seed, batch, length, d_model, num_heads, extra_len):
+    rng = B.host_rng(seed)
+    attn = MultiHeadAttention(d_model, num_heads)
+    params = perturbed(attn.init(rng), rng)
+    check_steps(attn, params, rng.standard_normal((batch, length, d_model)), (batch, length + extra_len))
+
+
+@given(seeds, batches, lengths, d_models, heads, st.integers(1, 8), st.sampled_from(sorted(ACTIVATIONS)))
+def test_block_step_with_kv_cache_equals_causal_forward(seed, batch, length, d_model, num_heads, d_ff, act):
+    rng = B.host_rng(seed)
+    block = TransformerBlock(d_model, num_heads, d_ff, activation=act)
+    params = perturbed(block.init(rng), rng)
+    check_steps(block, params, rng.standard_normal((batch, length, d_model)), (batch, length))
+
+
+@given(seeds, batches, lengths, d_models, heads, st.integers(1, 2), st.integers(0, 2), st.sampled_from(POSITIONS))
+def test_encoder_step_with_kv_cache_equals_causal_forward(
+    seed, batch, length, d_model, num_heads, num_layers, extra_len, positions
+):
+    rng = B.host_rng(seed)
+    encoder = TransformerEncoder(d_model, num_heads, 6, num_layers, length + extra_len, positions=positions)
+    params = perturbed(encoder.init(rng), rng)
+    check_steps(encoder, params, rng.standard_normal((batch, length, d_model)), (batch,))
+
+
+def test_sinusoidal_table_is_built_once_per_dtype(monkeypatch):
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return sinusoidal_positions(*args)
+
+    monkeypatch.setattr(transformer, "sinusoidal_positions", counted)
+    rng = B.host_rng(0)
+    encoder = TransformerEncoder(4, 2, 8, 1, 6)
+    for dtype in ("float64", "float32", "float64"):
+        params = encoder.init(rng, dtype)
+        x = B.asarray(rng.standard_normal((2, 5, 4)), dtype)
+        y = [encoder.forward(params, x[:, :length], causal=True)[0] for length in (5, 3)]
+        np.testing.assert_allclose(y[0][:, :3], y[1], rtol=1e-5, atol=1e-6)  # one table, sliced
+        encoder.step(params, encoder.start(params, 2), x[:, 0], 0)
+    assert calls == [(6, 4, np.dtype("float64")), (6, 4, np.dtype("float32"))]
 
 
 def test_a_query_with_no_key_to_attend_to_gets_the_output_bias():
