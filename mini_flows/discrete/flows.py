@@ -28,6 +28,7 @@ from mini_flows.backend import Array
 from mini_flows.discrete.modular import inverse_location_scale, inverse_location_scale_vjp, location_scale
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.discrete.straight_through import (
+    hard_one_hot,
     mask_scale_logits,
     mask_scale_logits_backward,
     one_hot_argmax,
@@ -162,10 +163,10 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
 
     def _location_scale(self, z_d: Array, loc: Array, scale: Array | None) -> Array:
         """Eq. 5 at one position: y_d = (mu_d + sigma_d z_d) mod K, with mu_d and sigma_d the
-        one-hot argmax of the logits as in ``_mu_sigma`` (eq. 6).  z_d, loc, scale : (batch, K)."""
-        mu, _ = one_hot_argmax(loc, self.tau)
-        sigma = None if scale is None else one_hot_argmax(mask_scale_logits(scale), self.tau)[0]
-        return location_scale(z_d, mu, sigma)
+        one-hot argmax of the logits as in ``_mu_sigma`` (eq. 6), unchecked inside the loop.
+        z_d, loc, scale : (batch, K)."""
+        sigma = None if scale is None else hard_one_hot(scale, scale=True)
+        return location_scale(z_d, hard_one_hot(loc), sigma)
 
     def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
         """Data -> base in one network call: x = sigma^-1 (y - mu) mod K with mu, sigma = network(y)."""

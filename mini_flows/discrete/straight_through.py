@@ -22,6 +22,7 @@ Through Stochastic Neurons for Conditional Computation. 2013.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -76,9 +77,14 @@ def one_hot_argmax_backward(cache: Any, dy: Array) -> Array:
 defvjp(_hard_one_hot, lambda ans, logits, tau: lambda g: one_hot_argmax_backward((logits, tau), g))
 
 
-def _unit_mask(K: int) -> Array:
-    """(K,) booleans: True at the residues coprime with K."""
+@functools.lru_cache(maxsize=None)
+def _unit_mask_on(K: int, backend: str) -> Array:
     return B.asarray([math.gcd(j, K) == 1 for j in range(K)])
+
+
+def _unit_mask(K: int) -> Array:
+    """(K,) booleans: True at the residues coprime with K (built once per K and backend)."""
+    return _unit_mask_on(K, B.get_backend())
 
 
 def _masked_logit(dtype: Any) -> float:
@@ -97,6 +103,16 @@ def mask_scale_logits(logits: Array) -> Array:
     """
     K = _check_logits(logits)
     return B.xp().where(_unit_mask(K), logits, _masked_logit(B.value(logits).dtype))
+
+
+def hard_one_hot(logits: Array, scale: bool = False) -> Array:
+    """The forward value of ``one_hot_argmax(logits)`` (of ``mask_scale_logits(logits)`` when
+    ``scale``), unchecked and without a cache: for inference loops, such as sampling position by
+    position, whose caller checks its inputs once.  logits : (..., K) -> one-hot (..., K)."""
+    v = B.value(logits)
+    if scale:
+        v = B.xp().where(_unit_mask(v.shape[-1]), v, _masked_logit(v.dtype))
+    return _hard_one_hot(v, 1.0)
 
 
 def mask_scale_logits_backward(K: int, dmasked: Array) -> Array:

@@ -19,6 +19,7 @@ from mini_flows.discrete.modular import (
     units,
 )
 from mini_flows.discrete.straight_through import (
+    hard_one_hot,
     mask_scale_logits,
     mask_scale_logits_backward,
     one_hot_argmax,
@@ -51,6 +52,14 @@ def test_forward_is_the_exact_one_hot_of_the_first_argmax(seed, K, lead, dtype, 
     first = np.argmax(logits == logits.max(axis=-1, keepdims=True), axis=-1)
     assert y.dtype == dtype
     assert np.array_equal(y, np.eye(K, dtype=dtype)[first])
+
+
+@given(seeds, Ks, leads, dtypes, st.booleans())
+def test_unchecked_hard_one_hot_is_the_forward_value(seed, K, lead, dtype, ties):
+    rng = B.host_rng(seed)
+    logits = B.asarray((rng.integers(0, 3, (*lead, K)) if ties else rng.standard_normal((*lead, K))).astype(dtype))
+    for scale, checked in ((False, logits), (True, mask_scale_logits(logits))):
+        assert np.array_equal(B.to_numpy(hard_one_hot(logits, scale=scale)), B.to_numpy(one_hot_argmax(checked)[0]))
 
 
 @pytest.mark.autograd
