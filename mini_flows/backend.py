@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from types import ModuleType
 from typing import Any, Iterator
 
@@ -179,9 +180,25 @@ def is_integer(a: Array) -> bool:
 
 def save_npz(path: Any, arrays: dict[str, Array]) -> None:
     """Write named arrays of any backend to an uncompressed ``.npz`` file at exactly ``path``
-    (no suffix added), bit for bit."""
-    with open(path, "wb") as file:
-        numpy.savez(file, **{name: to_numpy(a) for name, a in arrays.items()})
+    (no suffix added), bit for bit.
+
+    All or nothing: the arrays are copied to the host first, then written to a temporary file in
+    the same folder, which is renamed over ``path`` only once complete, so a failure at any point
+    leaves a file already at ``path`` as it was.
+    """
+    host = {name: to_numpy(a) for name, a in arrays.items()}
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=".npz")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            numpy.savez(file, **host)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # the mode a plain open() would have given
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def load_npz(path: Any) -> dict[str, Array]:

@@ -90,11 +90,14 @@ def _prepare_out(out: Path) -> Path:
     return out
 
 
+MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
+
+
 def _check_args(args: argparse.Namespace) -> None:
     if args.seed < 0:
         raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
-    if getattr(args, "steps", None) is not None and args.steps < 1:
-        raise CommandError(f"--steps must be a positive integer, got {args.steps}")
+    if getattr(args, "steps", None) is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise CommandError(f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
     if getattr(args, "name", None) is not None:
         if args.name not in EXPERIMENTS:
             raise CommandError(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}")

@@ -117,11 +117,16 @@ class Adam:
     def step(self, params: Tree, grads: Tree) -> float:
         """Update ``params`` in place (each array is overwritten) from ``grads``, which must mirror it.
 
-        Everything is validated before anything is written: NaN or infinite gradients raise
-        ValueError naming the parameter and leave params and state untouched. Returns the global
-        gradient norm before clipping.
+        All or nothing: the trees are validated and every new value is computed before anything is
+        written (NaN or infinite gradients raise ValueError naming the parameter; a read-only
+        parameter raises ValueError naming it), so a failure leaves params and state as they were.
+        Returns the global gradient norm before clipping.
         """
         flat_p = self._matching_leaves(params, grads)
+        for name, p in flat_p.items():
+            flags = getattr(B.value(p), "flags", None)
+            if flags is not None and not getattr(flags, "writeable", True):
+                raise ValueError(f"params[{name!r}] is read-only; Adam updates parameters in place")
         if self.clip_norm is None:
             norm = global_norm(grads)
         else:
@@ -129,15 +134,18 @@ class Adam:
         flat_g = flatten(grads)
         xp = B.xp()
         beta1, beta2 = self.betas
+        updates = {}
         for name, p in flat_p.items():
             g = flat_g[name]
-            s = self.state.setdefault(name, {"m": xp.zeros_like(p), "v": xp.zeros_like(p), "t": 0})
-            s["t"] += 1
-            s["m"] = beta1 * s["m"] + (1 - beta1) * g
-            s["v"] = beta2 * s["v"] + (1 - beta2) * (g * g)
-            m_hat = s["m"] / (1 - beta1 ** s["t"])
-            v_hat = s["v"] / (1 - beta2 ** s["t"])
-            p -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+            s = self.state.get(name) or {"m": xp.zeros_like(p), "v": xp.zeros_like(p), "t": 0}
+            t = s["t"] + 1
+            m = beta1 * s["m"] + (1 - beta1) * g
+            v = beta2 * s["v"] + (1 - beta2) * (g * g)
+            m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+            updates[name] = (p - self.lr * m_hat / (xp.sqrt(v_hat) + self.eps), {"m": m, "v": v, "t": t})
+        for name, (new_p, new_state) in updates.items():
+            flat_p[name][...] = new_p
+            self.state[name] = new_state
         return norm
 
     def state_dict(self) -> dict[str, Array]:

@@ -48,10 +48,10 @@ def test_unknown_experiment(capsys, tmp_path):
     one_line_error(capsys, 2, ["run", "nope", "--out", str(tmp_path)], "unknown experiment 'nope'", "xor, mog2d")
 
 
-@pytest.mark.parametrize("steps", ["-3", "0"])
-def test_steps_must_be_positive(capsys, tmp_path, steps):
-    one_line_error(capsys, 2, ["run", "xor", "--steps", steps, "--out", str(tmp_path)],
-                   f"--steps must be a positive integer, got {steps}")
+@pytest.mark.parametrize("steps", ["-3", "0", "10000001", "2147483648", str(10**30)])
+def test_steps_must_lie_in_range(capsys, tmp_path, steps):
+    one_line_error(capsys, 2, ["run", "xor", "--quick", "--steps", steps, "--out", str(tmp_path)],
+                   f"--steps must be an integer from 1 to 10,000,000, got {steps}")
 
 
 @pytest.mark.parametrize("argv,fragment", [

@@ -209,3 +209,47 @@ def test_bad_max_norm_and_missing_optimizer_state_raise(tmp_path):
     save_checkpoint(tmp_path / "params_only.npz", tree_of(0))
     with pytest.raises(ValueError, match="no optimizer state"):
         load_checkpoint(tmp_path / "params_only.npz", Adam())
+
+
+def test_a_failing_step_changes_nothing_even_when_a_later_parameter_is_read_only():
+    if B.get_backend() != "numpy":
+        pytest.skip("read-only arrays are a NumPy notion; CuPy arrays are always writeable")
+    params, adam = tree_of(0), Adam()
+    adam.step(params, tree_of(1))
+    names = sorted(flatten(params))
+    last = names[-1]
+    leaf = params
+    for part in last.split("/")[:-1]:
+        leaf = leaf[part]
+    leaf[last.split("/")[-1]].flags.writeable = False
+    before = host(params)
+    state = {k: (s["t"], B.to_numpy(s["m"]).copy()) for k, s in adam.state.items()}
+    with pytest.raises(ValueError, match=rf"params\['{last}'\] is read-only"):
+        adam.step(params, tree_of(2))
+    assert all(np.array_equal(a, host(params)[k]) for k, a in before.items())
+    assert all(adam.state[k]["t"] == t and np.array_equal(B.to_numpy(adam.state[k]["m"]), m) for k, (t, m) in state.items())
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree_of(0))
+    saved = path.read_bytes()
+
+    class Unconvertible:
+        shape, dtype = (2,), np.dtype("float64")
+
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        save_checkpoint(path, {**tree_of(1), "bad": Unconvertible()})
+
+    def savez_that_dies(file, **arrays):
+        file.write(b"PK partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", savez_that_dies)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, tree_of(1))
+    assert path.read_bytes() == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]

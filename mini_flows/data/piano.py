@@ -7,9 +7,11 @@ MIDI note numbers sounding then (21 = A0 to 108 = C8; an empty step is silence).
 ints or integral floats (60.0), as some copies store them. A sequence of T steps becomes a piano
 roll of shape (T, 88) with ``roll[t, note - 21] = 1`` for each sounding note, 0 elsewhere.
 
-Security: pickles can run arbitrary code when loaded. ``load_piano`` calls ``pickle.load`` on the
-file it is given and nothing else; only load pickles from a source you trust. ``rolls_from_dict``
-validates an already loaded dict without unpickling anything.
+Security: an ordinary ``pickle.load`` runs whatever code a pickle names. ``load_piano`` unpickles
+with ``PlainDataUnpickler`` instead, which builds only plain data (dicts, lists, tuples, sets,
+numbers, strings, and NumPy arrays and scalars) and refuses any other class or function the file
+names with a ValueError, before calling it. ``rolls_from_dict`` validates an already loaded dict
+without unpickling anything.
 """
 
 from __future__ import annotations
@@ -116,18 +118,42 @@ def rolls_from_dict(data: Mapping[str, Any], dtype: Any = np.float64) -> PianoRo
     return PianoRolls(**splits)
 
 
+class PlainDataUnpickler(pickle.Unpickler):
+    """An unpickler that builds plain data only: the pickle opcodes for dicts, lists, tuples, sets,
+    numbers and strings need no lookup, and ``find_class`` admits just the set types (which
+    Python 2 pickles name), NumPy's array and scalar reconstructors and the byte-string encoder
+    older protocols store arrays with. Anything else a pickle
+    names, the usual carrier of code (``os.system``, a class with ``__reduce__``), raises
+    ``pickle.UnpicklingError`` before it is called."""
+
+    ALLOWED = frozenset({
+        ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how protocols 0 to 2 carry the bytes of an array
+    })
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data; refused")
+        return super().find_class(module, name)
+
+
 def load_piano(path: str | os.PathLike, dtype: Any = np.float64) -> PianoRolls:
     """Load a polyphonic-music pickle (see the module docstring) into piano rolls.
 
-    Uses ``pickle.load(file, encoding="latin1")`` so that Python 2 pickles load too. Pickles can run
-    code: only load files you trust. Raises ValueError for a file that does not unpickle or does not
-    have the expected layout; FileNotFoundError where ``path`` does not exist.
+    Unpickles with ``PlainDataUnpickler`` (plain data only, nothing a pickle names is run) and
+    ``encoding="latin1"``, so that Python 2 pickles load too. Raises ValueError for a file that does
+    not unpickle, names anything but plain data, or does not have the expected layout;
+    FileNotFoundError where ``path`` does not exist.
     """
     with open(path, "rb") as file:
         try:
-            data = pickle.load(file, encoding="latin1")
+            data = PlainDataUnpickler(file, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError) as err:
-            raise ValueError(f"{os.fspath(path)} is not a readable pickle: {err}") from err
+            raise ValueError(f"{os.fspath(path)} is not a readable pickle of plain data: {err}") from err
     try:
         return rolls_from_dict(data, dtype)
     except ValueError as err:

@@ -15,8 +15,9 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 def relu_forward(x: Array) -> tuple[Array, Any]:
-    """f(x) = max(x, 0)."""
-    y = B.xp().maximum(x, 0)
+    """f(x) = x where x > 0, else 0 (NaN stays NaN). Written with ``where`` rather than ``maximum``, so
+    that autograd's derivative at the kink x = 0 is 0, as ``relu_backward``'s (``maximum`` splits it)."""
+    y = B.xp().where(x <= 0, 0, x)
     return y, x
 
 

@@ -97,3 +97,31 @@ def test_a_missing_file_raises_file_not_found(tmp_path):
 def test_roll_to_notes_checks_the_shape():
     with pytest.raises(ValueError, match=r"roll must have shape \(T, 88\), got \(3, 87\)"):
         roll_to_notes(np.zeros((3, 87)))
+
+
+class _Payload:
+    """A pickle that, loaded with plain pickle.load, writes a marker file (the classic exploit)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_carrying_code_is_refused_and_the_code_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps({"train": [_Payload(marker)], "valid": [], "test": []}))
+    with pytest.raises(ValueError, match=r"evil\.pickle is not a readable pickle of plain data: it names \w+\.open"):
+        load_piano(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_plain_data_loads_under_every_protocol_with_sets_and_numpy_arrays(tmp_path, protocol):
+    data = {"train": [[{60, 64}, (62,), [], np.array([65, 69])]], "valid": [[frozenset({60})]], "test": [[[72.0]]]}
+    path = tmp_path / "music.pickle"
+    path.write_bytes(pickle.dumps(data, protocol=protocol))
+    rolls = load_piano(path)
+    assert [np.flatnonzero(step).tolist() for step in rolls.train[0]] == [[39, 43], [41], [], [44, 48]]

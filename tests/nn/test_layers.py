@@ -11,7 +11,6 @@ from mini_flows.nn import activations, losses
 from mini_flows.nn.layers import Dense, Embedding
 from mini_flows.nn.broadcast import unbroadcast
 from mini_flows.nn.mlp import MLP
-from mini_flows.nn.tree import tree_map
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
@@ -57,6 +56,18 @@ def test_activation_backward_matches_autograd(name, seed, shape):
     dy = rng.standard_normal(y.shape)
     (auto,) = autograd_grads(lambda x: vjp_loss(forward(x)[0], dy), x)
     assert_grads_close(backward(cache, dy), auto)
+
+
+@pytest.mark.autograd
+def test_relu_derivative_at_the_kink_is_zero_on_both_sides():
+    """Hand-written and autograd agree at x = 0 exactly (issue 16, item 15)."""
+    x, dy = np.array([-1.0, 0.0, 0.0, 2.0]), np.array([1.0, 1.0, -3.0, 1.0])
+    y, cache = activations.relu_forward(x)
+    (auto,) = autograd_grads(lambda x: vjp_loss(activations.relu_forward(x)[0], dy), x)
+    assert np.array_equal(y, [0.0, 0.0, 0.0, 2.0])
+    assert np.array_equal(activations.relu_backward(cache, dy), [0.0, 0.0, 0.0, 1.0])
+    assert np.array_equal(auto, [0.0, 0.0, 0.0, 1.0])
+    assert np.isnan(activations.relu_forward(np.array([np.nan]))[0]).all()
 
 
 @pytest.mark.parametrize(
@@ -153,9 +164,7 @@ def test_unknown_activation_lists_the_valid_ones():
 def test_mlp_backward_matches_autograd(seed, n_in, hidden, n_out, act):
     rng = B.host_rng(seed)
     mlp = MLP(n_in, hidden, n_out, act)
-    # Noise on the zero-initialised biases, so that no ReLU input sits exactly at its kink, where
-    # autograd's convention (half the gradient each way) and the hand-written one differ.
-    params = tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), mlp.init(rng))
+    params = mlp.init(rng)  # zero biases: ReLU inputs land exactly on the kink, where both sides say 0
     x = rng.standard_normal((3, n_in))
     y, cache = mlp.forward(params, x)
     assert y.shape == (3, n_out)
