@@ -113,6 +113,10 @@ def _execute(name: str, settings: Settings, command: str) -> None:
         settings.say(f"   {name} trains nothing: --steps is ignored")
     settings.say(f"   backend {B.get_backend()}, seed {settings.seed}"
                  + (f", {settings.steps} steps" if settings.steps else "") + (", quick" if settings.quick else ""))
+    stale = settings.out / "results.json"
+    if stale.exists():
+        stale.unlink()
+        settings.say(f"   removed the previous run's {stale}, so that none is left looking current if this run stops")
     start = time.perf_counter()
     report = experiment.load()(settings)
     seconds = time.perf_counter() - start

@@ -110,6 +110,19 @@ def test_music_on_a_pickle(tmp_path):
     assert [row[0] for row in record["table"]["rows"]] == ["LSTM", "AF / AF", "AF / SCF", "IAF / SCF"]
 
 
+def test_an_interrupted_run_leaves_no_stale_results(tmp_path, capsys, monkeypatch):
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "results.json").exists()
+
+    def interrupted(settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mini_flows.experiments.xor.run", interrupted)
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 130
+    assert not (tmp_path / "results.json").exists()
+    assert "removed the previous run's" in capsys.readouterr().out
+
+
 def test_steps_are_ignored_where_nothing_trains(tmp_path, capsys):
     assert main(["run", "nlsq1d", "--steps", "5", "--out", str(tmp_path)]) == 0
     assert "nlsq1d trains nothing: --steps is ignored" in capsys.readouterr().out

@@ -175,6 +175,28 @@ def _read(
     path: str | os.PathLike, encoding: str, strip: bool, max_length: int, drop_long: bool
 ) -> tuple[list[tuple[int, str]], int]:
     """The non-blank lines of ``path`` as (line number, sentence), and how many were dropped for length."""
+    try:
+        return _read_lines(path, encoding, strip, max_length, drop_long)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{os.fspath(path)} is not valid {encoding}: {_undecodable(path, encoding, err)}; "
+                         "pass the file's encoding (encoding=...) or convert it") from None
+
+
+def _undecodable(path: str | os.PathLike, encoding: str, err: UnicodeDecodeError) -> str:
+    """Where ``path`` first fails to decode, as "line N, byte B (0x..)", found by decoding it line by
+    line (text files decode in chunks, so the error itself does not know the line)."""
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as line_err:
+                return f"line {number}, byte {line_err.start + 1} (0x{raw[line_err.start]:02x})"
+    return str(err)
+
+
+def _read_lines(
+    path: str | os.PathLike, encoding: str, strip: bool, max_length: int, drop_long: bool
+) -> tuple[list[tuple[int, str]], int]:
     kept, dropped = [], 0
     with open(path, encoding=encoding) as file:
         for number, line in enumerate(file, start=1):

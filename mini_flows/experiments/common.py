@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import json
 import math
+import platform
+import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
+from mini_flows.files import write_atomically
 from mini_flows.optim import Adam
 
 PLOT_HINT = "pip install 'mini-flows[plot]'"
@@ -51,12 +56,15 @@ class Settings:
     quick: bool = False
     data: str | None = None
     verbose: bool = True
+    steps_run: list[int] = field(default_factory=list, compare=False)
 
     def pick_steps(self, default: int, quick: int) -> int:
-        """``steps`` when given, else the experiment's quick or default count."""
-        if self.steps is not None:
-            return self.steps
-        return quick if self.quick else default
+        """``steps`` when given, else the experiment's quick or default count; ``steps_run``
+        records every count handed out, for results.json."""
+        chosen = self.steps if self.steps is not None else quick if self.quick else default
+        if chosen not in self.steps_run:
+            self.steps_run.append(chosen)
+        return chosen
 
     def say(self, line: str = "") -> None:
         """Print a line of commentary (when verbose)."""
@@ -144,21 +152,39 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def provenance() -> dict[str, Any]:
+    """What produced a result: mini_flows', NumPy's and Python's versions, the git revision of the
+    checkout the package runs from (None outside one) and the time, in UTC."""
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        revision = None
+    return {"mini_flows": metadata.version("mini-flows"), "numpy": metadata.version("numpy"),
+            "python": platform.python_version(), "git_revision": revision,
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def write_results(path: Path, name: str, report: Report, settings: Settings, backend: str, seconds: float,
                   command: str) -> None:
-    """results.json: the experiment, the command, its settings, run time, table, results, figures, notes."""
+    """results.json, written all or nothing: the experiment, the command, the settings it ran with
+    (``steps`` the counts actually used, a list where models differ), run time, versions and
+    revision, table, results, figures, notes."""
+    steps = settings.steps_run[0] if len(settings.steps_run) == 1 else settings.steps_run or None
     record = {
         "experiment": name,
         "command": command,
-        "settings": {"seed": settings.seed, "steps": settings.steps, "quick": settings.quick, "data": settings.data,
-                     "backend": backend},
+        "settings": {"seed": settings.seed, "steps": steps, "steps_given": settings.steps, "quick": settings.quick,
+                     "data": settings.data, "backend": backend},
         "seconds": round(seconds, 2),
+        "provenance": provenance(),
         "table": report.table.to_json(),
         "results": report.results,
         "figures": report.figures,
         "notes": report.notes,
     }
-    path.write_text(json.dumps(_finite(record), indent=2, allow_nan=False) + "\n")
+    text = json.dumps(_finite(record), indent=2, allow_nan=False) + "\n"
+    write_atomically(path, lambda file: file.write(text.encode()))
 
 
 def plot(path: Path, draw: Callable[[Any], None]) -> bool:

@@ -178,8 +178,7 @@ def run(settings: Settings) -> Report:
     floor the true entropy)."""
     rows, results, notes = [], {}, []
     for i, row in enumerate(QUICK_ROWS if settings.quick else ROWS):
-        if settings.steps is not None:
-            row = Row(row.D, row.K, row.n_train, settings.steps, row.batch, row.hidden, row.scale)
+        row = Row(row.D, row.K, row.n_train, settings.pick_steps(row.steps, row.steps), row.batch, row.hidden, row.scale)
         D, K = row.D, row.K
         settings.say(f"D = {D}, K = {K}: {K**D} outcomes, {row.n_train} training samples")
         r = train_row(row, settings.seed * 100 + i, settings.quick, settings.verbose)

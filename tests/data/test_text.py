@@ -175,3 +175,21 @@ def test_batch_size_and_padding_errors():
         pad_sequences([])
     with pytest.raises(ValueError, match=r"sequence 1 has shape \(2, 3\)"):
         pad_sequences([np.zeros((2, 2)), np.zeros((2, 3))])
+
+
+def test_a_file_in_another_encoding_names_the_file_line_and_byte(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("the first line\nla caf\u00e9 est ouverte\n".encode("latin-1") + b"more text\n" * 10)
+    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); pass the file's encoding"):
+        load_text(path, seed=0)
+    assert load_text(path, seed=0, encoding="latin-1") is not None
+
+
+def test_the_command_line_reports_a_bad_encoding_in_one_line(tmp_path, capsys):
+    from mini_flows.cli import main
+
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"fine\n\xff\xfe broken\n")
+    assert main(["run", "charlm", "--quick", "--data", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "corpus.txt is not valid utf-8: line 2, byte 1 (0xff)" in err

@@ -53,13 +53,37 @@ def test_table_renders_aligned_columns_and_a_note_only_when_the_paper_is_quoted(
 def test_results_json_is_strict_and_complete(tmp_path):
     report = Report(Table("T", ["A"], [["r", cell(math.nan, 1.5)], ["s", cell(math.inf)]]), ["a note"],
                     results={"x": [1.0, math.nan, {"y": -math.inf}]})
-    settings = Settings(out=tmp_path, seed=4, steps=9, quick=True)
+    settings = Settings(out=tmp_path, seed=4, quick=True)
+    settings.pick_steps(100, 9)
     write_results(tmp_path / "results.json", "demo", report, settings, "numpy", 1.234, "mini-flows run demo")
     record = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert record["table"]["rows"] == [["r", {"ours": None, "paper": 1.5}], ["s", {"ours": None, "paper": None}]]
     assert record["results"] == {"x": [1.0, None, {"y": None}]}
-    assert record["settings"] == {"seed": 4, "steps": 9, "quick": True, "data": None, "backend": "numpy"}
+    assert record["settings"] == {"seed": 4, "steps": 9, "steps_given": None, "quick": True, "data": None,
+                                  "backend": "numpy"}
     assert record["seconds"] == 1.23 and record["notes"] == ["a note"] and record["command"] == "mini-flows run demo"
+    versions = record["provenance"]
+    assert versions["mini_flows"] and versions["numpy"] == np.__version__ and versions["python"].count(".") == 2
+    assert versions["git_revision"] is None or len(versions["git_revision"]) == 40
+    assert versions["finished_utc"].endswith("+00:00")
+
+
+def test_results_json_lists_every_step_count_an_experiment_used(tmp_path):
+    settings = Settings(out=tmp_path)
+    settings.pick_steps(300, 5)
+    settings.pick_steps(1000, 5)
+    settings.pick_steps(300, 5)
+    write_results(tmp_path / "results.json", "demo", Report(Table("T", ["A"], [])), settings, "numpy", 1.0, "c")
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["steps"] == [300, 1000]
+
+
+def test_a_failed_write_leaves_the_previous_results_whole(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("previous")
+    report = Report(Table("T", ["A"], []), results={"bad": object()})
+    with pytest.raises(TypeError):
+        write_results(path, "demo", report, Settings(out=tmp_path), "numpy", 1.0, "c")
+    assert path.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
 def test_settings_pick_steps():
