@@ -158,15 +158,24 @@ def asarray(a: Any, dtype: Any = None) -> Array:
     return numpy.asarray(to_numpy(a), dtype=dtype)
 
 
+def _check_seed(seed: Any) -> None:
+    """ValueError unless seed is None or an integer >= 0 (Python or NumPy, not bool)."""
+    ok = seed is None or (isinstance(seed, (int, numpy.integer)) and not isinstance(seed, bool) and seed >= 0)
+    if not ok:
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+
+
 def host_rng(seed: int | None) -> numpy.random.Generator:
     """A NumPy generator for parameter initialisation: the same seed gives the same parameters
     whichever backend they are later moved to with ``asarray``."""
+    _check_seed(seed)
     return numpy.random.default_rng(seed)
 
 
 def rng(seed: int | None) -> Any:
     """A random generator of the current backend (``numpy.random.Generator`` or
     ``cupy.random.Generator``), for noise drawn during training and sampling."""
+    _check_seed(seed)
     get_backend()
     return _module.random.default_rng(seed)  # type: ignore[union-attr]
 
@@ -174,6 +183,17 @@ def rng(seed: int | None) -> Any:
 def floating_dtypes() -> tuple[Any, ...]:
     """The floating dtypes every block supports."""
     return (numpy.dtype("float32"), numpy.dtype("float64"))
+
+
+def float_dtype(dtype: Any) -> numpy.dtype:
+    """``dtype`` as a NumPy dtype after checking it is float32 or float64 (ValueError otherwise)."""
+    try:
+        resolved = numpy.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved not in floating_dtypes():  # (dtype(None) would be float64)
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return resolved
 
 
 def is_floating(a: Array) -> bool:

@@ -6,6 +6,8 @@ Shapes are given as tuples whose entries are ints or None (any size).
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from typing import Any, Sequence
 
@@ -63,3 +65,23 @@ def check_positive_int(name: str, n: Any, minimum: int = 1) -> None:
         ok = False
     if not ok:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
+
+
+def check_nonempty_batch(name: str, x: Array) -> None:
+    """Raise ValueError if ``x`` holds no sequences (its first axis is 0): a mean loss over no data,
+    and its gradient, are undefined."""
+    if B.value(x).shape[:1] == (0,):
+        raise ValueError(f"{name} is an empty batch (shape {tuple(B.value(x).shape)}); a training loss averages over "
+                         "its sequences and needs at least one")
+
+
+def check_number(name: str, value: Any, *, positive: bool = True) -> float:
+    """``value`` as a float after checking it is a finite real number (Python or NumPy, not bool)
+    that is > 0 (``positive``) or >= 0; ValueError naming ``name`` otherwise."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+    return value

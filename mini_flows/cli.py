@@ -80,6 +80,8 @@ def _list() -> None:
 
 def _prepare_out(out: Path) -> Path:
     """Create --out and check it is writable, before any work starts."""
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {str(out)!r} is a file; name a folder (it is created if missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".mini-flows-write-test"
@@ -94,6 +96,8 @@ MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond i
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if getattr(args, "out", None) == "":
+        raise CommandError("--out is empty; name a folder, or leave --out out for the default")
     if args.seed < 0:
         raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
     if getattr(args, "steps", None) is not None and not 1 <= args.steps <= MAX_STEPS:

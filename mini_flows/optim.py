@@ -21,14 +21,8 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float
+from mini_flows.checks import check_float, check_number
 from mini_flows.nn.tree import Tree, flatten, tree_map, unflatten
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def global_norm(grads: Tree) -> float:
@@ -54,7 +48,7 @@ def clip_global_norm(grads: Tree, max_norm: float) -> tuple[Tree, float]:
 
     Returns the (possibly) clipped gradient tree and the global norm before clipping.
     """
-    max_norm = _check_positive("max_norm", max_norm)
+    max_norm = check_number("max_norm", max_norm)
     norm = global_norm(grads)
     if norm <= max_norm:
         return grads, norm
@@ -83,9 +77,9 @@ class Adam:
         eps: float = 1e-8,
         clip_norm: float | None = None,
     ):
-        self.lr = _check_positive("lr", lr)
-        self.eps = _check_positive("eps", eps)
-        self.clip_norm = None if clip_norm is None else _check_positive("clip_norm", clip_norm)
+        self.lr = check_number("lr", lr)
+        self.eps = check_number("eps", eps)
+        self.clip_norm = None if clip_norm is None else check_number("clip_norm", clip_norm)
         betas = tuple(betas)
         numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)
         if len(betas) != 2 or not numbers or not all(0 <= b < 1 for b in betas):

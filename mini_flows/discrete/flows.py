@@ -25,6 +25,7 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
+from mini_flows.checks import check_number
 from mini_flows.discrete.modular import inverse_location_scale, inverse_location_scale_vjp, location_scale
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.discrete.straight_through import (
@@ -55,9 +56,7 @@ class DiscreteFlow:
     """
 
     def __init__(self, network: Any, tau: float = 0.1):
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau!r}")
-        self.network, self.tau = network, float(tau)
+        self.network, self.tau = network, check_number("tau", tau)
         self.length, self.vocab_size, self.scale = network.length, network.vocab_size, network.scale
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_positive_int
+from mini_flows.checks import check_nonempty_batch, check_positive_int
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
 from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
 from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
@@ -72,11 +72,14 @@ class DiscreteFlowModel:
         return grads
 
     def log_prob(self, tokens: Array, params: Tree | None = None) -> Array:
-        """log p(tokens) : (batch,) in nats for integer tokens (batch, D) in [0, K)."""
+        """log p(tokens) : (batch,) in nats for integer tokens (batch, D) in [0, K) (an empty batch
+        gives an empty array)."""
         return self.forward(self.params if params is None else params, tokens)[0]
 
     def loss_and_grads(self, tokens: Array, params: Tree | None = None) -> tuple[float, Tree]:
-        """(mean negative log-likelihood in nats, its gradient tree) on integer tokens (batch, D)."""
+        """(mean negative log-likelihood in nats, its gradient tree) on integer tokens (batch, D),
+        batch >= 1 (ValueError for an empty batch)."""
+        check_nonempty_batch("tokens", tokens)
         params = self.params if params is None else params
         log_p, cache = self.forward(params, tokens)
         batch = log_p.shape[0]
@@ -111,6 +114,9 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
+    if not isinstance(scale, bool):
+        raise ValueError(f"scale must be True or False, got {scale!r}")
+    B.float_dtype(dtype)
     check_vocab_size(vocab_size)
     check_positive_int("length", length)
     check_positive_int("num_flows", num_flows, minimum=0)

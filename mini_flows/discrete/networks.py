@@ -267,7 +267,7 @@ class MLPNet(_Network):
 
     def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
         self._check(params, h)
-        a, caches = h.reshape(h.shape[0], -1), []
+        a, caches = h.reshape(h.shape[0], self.length * self.vocab_size), []
         for i, layer in enumerate(self.layers):
             z, z_cache = layer.forward(params[f"hidden_{i}"], a)
             a, a_cache = activations.relu_forward(z)
@@ -278,7 +278,7 @@ class MLPNet(_Network):
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
         caches, o_cache = cache
         draw, dbias = self._heads_backward(dloc, dscale)
-        g_head, da = self.head.backward(params["head"], o_cache, draw.reshape(draw.shape[0], -1))
+        g_head, da = self.head.backward(params["head"], o_cache, draw.reshape(draw.shape[0], self.length * self.n_out))
         grads = {}
         for i in reversed(range(len(self.layers))):
             z_cache, a_cache = caches[i]

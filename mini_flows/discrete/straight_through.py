@@ -30,7 +30,7 @@ from autograd.extend import defvjp, primitive
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.checks import check_float, check_number, check_positive_int, check_shape
 from mini_flows.nn.losses import softmax_backward, softmax_forward
 
 
@@ -60,8 +60,7 @@ def one_hot_argmax(logits: Array, tau: float = 0.1) -> tuple[Array, Any]:
     at the first maximum; and the cache for ``one_hot_argmax_backward``.
     """
     _check_logits(logits)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (0 < tau < math.inf):
-        raise ValueError(f"tau must be a positive finite number, got {tau!r}")
+    tau = check_number("tau", tau)
     return _hard_one_hot(logits, tau), (B.value(logits), tau)
 
 

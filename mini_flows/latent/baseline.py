@@ -42,7 +42,7 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_positive_int, check_shape, check_tokens
+from mini_flows.checks import check_nonempty_batch, check_positive_int, check_shape, check_tokens
 from mini_flows.continuous.length import check_lengths, length_encoding, length_mask
 from mini_flows.latent.dropout import check_dropout_mask, dropout_mask
 from mini_flows.latent.emission import draw
@@ -224,7 +224,9 @@ class LSTMBaseline:
         """L = -sum_b log p(x_b | T_b) / sum_b T_b (nats per real step) and its gradient tree.
 
         rng : a ``B.rng`` generator for the dropout mask when ``dropout`` > 0; None: no dropout.
+        ValueError for an empty batch.
         """
+        check_nonempty_batch("x", x)
         x, mask = B.asarray(x), None
         if self.dropout > 0 and rng is not None:
             self._check_x_shape(x)

@@ -31,7 +31,14 @@ from typing import Any, Sequence
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float, check_positive_int, check_shape, check_tokens
+from mini_flows.checks import (
+    check_float,
+    check_nonempty_batch,
+    check_number,
+    check_positive_int,
+    check_shape,
+    check_tokens,
+)
 from mini_flows.continuous.length import check_lengths
 from mini_flows.continuous.priors import build_prior
 from mini_flows.latent.dropout import check_dropout_mask, with_dropout
@@ -167,6 +174,7 @@ class LatentFlowModel:
         prior_lstm_size) from ``dropout.dropout_mask`` for AF-in-time priors, or None.
         """
         _check_kl_weight(kl_weight)
+        check_nonempty_batch("x", x)
         x, lengths, real, noise, dropout_mask = self._prepare(params, x, lengths, noise, dropout_mask)
         (rec_s, logq, logp), cache = self._forward(params, x, lengths, real, noise, dropout_mask)
         inference_cache, logvar, prior, prior_cache, emission_cache = cache
@@ -243,8 +251,7 @@ class LatentFlowModel:
 
 
 def _check_kl_weight(w: Any) -> None:
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf:
-        raise ValueError(f"kl_weight must be a finite number >= 0, got {w!r}")
+    check_number("kl_weight", w, positive=False)
 
 
 def log_mean_exp(a: Array, axis: int = 0) -> Array:

@@ -127,7 +127,7 @@ def test_model_rejects_bad_tokens(kind, tokens, error, match):
         (dict(kind="bipartite", num_flows=-1), "num_flows must be an integer >= 0"),
         (dict(kind="autoregressive", base_network="mlp"), "unknown base network 'mlp'"),
         (dict(kind="bipartite", base_network="lstm"), "base_network applies to kind='autoregressive' only"),
-        (dict(kind="bipartite", tau=0.0), "tau must be > 0"),
+        (dict(kind="bipartite", tau=0.0), "tau must be a finite number > 0"),
     ],
 )
 def test_build_model_rejects_bad_configuration(kwargs, match):

@@ -136,7 +136,7 @@ def _logits(*values):
     return B.asarray(np.array(values, dtype=float))
 
 
-TAU = "tau must be a positive finite number"
+TAU = "tau must be a finite number > 0"
 KSHAPE = r"\(\.\.\., K\) with K >= 2"
 BAD_CALLS = [
     pytest.param(lambda: one_hot_argmax(_logits(0.0, np.nan)), ValueError, "logits contains NaN", id="NaN"),

@@ -1,0 +1,59 @@
+"""Arguments checked where they enter, with messages that name them (issue 16, item 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mini_flows import backend as B
+from mini_flows.cli import main
+from mini_flows.discrete import build_model, one_hot_argmax
+from mini_flows.optim import Adam
+from tests.latent.common import noise, small_model
+
+
+def test_numpy_scalars_are_numbers_for_tau_kl_weight_and_the_learning_rate():
+    logits = B.asarray(np.array([[0.1, 2.0, -1.0]]))
+    assert np.array_equal(B.to_numpy(one_hot_argmax(logits, np.float32(0.1))[0]), [[0.0, 1.0, 0.0]])
+    assert Adam(lr=np.float32(0.01), eps=np.float64(1e-8)).lr == pytest.approx(0.01)
+    model = small_model()
+    params = model.init(B.host_rng(0))
+    rng = B.host_rng(1)
+    x, lengths = rng.integers(0, 4, (2, 4)), np.array([4, 3])
+    rec, kl, _ = model.elbo_and_grads(params, x, lengths, noise(rng, 2, 2, 4, model.H), np.float32(0.5))
+    assert np.isfinite(B.to_numpy(rec)).all() and np.isfinite(B.to_numpy(kl)).all()
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), 0.0, -1.0, np.inf, np.float32(np.nan), "0.1", None])
+def test_non_numbers_and_out_of_range_numbers_are_refused(value):
+    with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+        one_hot_argmax(B.asarray(np.zeros((1, 3))), value)
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        Adam(lr=value)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dtype="float16"), "dtype must be float32 or float64, got 'float16'"),
+    (dict(dtype="int64"), "dtype must be float32 or float64"),
+    (dict(dtype="no such type"), "dtype must be float32 or float64"),
+    (dict(scale="yes"), "scale must be True or False, got 'yes'"),
+    (dict(seed=-1), "seed must be None or an integer >= 0, got -1"),
+    (dict(seed=1.5), "seed must be None or an integer >= 0"),
+])
+def test_build_model_names_the_bad_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("bipartite", 5, 4, **kwargs)
+
+
+def test_float32_given_as_a_numpy_type_is_accepted():
+    assert build_model("bipartite", 5, 4, dtype=np.float32).dtype == np.float32
+
+
+@pytest.mark.parametrize("out,message", [("", "--out is empty"), ("FILE", "is a file; name a folder")])
+def test_out_must_name_a_folder(tmp_path, capsys, out, message):
+    if out == "FILE":
+        out = str(tmp_path / "a_file")
+        (tmp_path / "a_file").write_text("")
+    assert main(["run", "xor", "--quick", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
