@@ -13,7 +13,7 @@ Both models train with Adam on the same data (``mini_flows.experiments.mog2d``, 
 data beside its empirical entropy (the lowest NLL any model can reach on it), and saves the three
 90 x 90 probability images (data, base alone, flow) as a PNG where matplotlib is installed.
 
-    python examples/discretized_mog.py [--steps 1500] [--seed 0] [--backend numpy|cupy] [--out mog.png]
+    python examples/discretized_mog.py [--steps 1500] [--seed 0] [--backend numpy|cupy] [--out FILE.png]
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=64, help="width of the flow's MLP")
     parser.add_argument("--num-data", type=int, default=20000, help="training points")
     parser.add_argument("--backend", choices=B.BACKENDS, default=B.get_backend())
-    parser.add_argument("--out", default="discretized_mog.png", help="PNG file for the three images")
+    parser.add_argument("--out", default="mini-flows-results/examples/discretized_mog.png",
+                        help="PNG file for the three images")
     args = parser.parse_args(argv)
     B.set_backend(args.backend)
     data = B.asarray(sample_mog(args.num_data, np.random.default_rng(args.seed)))

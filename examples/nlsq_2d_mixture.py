@@ -12,7 +12,7 @@ saves the three density images as a PNG where matplotlib is installed. The affin
 loss spikes now and then: to split one Gaussian into four modes it needs steep, thin folds
 between them (visible as streaks in its image), which NLSq's bumps make unnecessary.
 
-    python examples/nlsq_2d_mixture.py [--steps 2000] [--seed 0] [--out nlsq_2d_mixture.png]
+    python examples/nlsq_2d_mixture.py [--steps 2000] [--seed 0] [--out FILE.png]
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--hidden", type=int, default=64, help="width of each MADE's hidden layer")
     parser.add_argument("--backend", choices=B.BACKENDS, default=B.get_backend())
-    parser.add_argument("--out", default="nlsq_2d_mixture.png", help="PNG file for the density images")
+    parser.add_argument("--out", default="mini-flows-results/examples/nlsq_2d_mixture.png",
+                        help="PNG file for the density images")
     args = parser.parse_args(argv)
     B.set_backend(args.backend)
     rng = B.rng(args.seed)

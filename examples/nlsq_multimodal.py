@@ -11,7 +11,7 @@ the layers, the modes it finds on the grid, the grid's total mass (1 up to the q
 and saves (a) the composed map z = f(eps) and (b) the base and final densities as a PNG where
 matplotlib is installed.
 
-    python examples/nlsq_multimodal.py [--backend numpy|cupy] [--out nlsq_multimodal.png]
+    python examples/nlsq_multimodal.py [--backend numpy|cupy] [--out FILE.png]
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from mini_flows.experiments.nlsq import LAYERS, density, draw_1d, find_modes, ha
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=B.BACKENDS, default=B.get_backend())
-    parser.add_argument("--out", default="nlsq_multimodal.png", help="PNG file for the figure")
+    parser.add_argument("--out", default="mini-flows-results/examples/nlsq_multimodal.png",
+                        help="PNG file for the figure")
     args = parser.parse_args(argv)
     B.set_backend(args.backend)
     xp = B.xp()

@@ -36,7 +36,10 @@ DEMO = [  # (experiment, steps or None for its default, what it shows)
                      "which affine layers cannot (they only shift and scale)."),
     ("charlm", 40, "Ziegler and Rush Tables 1 and 2 in miniature: the LSTM baseline and latent flow models "
                    "(AF / AF, AF / SCF, IAF / SCF, ablations) trained briefly on a synthetic character source "
-                   "with a known likelihood; NLL by importance sampling."),
+                   "with a known likelihood; NLL by importance sampling. 40 steps leave every model far from "
+                   "converged, so read the gaps to the source's floor and the ordering, not the paper's values: "
+                   "the flows trail the LSTM here as in the paper, by more; 'mini-flows run charlm' trains 300 "
+                   "steps, where all of them come within 0.05 bits of the floor."),
 ]
 
 
@@ -51,31 +54,37 @@ class _Parser(argparse.ArgumentParser):
         raise CommandError(message)
 
 
+def _experiment_list() -> str:
+    """Every experiment, one line each: name, where in the papers, what it shows."""
+    width = max(len(name) for name in EXPERIMENTS)
+    source = max(len(e.source) for e in EXPERIMENTS.values())
+    return "\n".join(f"{e.name:<{width}}  {e.source:<{source}}  {e.summary}" for e in EXPERIMENTS.values())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mini-flows",
-                     description="Discrete flows and latent normalizing flows: the papers' experiments.")
+    parser = _Parser(prog="mini-flows", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Discrete flows and latent normalizing flows: the papers' experiments.",
+                     epilog="experiments (mini-flows run NAME):\n" + _experiment_list())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="name every experiment, one line each")
-    run = sub.add_parser("run", help="train and evaluate one experiment")
+    run = sub.add_parser("run", help="train and evaluate one experiment", epilog="experiments:\n" + _experiment_list(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("name", help="the experiment (see mini-flows list)")
     run.add_argument("--steps", type=int, default=None, help="training steps per model (default: the experiment's)")
     run.add_argument("--quick", action="store_true", help="tiny settings: seconds, for a first look and the tests")
     run.add_argument("--data", default=None, help="charlm: a text file, one sentence per line; music: a .pickle")
     demo = sub.add_parser("demo", help="a tour of both papers in about a minute")
-    for p in (run, demo):
+    for p, folder in ((run, "NAME"), (demo, "demo")):
         p.add_argument("--backend", choices=B.BACKENDS, default=None,
                        help="array library (default: numpy, or MINI_FLOWS_BACKEND)")
         p.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and noise (default 0)")
         p.add_argument("--out", default=None,
-                       help="folder for results.json and figures (default: mini-flows-results/NAME)")
+                       help=f"folder for results.json and figures (default: mini-flows-results/{folder})")
     return parser
 
 
 def _list() -> None:
-    width = max(len(name) for name in EXPERIMENTS)
-    source = max(len(e.source) for e in EXPERIMENTS.values())
-    for e in EXPERIMENTS.values():
-        print(f"{e.name:<{width}}  {e.source:<{source}}  {e.summary}")
+    print(_experiment_list())
 
 
 def _prepare_out(out: Path) -> Path:
@@ -143,6 +152,9 @@ def _demo(args: argparse.Namespace, root: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run, return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(_parser().format_help(), end="", file=sys.stderr)
+        return 2
     try:
         args = _parser().parse_args(argv)
         if args.command == "list":

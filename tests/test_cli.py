@@ -59,7 +59,6 @@ def test_steps_must_lie_in_range(capsys, tmp_path, steps):
     (["run", "xor", "--steps", "many"], "invalid int value: 'many'"),
     (["run", "xor", "--backend", "torch"], "invalid choice: 'torch'"),
     (["run"], "the following arguments are required: name"),
-    ([], "the following arguments are required: command"),
     (["fly"], "invalid choice: 'fly'"),
     (["run", "xor", "--data", "x.txt"], "--data applies to charlm and music only"),
 ])
@@ -80,10 +79,10 @@ def test_cupy_without_a_gpu_fails_at_once_with_the_backend_error(capsys, tmp_pat
             pytest.skip("CuPy and a GPU are present: --backend cupy runs here")
     except B.BackendUnavailableError as err:
         reason = str(err)
-    out = tmp_path / "never made"
+    out, before = tmp_path / "never made", B.get_backend()
     err = one_line_error(capsys, 1, ["run", "xor", "--backend", "cupy", "--out", str(out)], "backend 'cupy'")
     assert reason.splitlines()[0] in err
-    assert not out.exists() and B.get_backend() == "numpy"
+    assert not out.exists() and B.get_backend() == before
 
 
 def test_missing_data_file(capsys, tmp_path):
@@ -139,3 +138,31 @@ def test_demo_runs_each_part_into_its_own_folder(tmp_path, capsys, monkeypatch):
 
 def test_demo_covers_both_papers():
     assert [name for name, _, _ in cli.DEMO] == ["xor", "mog2d", "nlsq1d", "charlm"]
+
+
+def test_no_arguments_prints_the_usage_and_the_experiments(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: mini-flows") and all(name in err for name in EXPERIMENTS)
+
+
+def test_help_lists_the_experiments_and_each_command_its_own_default_folder(capsys):
+    for argv in (["--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert all(name in out for name in EXPERIMENTS)
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "mini-flows-results/demo" in capsys.readouterr().out.replace("-\n", "-").replace("\n", " ").replace("  ", "")
+
+
+def test_examples_write_their_figures_under_the_ignored_results_folder():
+    import ast
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parent.parent.glob("examples/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == "--out" for a in node.args):
+                default = next(k.value.value for k in node.keywords if k.arg == "default")
+                assert default.startswith("mini-flows-results/"), f"{path.name} writes {default} into the checkout"

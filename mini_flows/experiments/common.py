@@ -198,6 +198,7 @@ def plot(path: Path, draw: Callable[[Any], None]) -> bool:
     except ImportError:
         return False
     draw(plt)
+    path.parent.mkdir(parents=True, exist_ok=True)
     plt.savefig(path, dpi=100, bbox_inches="tight")
     plt.close("all")
     return True
