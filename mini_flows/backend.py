@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
 from types import ModuleType
 from typing import Any, Iterator
 
@@ -219,9 +220,22 @@ def save_npz(path: Any, arrays: dict[str, Array]) -> None:
 
 
 def load_npz(path: Any) -> dict[str, Array]:
-    """Read an ``.npz`` file written by ``save_npz`` onto the current backend, keeping dtypes."""
-    with numpy.load(path, allow_pickle=False) as data:
-        return {name: asarray(data[name]) for name in data.files}
+    """Read an ``.npz`` file written by ``save_npz`` onto the current backend, keeping dtypes.
+
+    Raises FileNotFoundError for a missing file and ValueError naming ``path`` for one that is
+    not a complete ``.npz`` of plain arrays (junk, truncated, or holding pickled objects).
+    """
+    try:
+        data = numpy.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise ValueError("it holds a single array, not named arrays")
+        with data:
+            return {name: asarray(data[name]) for name in data.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        reason = "it holds pickled objects, which are never loaded" if "allow_pickle" in str(err) else str(err)
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: {reason}") from None
 
 
 def synchronize() -> None:

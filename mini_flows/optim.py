@@ -183,17 +183,39 @@ def save_checkpoint(path: Any, params: Tree, optimizer: Adam | None = None) -> N
     B.save_npz(path, arrays)
 
 
-def load_checkpoint(path: Any, optimizer: Adam | None = None) -> Tree:
+def load_checkpoint(path: Any, optimizer: Adam | None = None, like: Tree | None = None) -> Tree:
     """Read a checkpoint written by ``save_checkpoint`` onto the current backend, dtypes kept.
 
     Returns the params tree; when ``optimizer`` is given its hyperparameters and state are
     replaced by the saved ones (ValueError if the file has none), so training resumes exactly.
+    ``like``: a params tree of the model the checkpoint is meant for (e.g. ``model.init(...)``);
+    when given, every name, shape and dtype must match it, or ValueError lists the differences
+    (a checkpoint of another model would otherwise fail later, far from here). A file that is
+    not a checkpoint raises ValueError naming it.
     """
     arrays = B.load_npz(path)
-    params = unflatten({key.removeprefix("params/"): a for key, a in arrays.items() if key.startswith("params/")})
+    if not any(key.startswith("params/") for key in arrays):
+        raise ValueError(f"{path} is not a mini_flows checkpoint: it holds no params/ arrays")
+    flat = {key.removeprefix("params/"): a for key, a in arrays.items() if key.startswith("params/")}
+    if like is not None:
+        _check_like(path, flat, flatten(like))
+    params = unflatten(flat)
     if optimizer is not None:
         state = {key.removeprefix("adam/"): a for key, a in arrays.items() if key.startswith("adam/")}
         if not state:
             raise ValueError(f"{path} holds no optimizer state; it was saved without an optimizer")
         optimizer.load_state_dict(state)
     return params
+
+
+def _check_like(path: Any, saved: dict[str, Array], wanted: dict[str, Array]) -> None:
+    """ValueError listing every name missing, unexpected, or of another shape or dtype."""
+    problems = [f"missing {name}" for name in sorted(wanted.keys() - saved.keys())]
+    problems += [f"unexpected {name}" for name in sorted(saved.keys() - wanted.keys())]
+    for name in sorted(wanted.keys() & saved.keys()):
+        a, b = saved[name], wanted[name]
+        if tuple(a.shape) != tuple(b.shape) or a.dtype != B.value(b).dtype:
+            problems.append(f"{name} is {a.dtype} {tuple(a.shape)}, the model's {B.value(b).dtype} {tuple(b.shape)}")
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise ValueError(f"{path} is a checkpoint of another model: {shown}")

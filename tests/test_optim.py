@@ -253,3 +253,38 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatc
         save_checkpoint(path, tree_of(1))
     assert path.read_bytes() == saved
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_every_difference(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree_of(0))
+    assert np.array_equal(host(load_checkpoint(path, like=tree_of(1)))["dense/W"], host(tree_of(0))["dense/W"])
+    other = tree_of(1, "float32")
+    other["dense"]["W"] = B.asarray(np.ones((4, 2)))
+    del other["scale"]
+    other["flow_1"] = {"b": B.asarray(np.ones(2))}
+    with pytest.raises(ValueError, match=r"ckpt\.npz is a checkpoint of another model: missing flow_1/b; unexpected "
+                                         r"scale; dense/W is float64 \(3, 2\), the model's float64 \(4, 2\); "
+                                         r"dense/b is float64 \(2,\), the model's float32 \(2,\)"):
+        load_checkpoint(path, like=other)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "not a readable .npz"), (b"junk that is no zip", "not a readable .npz"), ("truncated", "not a readable .npz"),
+    ("pickled", "pickled objects, which are never loaded"), ("single", "single array"), ("foreign", "no params/"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content, reason):
+    path = tmp_path / "bad.npz"
+    if content == "truncated":
+        save_checkpoint(path, tree_of(0))
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "pickled":
+        np.savez(open(path, "wb"), x=np.array([{"a": 1}], dtype=object))
+    elif content == "single":
+        np.save(open(path, "wb"), np.ones(3))
+    elif content == "foreign":
+        np.savez(open(path, "wb"), weights=np.ones(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"bad\.npz .*{reason}"):
+        load_checkpoint(path)
