@@ -15,6 +15,10 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 
 
+class NonFiniteError(ValueError):
+    """An array that must be finite holds NaN or infinity; in training, the mark of divergence."""
+
+
 def check_shape(name: str, x: Array, shape: Sequence[int | None]) -> None:
     """Raise ValueError unless ``x`` has ``len(shape)`` axes whose sizes match the non-None entries."""
     actual = tuple(B.value(x).shape)
@@ -37,7 +41,7 @@ def check_float(name: str, x: Array, *, like: Array | None = None, finite: bool 
             "initialise the parameters with the same dtype or cast the input"
         )
     if finite and not bool(B.xp().all(B.xp().isfinite(v))):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise NonFiniteError(f"{name} contains NaN or infinity")
 
 
 def check_tokens(name: str, tokens: Array, vocab_size: int) -> None:

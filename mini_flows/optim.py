@@ -16,12 +16,13 @@ flattened parameter name ("encoder/lstm/W"), so checkpoints store plain named ar
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float, check_number
+from mini_flows.checks import NonFiniteError, check_float, check_number
 from mini_flows.nn.tree import Tree, flatten, tree_map, unflatten
 
 
@@ -181,6 +182,45 @@ def save_checkpoint(path: Any, params: Tree, optimizer: Adam | None = None) -> N
     if optimizer is not None:
         arrays.update({f"adam/{key}": a for key, a in optimizer.state_dict().items()})
     B.save_npz(path, arrays)
+
+
+class TrainingDiverged(ValueError):
+    """Training produced NaN or infinity: the message names the step, the last finite loss and
+    what to change."""
+
+
+@contextlib.contextmanager
+def divergence_guard(step: int, lr: float, last_loss: float | None) -> Iterator[None]:
+    """Run one training step (1-based ``step``); NaN or infinity anywhere inside it (activations,
+    loss, gradients: a ``NonFiniteError``) becomes ``TrainingDiverged`` naming the step, the last
+    finite loss and the learning rate to lower."""
+    try:
+        yield
+    except NonFiniteError as err:
+        before = "" if last_loss is None else f" (loss {last_loss:.4g} at step {step - 1})"
+        raise TrainingDiverged(
+            f"training diverged at step {step}{before}: {err}; lower the learning rate (now {lr:g}) or clip "
+            "the gradient norm harder"
+        ) from err
+
+
+def check_loss(step: int, loss: float) -> float:
+    """``loss`` after checking it is finite (``NonFiniteError`` otherwise, for ``divergence_guard``)."""
+    if not math.isfinite(loss):
+        raise NonFiniteError(f"the loss is {loss} at step {step}")
+    return loss
+
+
+def loss_rise(losses: list[float]) -> str | None:
+    """A warning where training made the loss clearly worse: the mean over the last tenth of
+    ``losses`` (at least one step) more than 10% above the loss of the first step, the untrained
+    model's (minibatch noise alone moves a short run by less); None otherwise."""
+    tenth = max(1, len(losses) // 10)
+    last = sum(losses[-tenth:]) / tenth
+    if len(losses) < 2 or last - losses[0] <= 0.1 * abs(losses[0]):
+        return None
+    return (f"warning: the loss rose from {losses[0]:.4g} (step 1) to {last:.4g} (mean of the last {tenth}): "
+            "training diverged upward; lower the learning rate")
 
 
 def load_checkpoint(path: Any, optimizer: Adam | None = None, like: Tree | None = None) -> Tree:

@@ -33,7 +33,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
 from mini_flows.files import write_atomically
-from mini_flows.optim import Adam
+from mini_flows.optim import Adam, check_loss, divergence_guard, loss_rise
 
 PLOT_HINT = "pip install 'mini-flows[plot]'"
 
@@ -254,11 +254,16 @@ def fit(model: Any, batch: Callable[[int], Array], steps: int, lr: float, label:
     losses, running = [], None
     for step in range(steps):
         optimizer.lr = lr * (1 - (1 - final_lr) * step / max(1, steps - 1))
-        loss, grads = model.loss_and_grads(batch(step))
-        optimizer.step(model.params, grads)
+        with divergence_guard(step + 1, optimizer.lr, running):
+            loss, grads = model.loss_and_grads(batch(step))
+            check_loss(step + 1, loss)
+            optimizer.step(model.params, grads)
         losses.append(loss)
         running = loss if running is None else 0.9 * running + 0.1 * loss
         progress.update(step + 1, running)
+    warning = loss_rise(losses)
+    if warning and verbose:
+        print(f"  {label}: {warning} (it started at {lr:g})", flush=True)
     return losses
 
 

@@ -22,7 +22,7 @@ from mini_flows.checks import check_positive_int
 from mini_flows.latent.dropout import check_dropout_prior, dropout_mask
 from mini_flows.latent.model import LatentFlowModel, log_mean_exp
 from mini_flows.nn.tree import Tree, tree_map
-from mini_flows.optim import Adam
+from mini_flows.optim import Adam, check_loss, divergence_guard
 
 KL_MIN = 1e-5
 
@@ -123,10 +123,12 @@ def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any
         noise = rng.standard_normal((samples, batch, T, model.H), dtype=dtype)
         mask = dropout_mask(rng, dropout, (samples * batch, T, model.prior.lstm_size), dtype) if dropout else None
         w = kl_weight(step, schedule)
-        rec, kl, grads = model.elbo_and_grads(params, x, lengths, noise, w, mask)
-        norm = optimizer.step(params, grads)
-        tokens = float(lengths.sum())
-        rec_t, kl_t = float(rec.sum()) / tokens, float(kl.sum()) / tokens
+        with divergence_guard(step + 1, lr, history["loss"][-1] if history["loss"] else None):
+            rec, kl, grads = model.elbo_and_grads(params, x, lengths, noise, w, mask)
+            tokens = float(lengths.sum())
+            rec_t, kl_t = float(rec.sum()) / tokens, float(kl.sum()) / tokens
+            check_loss(step + 1, -(rec_t - w * kl_t))
+            norm = optimizer.step(params, grads)
         elapsed = time.perf_counter() - start
         for key, value in (("step", step), ("loss", -(rec_t - w * kl_t)), ("rec", rec_t), ("kl", kl_t),
                            ("kl_weight", w), ("grad_norm", norm), ("seconds", elapsed)):
