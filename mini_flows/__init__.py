@@ -1,7 +1,19 @@
 """mini_flows: discrete flows (Tran et al., 2019) and latent normalizing flows for discrete
-sequences (Ziegler and Rush, 2019) on NumPy and CuPy, with hand-written backward passes."""
+sequences (Ziegler and Rush, 2019) on NumPy and CuPy, with hand-written backward passes.
 
-from mini_flows.backend import get_backend, set_backend, to_numpy, use_backend
+Importing the package loads no array library; its backend functions load on first use, so that
+the ``mini-flows`` command can choose BLAS threads before NumPy starts (see ``mini_flows.cli``).
+"""
+
+from typing import Any
 
 __all__ = ["get_backend", "set_backend", "to_numpy", "use_backend"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from mini_flows import backend
+
+        return getattr(backend, name)
+    raise AttributeError(f"module 'mini_flows' has no attribute {name!r}")

@@ -166,3 +166,18 @@ def test_examples_write_their_figures_under_the_ignored_results_folder():
             if isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == "--out" for a in node.args):
                 default = next(k.value.value for k in node.keywords if k.arg == "default")
                 assert default.startswith("mini-flows-results/"), f"{path.name} writes {default} into the checkout"
+
+
+def test_the_command_runs_blas_on_one_thread_unless_the_environment_says_otherwise():
+    import os
+
+    code = "import os, mini_flows.cli; print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k not in cli.BLAS_THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "1"]
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_NUM_THREADS": "2"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["2", "1"]
+    code = "import mini_flows, sys; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # importing the package loads no array library
