@@ -204,6 +204,20 @@ def plot(path: Path, draw: Callable[[Any], None]) -> bool:
     return True
 
 
+def heatmaps(images: list[tuple[str, Array]], extent: tuple[float, float, float, float], axes: tuple[str, str],
+             value: str) -> Callable[[Any], None]:
+    """Images side by side as plt -> None, each (n1, n2) indexed [x1, x2] over ``extent`` = (x1 low,
+    x1 high, x2 low, x2 high), with labelled axes and a colour bar saying what ``value`` it shows."""
+    def draw(plt: Any) -> None:
+        fig, panels = plt.subplots(1, len(images), figsize=(4.6 * len(images), 4), squeeze=False)
+        for ax, (title, p) in zip(panels[0], images):
+            shown = ax.imshow(B.to_numpy(p).T, origin="lower", extent=extent, cmap="viridis")
+            ax.set(title=title, xlabel=axes[0], ylabel=axes[1])
+            fig.colorbar(shown, ax=ax, label=value, fraction=0.046, pad=0.04)
+        fig.tight_layout()
+    return draw
+
+
 def no_plot_note(filename: str) -> str:
     """What to print where matplotlib is missing."""
     return f"matplotlib is not installed: skipped the figure {filename} ({PLOT_HINT})"

@@ -25,7 +25,7 @@ from mini_flows.backend import Array
 from mini_flows.data import mog_samples, mog_table, table_entropy
 from mini_flows.data.toy import MOG_BOUND, MOG_MODES, MOG_RADIUS, MOG_STATES, MOG_WIDTH
 from mini_flows.discrete import DiscreteFlowModel, build_model
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, mean_nll, save_figure
+from mini_flows.experiments.common import Report, Settings, Table, cell, fit, heatmaps, mean_nll, save_figure
 
 K, LOW, HIGH, WIDTH = MOG_STATES, -MOG_BOUND, MOG_BOUND, MOG_WIDTH
 NEAR = 0.3
@@ -94,16 +94,8 @@ def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hi
 
 
 def draw_images(images: list[tuple[str, Array]]) -> Any:
-    """A function plt -> None drawing the images side by side, indexed [x1, x2]."""
-    def draw(plt: Any) -> None:
-        fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 4))
-        for ax, (title, p) in zip(axes, images):
-            ax.imshow(B.to_numpy(p).T, origin="lower", extent=(LOW, HIGH, LOW, HIGH), cmap="viridis")
-            ax.set_title(title)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.tight_layout()
-    return draw
+    """A function plt -> None drawing the (K, K) probability tables side by side, indexed [x1, x2]."""
+    return heatmaps(images, (LOW, HIGH, LOW, HIGH), ("x1 (cell centre)", "x2 (cell centre)"), "probability of the cell")
 
 
 def run(settings: Settings) -> Report:

@@ -26,7 +26,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.continuous import AffineTransform, FlowStack, NLSq, NLSqTransform
 from mini_flows.continuous.cubic import K_MAX
-from mini_flows.experiments.common import Progress, Report, Settings, Table, cell, save_figure
+from mini_flows.experiments.common import Progress, Report, Settings, Table, cell, heatmaps, save_figure
 from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
 
@@ -240,12 +240,4 @@ def run_2d(settings: Settings) -> Report:
 
 def draw_2d(images: list[tuple[str, Array]]) -> Callable[[Any], None]:
     """The density images side by side, as plt -> None."""
-    def draw(plt: Any) -> None:
-        fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 4))
-        for ax, (title, p) in zip(axes, images):
-            ax.imshow(B.to_numpy(p).T, origin="lower", extent=(-LIMIT, LIMIT, -LIMIT, LIMIT), cmap="viridis")
-            ax.set_title(title)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.tight_layout()
-    return draw
+    return heatmaps(images, (-LIMIT, LIMIT, -LIMIT, LIMIT), ("z1", "z2"), "density p(z1, z2)")
