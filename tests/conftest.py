@@ -1,5 +1,9 @@
 """Test configuration: the --backend option, the gpu and autograd markers, Hypothesis profiles.
 
+``--backend strict`` runs the backend-agnostic tests on tests/strict_backend.py, a CPU stand-in
+for CuPy that fails where CuPy would (a host array in device arithmetic, an implicit conversion to
+NumPy, a routine CuPy lacks); like ``--backend cupy`` it skips the autograd-checked tests.
+
 Profiles (pick with HYPOTHESIS_PROFILE): "dev" (default, few examples), "ci" (derandomized,
 bounded, no deadline, no example database), "thorough" (many examples, for a long local run).
 """
@@ -12,20 +16,23 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from mini_flows import backend as B
+from tests import strict_backend
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=10, **_COMMON)
 settings.register_profile("ci", max_examples=20, derandomize=True, database=None, print_blob=True, **_COMMON)
 settings.register_profile("thorough", max_examples=300, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+strict_backend.register()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--backend",
-        choices=B.BACKENDS,
+        choices=(*B.BACKENDS, strict_backend.NAME),
         default="numpy",
-        help="array backend for backend-agnostic tests (autograd-checked tests always use numpy)",
+        help="array backend for backend-agnostic tests (autograd-checked tests always use numpy); "
+        "'strict' is a CPU stand-in for CuPy that fails where CuPy would",
     )
 
 
@@ -42,13 +49,14 @@ def _cupy_missing_reason() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    wants_cupy = config.getoption("--backend") == "cupy"
+    backend = config.getoption("--backend")
+    wants_cupy = backend == "cupy"
     gpu_items = [item for item in items if "gpu" in item.keywords]
     reason = _cupy_missing_reason() if gpu_items or wants_cupy else None
     for item in items:
         if "gpu" in item.keywords and reason:
             item.add_marker(pytest.mark.skip(reason=f"GPU test skipped: {reason}"))
-        if wants_cupy and "autograd" in item.keywords:
+        if backend != "numpy" and "autograd" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="autograd differentiates NumPy arrays only; tests/test_gpu.py checks CuPy against NumPy"))
         elif wants_cupy and reason and "gpu" not in item.keywords:
             item.add_marker(pytest.mark.skip(reason=f"--backend cupy: {reason}"))

@@ -1,8 +1,10 @@
 """NumPy and CuPy give the same forward and backward passes (float64, 1e-10).
 
-Marked ``gpu``: skipped, with the reason, where CuPy or a GPU is missing. Each case builds its
-parameters and inputs on the host, runs forward and backward on NumPy, moves the same data to CuPy,
-runs them again and compares every output and gradient.
+The CuPy cases are marked ``gpu``: skipped, with the reason, where CuPy or a GPU is missing. Each
+case builds its parameters and inputs on the host, runs forward and backward on NumPy, moves the
+same data to CuPy, runs them again and compares every output and gradient. The same cases run on
+the strict backend (tests/strict_backend.py) everywhere: the hand-written backward passes, which
+are what runs on a GPU, then meet CuPy's rules on every machine.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from mini_flows.nn.lstm import LSTM, BiLSTM
 from mini_flows.nn.made import MADE
 from mini_flows.nn.transformer import TransformerEncoder
 from mini_flows.nn.tree import flatten
-
-pytestmark = pytest.mark.gpu
 
 
 def _to_backend(tree: Any) -> Any:
@@ -175,12 +175,13 @@ CASES: dict[str, Callable] = {
 }
 
 
+@pytest.mark.parametrize("device", [pytest.param("cupy", marks=pytest.mark.gpu), "strict"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_cupy_matches_numpy_forward_and_backward(name):
-    run, params, inputs = CASES[name](B.host_rng(0))
-    with B.use_backend("numpy"):
+def test_device_matches_numpy_forward_and_backward(name, device):
+    with B.use_backend("numpy"):  # host parameters and inputs, whichever backend --backend selected
+        run, params, inputs = CASES[name](B.host_rng(0))
         expected = _leaves(run(params, *inputs))
-    with B.use_backend("cupy"):
+    with B.use_backend(device):
         got = _leaves(run(_to_backend(params), *_to_backend(inputs)))
     assert len(got) == len(expected)
     for g, e in zip(got, expected):

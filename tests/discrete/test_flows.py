@@ -9,9 +9,17 @@ from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.discrete import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, make_network
-from mini_flows.nn.losses import one_hot
 from mini_flows.nn.tree import tree_map
-from tests.discrete.common import FLOW_CASES, all_tokens, directions, enumerable_sizes, make_flow, random_one_hot, seeds
+from tests.discrete.common import (
+    FLOW_CASES,
+    all_tokens,
+    directions,
+    enumerable_sizes,
+    make_flow,
+    one_hot,
+    random_one_hot,
+    seeds,
+)
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
 cases = pytest.mark.parametrize("kind,network", FLOW_CASES)

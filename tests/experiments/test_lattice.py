@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from mini_flows import backend as B
 from mini_flows.data import potts_samples
 from mini_flows.discrete import build_model
 from mini_flows.experiments.lattice import (
@@ -33,14 +34,14 @@ def same_tree(a, b) -> bool:
 def test_the_pair_starts_as_one_model(q, D, hidden, seed):
     base, flow = controlled_pair(q, D, hidden, seed)
     assert same_tree(base.params["base"], flow.params["base"])
-    tokens = np.random.default_rng(seed).integers(0, q, size=(64, D))
+    tokens = B.asarray(np.random.default_rng(seed).integers(0, q, size=(64, D)))
     assert np.array_equal(base.log_prob(tokens), flow.log_prob(tokens))
     assert moved_fraction(flow, tokens) == 0.0
 
 
 def test_a_random_flow_head_is_not_the_identity_but_identity_start_makes_it_so():
     model = build_model("autoregressive", 2, 16, num_flows=1, hidden=8, network="lstm", seed=0)
-    tokens = np.random.default_rng(0).integers(0, 2, size=(256, 16))
+    tokens = B.asarray(np.random.default_rng(0).integers(0, 2, size=(256, 16)))
     assert moved_fraction(model, tokens) > 0.05
     identity_start(model)
     assert moved_fraction(model, tokens) == 0.0
@@ -50,7 +51,7 @@ def test_moved_fraction_counts_relabelled_sites():
     _, flow = controlled_pair(3, 5, 4, seed=1)
     net = flow.params["flow_0"]["network"]
     net["bias"] = net["bias"][:, ::-1].copy()  # the margin now sits on mu = 2 at every site
-    tokens = np.random.default_rng(1).integers(0, 3, size=(50, 5))
+    tokens = B.asarray(np.random.default_rng(1).integers(0, 3, size=(50, 5)))
     assert moved_fraction(flow, tokens) == 1.0
 
 
@@ -63,7 +64,7 @@ def test_identity_start_needs_a_dense_head():
 def test_both_models_see_the_same_batches_and_train_alike_while_the_flow_stays_put():
     """2 Adam steps of size 1e-2 move a location logit by at most (hidden + 2) 2e-2 = 0.16 < 0.3,
     the identity margin, so the flow stays the identity and the bases must end bit-identical."""
-    train = potts_samples(300, 3, 3, 0.5, seed=2, steps=5).reshape(300, 9)
+    train = B.asarray(potts_samples(300, 3, 3, 0.5, seed=2, steps=5).reshape(300, 9))
     base, flow = controlled_pair(3, 9, 6, seed=3)
     seen = {"base": [], "flow": []}
     for name, model in (("base", base), ("flow", flow)):

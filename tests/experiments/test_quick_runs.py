@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 
+from mini_flows import backend as B
 from mini_flows.cli import main
 from mini_flows.experiments import EXPERIMENTS
 
@@ -29,7 +30,8 @@ def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys):
     assert record["experiment"] == name
     assert record["command"] == "mini-flows " + shlex.join(argv)
     steps = record["settings"].pop("steps")
-    assert record["settings"] == {"seed": 3, "steps_given": None, "quick": True, "data": None, "backend": "numpy"}
+    assert record["settings"] == {"seed": 3, "steps_given": None, "quick": True, "data": None,
+                                  "backend": B.get_backend()}
     trains = EXPERIMENTS[name].trains
     assert (isinstance(steps, int) and steps > 0) or (trains and isinstance(steps, list)) or (steps is None and not trains)
     assert record["seconds"] >= 0
