@@ -7,6 +7,7 @@ IAF / SCF over latents (batch, T, H). Directions everywhere: ``forward`` maps ba
 """
 
 from mini_flows.continuous.cubic import nlsq_inverse
+from mini_flows.continuous.errors import FlowRangeError
 from mini_flows.continuous.layers import AF, IAF, SCF, Elementwise, Flow
 from mini_flows.continuous.length import length_encoding, length_mask
 from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
@@ -21,6 +22,7 @@ __all__ = [
     "AffineTransform",
     "Elementwise",
     "Flow",
+    "FlowRangeError",
     "FlowStack",
     "NLSq",
     "NLSqTransform",

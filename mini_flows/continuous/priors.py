@@ -15,16 +15,22 @@ time samples in parallel and evaluates densities one step after another.
 
 Padding: steps t >= lengths[b] are padding. The map is the identity there (eps = z) with zero
 log-det, the padded values never reach a real step, and ``log_prob`` sums real steps only.
+
+Range: for finite input, inverse, forward, log_prob and sample return finite values or raise
+FlowRangeError (a ValueError) naming the sequence and why: a scalar transform's result overflows the dtype (a far-out
+z drives the networks to scales exp(log_b) beyond it), NLSq's inverse meets parameters outside
+its accurate range, or log p(z) itself (|eps|^2 / 2) is not representable.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.continuous.errors import FlowRangeError, raise_where
 from mini_flows.continuous.layers import first_param
 from mini_flows.continuous.length import check_lengths, length_encoding
 from mini_flows.continuous.scalar import AffineTransform, NLSqTransform
@@ -36,6 +42,7 @@ TIME_KINDS = ("af", "iaf", "none")
 HIDDEN_KINDS = ("af", "scf", "none")
 PRIORS = ("af/af", "af/scf", "iaf/scf", "af/none", "none/af")
 _LOG_2PI = math.log(2 * math.pi)
+_Out = TypeVar("_Out")
 
 
 class SequencePrior:
@@ -85,13 +92,13 @@ class SequencePrior:
         """Data -> base: ((eps : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d eps/d z|."""
         lengths = self._check(params, "z", z, lengths)
         run = self._sequential if self.time == "iaf" else self._parallel
-        return self._masked(params, z, lengths, run, self.flow._inverse)
+        return _located("inverse", "z", z, lambda: self._masked(params, z, lengths, run, self.flow._inverse))
 
     def forward(self, params: Tree, eps: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
         """Base -> data: ((z : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d z/d eps|."""
         lengths = self._check(params, "eps", eps, lengths)
         run = self._sequential if self.time == "af" else self._parallel
-        return self._masked(params, eps, lengths, run, self.flow._forward)
+        return _located("forward", "eps", eps, lambda: self._masked(params, eps, lengths, run, self.flow._forward))
 
     def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> tuple[Tree, Array]:
         """(grads, dz) from deps : (batch, T, H) and dlogdet : (batch,)."""
@@ -106,11 +113,19 @@ class SequencePrior:
     # -- density and sampling ------------------------------------------------------------------
 
     def log_prob_forward(self, params: Tree, z: Array, lengths: Array) -> tuple[Array, Any]:
-        """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for backward."""
+        """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for backward.
+
+        Raises FlowRangeError naming the sequence where log p(z | T) is not representable."""
+        xp = B.xp()
         (eps, logdet), cache = self.inverse(params, z, lengths)
         real = cache[1]
         base = -0.5 * (eps * eps).sum(axis=-1) - 0.5 * self.H * _LOG_2PI
-        return B.xp().where(real, base, 0.0).sum(axis=1) + logdet, (cache, eps, real)
+        logp = xp.where(real, base, 0.0).sum(axis=1) + logdet
+        raise_where(~xp.isfinite(B.value(logp)),
+                    f"SequencePrior.log_prob: log p(z) overflows {B.value(z).dtype} for a finite sequence of z (the flow "
+                    "maps it so far into the tail that |eps|^2 / 2 is out of range); the first is the one",
+                    {"max |z|": xp.abs(B.value(z)).max(axis=(1, 2)), "max |eps|": xp.abs(B.value(eps)).max(axis=(1, 2))})
+        return logp, (cache, eps, real)
 
     def log_prob_backward(self, params: Tree, cache: Any, dlogp: Array) -> tuple[Tree, Array]:
         """(grads, dz : (batch, T, H)) from dlogp : (batch,)."""
@@ -223,6 +238,18 @@ class SequencePrior:
             step = {"lstm": lstm_grads, "flow": flow_grads}
             grads = step if grads is None else tree_add(grads, step)
         return grads, dx
+
+
+def _located(method: str, name: str, x: Array, compute: Callable[[], _Out]) -> _Out:
+    """compute(), re-raising a FlowRangeError from inside the flow as one naming the sequence of x
+    (x : (batch, T, H); every layer keeps the batch as the leading axis of its error's index)."""
+    try:
+        return compute()
+    except FlowRangeError as err:
+        b = err.index[0]
+        top = float(B.xp().abs(B.value(x)[b]).max())
+        raise FlowRangeError(f"SequencePrior.{method}: sequence {b} of {name} is finite (max |{name}| = {top:.3g} there) "
+                             f"but leaves the range of {B.value(x).dtype} inside the flow: {err}", (b,)) from err
 
 
 def build_prior(kind: str, hidden_dim: int, transform: str = "nlsq", num_layers: int | None = None,

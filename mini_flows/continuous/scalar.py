@@ -36,10 +36,12 @@ from typing import Any, Sequence
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float
-from mini_flows.continuous.cubic import K_MAX, nlsq_inverse
+from mini_flows.continuous.cubic import K_MAX, nlsq_inverse, one_minus_m
+from mini_flows.continuous.errors import raise_where
 from mini_flows.nn.broadcast import unbroadcast
 
 _S_CLIP = 1e18  # |s| = |d x + g| above this: c / (1 + s^2) < 1e-36 b / d, below round-off of b x; s^2 fits float32
+_K_RAW_CAP = K_MAX * (1 - 2**-49)  # from_raw's |k|: 4 roundings of c d / b in float64 stay below K_MAX
 
 
 def _broadcast_shape(s1: tuple[int, ...], s2: tuple[int, ...], what: str) -> tuple[int, ...]:
@@ -78,22 +80,42 @@ class ScalarTransform:
     """
 
     num_params: int
+    param_names: tuple[str, ...]
 
-    def _check(self, raw: Array, x: Array, name: str) -> tuple[int, ...]:
-        check_float("raw", raw)
+    def _check(self, raw: Array, x: Array, name: str) -> dict[str, Array]:
+        """Validate raw and x (dtype, shape, finite); return raw's parameters and x by name, for messages."""
+        xp = B.xp()
+        check_float("raw", raw, finite=False)
         shape = tuple(B.value(raw).shape)
         if len(shape) < 1 or shape[-1] != self.num_params:
             raise ValueError(f"raw must have shape (..., {self.num_params}), got {shape}")
-        check_float(name, x, like=raw)
-        return _broadcast_shape(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}")
+        check_float(name, x, like=raw, finite=False)
+        out_shape = _broadcast_shape(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}")
+        values = {n: B.value(raw)[..., i] for i, n in enumerate(self.param_names)} | {name: B.value(x)}
+        raw_ok, x_ok = xp.isfinite(B.value(raw)), xp.isfinite(B.value(x))
+        if not (bool(xp.all(raw_ok)) and bool(xp.all(x_ok))):
+            where = f"{type(self).__name__}: "
+            raise_where(xp.broadcast_to(~xp.all(raw_ok, axis=-1), out_shape), where + "raw contains NaN or infinity", values)
+            raise_where(xp.broadcast_to(~x_ok, out_shape), f"{where}{name} contains NaN or infinity", values)
+        return values
+
+    def _check_result(self, what: str, result: tuple[Array, Array], values: dict[str, Array]) -> None:
+        """FlowRangeError where the result (value, logdet) overflows its dtype, for inputs that are finite."""
+        xp = B.xp()
+        value, logdet = (B.value(v) for v in result)
+        raise_where(~(xp.isfinite(value) & xp.isfinite(logdet)),
+                    f"{type(self).__name__}: {what} is NaN or infinity in {value.dtype} for these finite inputs "
+                    "(it overflows)", values)
 
     def formula(self, raw: Array, x: Array) -> tuple[tuple[Array, Array], dict]:
         """y = f(x) and logdet = log f'(x), elementwise.
 
         raw : (..., num_params), x : (...). Returns y, logdet of the broadcast shape, and a cache.
+        Raises FlowRangeError (a ValueError) for non-finite input or where y overflows the dtype.
         """
-        self._check(raw, x, "x")
+        values = self._check(raw, x, "x")
         (y, logdet), cache = self._formula(self._params(raw), x)
+        self._check_result("y = f(x)", (y, logdet), values)
         cache.update(raw_shape=tuple(B.value(raw).shape), x_shape=tuple(B.value(x).shape))
         return (y, logdet), cache
 
@@ -109,11 +131,14 @@ class ScalarTransform:
         """x = f^-1(y) and logdet = log |dx/dy| = -log f'(x), elementwise.
 
         raw : (..., num_params), y : (...). Returns x, logdet of the broadcast shape, and a cache.
+        Raises FlowRangeError (a ValueError) for non-finite input or where x overflows the dtype
+        (and, for NLSq, outside the range where the inverse is accurate: ``cubic.nlsq_inverse``).
         """
-        self._check(raw, y, "y")
+        values = self._check(raw, y, "y")
         params = self._params(raw)
         x = self._inverse(params, y)
         (_, logdet), cache = self._formula(params, x)
+        self._check_result("x = f^-1(y)", (x, logdet), values)
         cache.update(raw_shape=tuple(B.value(raw).shape), x_shape=tuple(B.value(x).shape))
         return (x, -logdet), {"formula": cache, "y_shape": tuple(B.value(y).shape)}
 
@@ -136,6 +161,7 @@ class AffineTransform(ScalarTransform):
     """f(x) = a + b x with b = exp(log_b); raw = (a, log_b); log f'(x) = log_b."""
 
     num_params = 2
+    param_names = ("a", "log_b")
 
     def _params(self, raw: Array) -> dict:
         return {"a": raw[..., 0], "log_b": raw[..., 1], "b": B.xp().exp(raw[..., 1])}
@@ -157,18 +183,22 @@ class AffineTransform(ScalarTransform):
 
 
 def _nlsq_core(
-    a: Array, b: Array, c: Array, d: Array, g: Array, k: Array, log_b: Array, x: Array
+    a: Array, b: Array, c: Array, d: Array, g: Array, k: Array, gap: Array, log_b: Array, x: Array
 ) -> tuple[Array, Array, dict]:
     """y = a + b x + c / (1 + s^2) and log f'(x) = log b + log(1 - m), s = d x + g,
-    m = 2 k s / (1 + s^2)^2, k = c d / b (so f'(x) = b (1 - m) >= b (1 - |k| / K_MAX))."""
+    m = 2 k s / (1 + s^2)^2, k = c d / b, gap = 1 - |k| / K_MAX (so f'(x) = b (1 - m) >= b gap).
+
+    All arguments (...) broadcastable; 1 - m comes from ``one_minus_m`` (cubic.py's (B.5)), which
+    keeps it accurate, and positive, however small gap is."""
     xp = B.xp()
     s = xp.minimum(xp.maximum(d * x + g, -_S_CLIP), _S_CLIP)
     den = 1 + s * s
     sd = s / den
     m = 2 * k * sd / den
+    one_m = one_minus_m(s, k, gap)
     y = a + b * x + c / den
-    logdet = log_b + xp.log1p(-m)
-    return y, logdet, {"s": s, "den": den, "sd": sd, "m": m}
+    logdet = log_b + xp.log(one_m)
+    return y, logdet, {"s": s, "den": den, "sd": sd, "m": m, "one_m": one_m}
 
 
 class NLSqTransform(ScalarTransform):
@@ -177,10 +207,17 @@ class NLSqTransform(ScalarTransform):
     raw = (a, log_b, c_raw, log_d, g) with b = exp(log_b), d = exp(log_d) and
     c = (8 sqrt 3 / (9 d)) b alpha tanh(c_raw), so that b > (9 / (8 sqrt 3)) |c| d: the least
     slope is f'(x*) = b (1 - alpha |tanh c_raw|) > 0, at x* = (sign(c) / sqrt 3 - g) / d.
-    ``solve`` finds the real root of the cubic analytically (``cubic.nlsq_inverse``).
+    ``solve`` finds the real root of the cubic analytically (``cubic.nlsq_inverse``), accurate for
+    |log_b|, |log_d| <= 40 (``cubic.LOG_SCALE_MAX``) and raising FlowRangeError outside.
+
+    Every alpha in (0, 1) works in float32 as in float64: the least slope over b,
+    (1 - alpha) + alpha (1 - |tanh c_raw|), is formed from 1 - alpha in float64 and never rounds
+    to 0, and f'(x) = b (1 - m) comes from (B.5) without cancellation, so logdet stays finite and
+    accurate even where float32 rounds alpha or k = c d / b to 1 or past K_MAX.
     """
 
     num_params = 5
+    param_names = ("a", "log_b", "c_raw", "log_d", "g")
 
     def __init__(self, alpha: float = 0.95):
         self.alpha = check_alpha(alpha)
@@ -188,16 +225,19 @@ class NLSqTransform(ScalarTransform):
     def _params(self, raw: Array) -> dict:
         xp = B.xp()
         a, log_b, c_raw, log_d, g = (raw[..., i] for i in range(5))
-        b, d, th = xp.exp(log_b), xp.exp(log_d), xp.tanh(c_raw)
+        th = xp.tanh(c_raw)
+        e2 = xp.exp(-2 * xp.copysign(1.0, B.value(c_raw)) * c_raw)  # exp(-2 |c_raw|) in (0, 1]
         k = (K_MAX * self.alpha) * th  # k = c d / b
-        return {"a": a, "b": b, "c": (b / d) * k, "d": d, "g": g, "k": k, "log_b": log_b, "th": th}
+        gap = (1 - self.alpha) + self.alpha * (2 * e2 / (1 + e2))  # 1 - alpha |th|: 1 - |th| = 2 e2 / (1 + e2)
+        b, d = xp.exp(log_b), xp.exp(log_d)
+        # c from the rounded b and d, so |c| d / b stays within a few ulps of |k| <= K_MAX (the solve needs it)
+        return {"a": a, "b": b, "c": (b / d) * k, "d": d, "g": g, "k": k, "gap": gap, "log_b": log_b, "th": th}
 
     def _formula(self, p: dict, x: Array) -> tuple[tuple[Array, Array], dict]:
-        y, logdet, loc = _nlsq_core(p["a"], p["b"], p["c"], p["d"], p["g"], p["k"], p["log_b"], x)
-        s, den, m, k = loc["s"], loc["den"], loc["m"], p["k"]
-        one_m = 1 - m
+        y, logdet, loc = _nlsq_core(p["a"], p["b"], p["c"], p["d"], p["g"], p["k"], p["gap"], p["log_b"], x)
+        s, den, one_m, k = loc["s"], loc["den"], loc["one_m"], p["k"]
         dm_ds = 2 * k * ((1 - 3 * s * s) / den) / den / den  # d m / d s
-        cache = dict(p, **loc, x=x, one_m=one_m, dL_ds=-dm_ds / one_m)
+        cache = dict(p, **loc, x=x, dL_ds=-dm_ds / one_m)
         cache.update(fprime=p["b"] * one_m, dlogdet_dx=cache["dL_ds"] * p["d"])
         return (y, logdet), cache
 
@@ -221,8 +261,15 @@ class NLSqTransform(ScalarTransform):
 
 
 def _as_array(v: Any) -> Any:
-    """Python numbers become float64 0-d arrays, so ``NLSq`` takes plain floats too."""
-    return B.asarray(v, "float64") if isinstance(v, Real) and not isinstance(v, bool) else v
+    """Python numbers become float64 0-d arrays and NumPy scalars 0-d arrays of their own dtype
+    (np.float32(1.5) stays float32), so ``NLSq`` takes both; arrays pass through."""
+    if isinstance(v, bool) or not isinstance(v, Real):
+        return v
+    return B.asarray(v, "float64") if type(v) in (int, float) else B.asarray(v)
+
+
+def _float64(v: Array) -> Array:
+    return B.value(v).astype("float64")
 
 
 def _check_params(names: Sequence[str], values: tuple[Array, ...]) -> tuple[int, ...]:
@@ -237,9 +284,12 @@ def _check_params(names: Sequence[str], values: tuple[Array, ...]) -> tuple[int,
 class NLSq:
     """The NLSq scalar map with given parameters: z = f(eps) = a + b eps + c / (1 + (d eps + g)^2).
 
-    Requires b > 0, d > 0 and b > (9 / (8 sqrt 3)) |c| d (strictly increasing, supplement B).
-    a, b, c, d, g : (...) float arrays of one dtype, broadcastable with each other and with the
-    inputs of ``forward`` and ``inverse``.
+    Requires b > 0, d > 0 and b > (9 / (8 sqrt 3)) |c| d (strictly increasing, supplement B),
+    checked in float64 on the given values. a, b, c, d, g : (...) float arrays of one dtype (0-d
+    arrays, NumPy scalars and Python floats too, the last as float64), broadcastable with each
+    other and with the inputs of ``forward`` and ``inverse``. ``inverse`` is accurate to a few
+    ulps of the problem's conditioning for b, d in [exp(-40), exp(40)] and raises FlowRangeError
+    (a ValueError) outside (see ``cubic.nlsq_inverse``); ``forward`` raises it where z overflows.
 
     Example::
 
@@ -254,20 +304,32 @@ class NLSq:
         shape = _check_params("abcdg", (a, b, c, d, g))
         if not (bool(xp.all(B.value(b) > 0)) and bool(xp.all(B.value(d) > 0))):
             raise ValueError("b and d must be positive")
-        if not bool(xp.all(xp.abs(B.value(c)) * B.value(d) < K_MAX * B.value(b))):
+        k = _float64(c) * _float64(d) / _float64(b)
+        if not bool(xp.all(xp.abs(k) < K_MAX)):
             raise ValueError("NLSq needs b > (9 / (8 sqrt 3)) |c| d to be strictly increasing; build it with from_raw")
         self.a, self.b, self.c, self.d, self.g = a, b, c, d, g
         self.shape = shape
+        dtype = B.value(a).dtype
+        self._k, self._gap = k.astype(dtype), (1 - xp.abs(k) / K_MAX).astype(dtype)  # the least slope over b, exact
 
     @classmethod
     def from_raw(cls, a: Array, log_b: Array, c_raw: Array, log_d: Array, g: Array, alpha: float = 0.95) -> "NLSq":
-        """b = exp(log_b), d = exp(log_d), c = (8 sqrt 3 / (9 d)) b alpha tanh(c_raw); alpha in (0, 1)."""
+        """b = exp(log_b), d = exp(log_d), c = (8 sqrt 3 / (9 d)) b alpha tanh(c_raw); alpha in (0, 1).
+
+        c is formed in float64 from the rounded b and d and rounded toward zero to their dtype, and
+        alpha |tanh c_raw| is capped at 1 - 2^-49, so no rounding can carry c past the bound and
+        every alpha in (0, 1) gives a valid NLSq, in float32 too.
+        """
         xp = B.xp()
         alpha = check_alpha(alpha)
         a, log_b, c_raw, log_d, g = map(_as_array, (a, log_b, c_raw, log_d, g))
         _check_params(("a", "log_b", "c_raw", "log_d", "g"), (a, log_b, c_raw, log_d, g))
         b, d = xp.exp(log_b), xp.exp(log_d)
-        return cls(a, b, (K_MAX * alpha / d) * b * xp.tanh(c_raw), d, g)
+        k = xp.clip((K_MAX * alpha) * xp.tanh(_float64(c_raw)), -_K_RAW_CAP, _K_RAW_CAP)
+        c64 = k * (_float64(b) / _float64(d))
+        c = c64.astype(B.value(b).dtype)
+        c = xp.where(xp.abs(c) > xp.abs(c64), xp.nextafter(c, xp.zeros_like(c)), c)
+        return cls(a, b, c, d, g)
 
     def _check(self, name: str, x: Array) -> None:
         check_float(name, x, like=self.a)
@@ -278,8 +340,9 @@ class NLSq:
         eps = _as_array(eps)
         self._check("eps", eps)
         xp = B.xp()
-        k = self.c * self.d / self.b
-        z, logdet, _ = _nlsq_core(self.a, self.b, self.c, self.d, self.g, k, xp.log(self.b), eps)
+        z, logdet, _ = _nlsq_core(self.a, self.b, self.c, self.d, self.g, self._k, self._gap, xp.log(self.b), eps)
+        raise_where(~(xp.isfinite(z) & xp.isfinite(logdet)), f"NLSq.forward: z = f(eps) overflows {z.dtype} to NaN or infinity",
+                    dict(eps=eps, a=self.a, b=self.b, c=self.c, d=self.d, g=self.g))
         return z, logdet
 
     def inverse(self, z: Array) -> tuple[Array, Array]:

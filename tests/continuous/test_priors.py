@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, note, strategies as st
 
 from mini_flows import backend as B
+from mini_flows.continuous import FlowRangeError
 from mini_flows.continuous.length import length_encoding, length_mask
 from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
 from mini_flows.nn.tree import tree_map
@@ -173,3 +174,49 @@ def test_bad_configuration_raises():
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 3\]"):
         prior.sample(prior.init(B.host_rng(0)), 2, 4, seed=0)
     assert [len(build_prior(kind, 4).flow.layers) for kind in PRIORS] == [5, 5, 3, 5, 5]
+
+
+def check_finite_or_named(run, x, lengths, name):
+    """run(x, lengths) returns finite arrays, or raises FlowRangeError naming a sequence b of x
+    (index (b,)) that fails on its own too; returns the error or None."""
+    try:
+        out = run(x, lengths)
+    except FlowRangeError as err:
+        (b,) = err.index
+        assert 0 <= b < x.shape[0] and "SequencePrior." in str(err)
+        assert f"sequence {b} of {name}" in str(err) or "log p(z) overflows" in str(err)
+        with pytest.raises(FlowRangeError):
+            run(x[b:b + 1], lengths[b:b + 1])
+        return err
+    for a in out if isinstance(out, tuple) else (out,):
+        assert np.all(np.isfinite(a)), f"{name}: a finite input gave a non-finite result"
+    return None
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kind", PRIORS)
+@given(seed=seeds, log_scale=st.floats(0, 1), batch=st.integers(1, 3))
+def test_huge_finite_input_gives_finite_log_prob_or_names_the_sequence(kind, dtype, seed, log_scale, batch):
+    """z = 10^s N(0, 1) with s up to the dtype's range: log_prob gave NaN, -inf, or an error about a
+    NaN that the caller never passed; the sampling direction likewise for eps."""
+    rng = B.host_rng(seed)
+    prior = build_prior(kind, 4, max_length=5, lstm_size=8, hidden_sizes=(8,), num_layers=2)
+    params = prior.init(rng, dtype)
+    top = np.log10(np.finfo(dtype).max) - 1
+    x = (10 ** (log_scale * top) * rng.standard_normal((batch, 5, 4))).astype(dtype)
+    lengths = rng.integers(1, 6, size=batch)
+    with np.errstate(all="ignore"):  # overflow on the way to the error
+        check_finite_or_named(lambda z, n: prior.log_prob(params, z, n), x, lengths, "z")
+        check_finite_or_named(lambda e, n: prior.forward(params, e, n)[0], x, lengths, "eps")
+
+
+def test_log_prob_of_the_reported_large_inputs():
+    """The reported case: [nan, nan, -2.56e20] at 1e4, -inf at 1e3, "x contains NaN" at 1e6."""
+    prior = build_prior("af/scf", 4, max_length=10, lstm_size=8, hidden_sizes=(8,), num_layers=2)
+    params = prior.init(B.host_rng(0))
+    lengths = np.array([10, 10, 10])
+    z = np.random.default_rng(0).standard_normal((3, 10, 4))
+    assert np.all(np.isfinite(prior.log_prob(params, 1e2 * z, lengths)))
+    for scale, match in [(1e3, r"log p\(z\) overflows float64"), (1e4, "sequence 0 of z"), (1e6, "sequence 0 of z")]:
+        with np.errstate(all="ignore"), pytest.raises(FlowRangeError, match=match):
+            prior.log_prob(params, scale * z, lengths)

@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given, note, strategies as st
 
 from mini_flows import backend as B
+from mini_flows.continuous import FlowRangeError
 from mini_flows.continuous.cubic import K_MAX
 from mini_flows.continuous.scalar import AffineTransform, NLSq, NLSqTransform
+from tests.continuous import oracle
 from tests.continuous.harness import check_bijection, check_logdet_against_jacobian
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
@@ -294,3 +296,96 @@ def test_nlsq_takes_plain_python_numbers():
     z, logdet = f.forward(1.5)
     eps, logdet_inv = f.inverse(z)
     assert abs(float(eps) - 1.5) < 1e-12 and abs(float(logdet) + float(logdet_inv)) < 1e-12
+
+
+NEAR_ONE = [1 - 1e-7, 1 - 1e-8, 1 - 2.0**-40, float(np.nextafter(1.0, 0.0))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("alpha", NEAR_ONE)
+def test_logdet_near_the_flattest_point_is_finite_and_exact(alpha, dtype):
+    """20,001 points around the least slope b (1 - alpha) (c_raw = 30: tanh = 1): float32 gave
+    -inf or NaN at a quarter of them for alpha >= 1 - 1e-7 (1 - m cancelled); now every logdet is
+    finite, above log(1 - alpha), and matches mpmath's log f'(x) at the rounded inputs."""
+    t = NLSqTransform(alpha)
+    raw = np.array([0.0, 0.0, 30.0, 0.0, 0.0], dtype)
+    x = (1 / np.sqrt(3) + np.linspace(-1e-3, 1e-3, 20_001)).astype(dtype)
+    (_, logdet), _ = t.formula(raw, x)
+    assert logdet.dtype == np.dtype(dtype) and np.all(np.isfinite(logdet))
+    assert np.all(logdet >= np.log(1 - alpha) - 1e-6)
+    u = np.finfo(dtype).eps / 2
+    for i in range(0, x.size, 200):
+        exact, dL_ds = oracle.nlsq_transform_log_slope(float(x[i]), tuple(map(float, raw)), alpha)
+        tol = 8 * u * (1 + abs(float(exact)) + abs(float(dL_ds)) * abs(float(x[i])))  # s = x here, rounded once
+        assert abs(float(logdet[i]) - float(exact)) <= tol, (i, float(logdet[i]), float(exact))
+
+
+@pytest.mark.parametrize("alpha", NEAR_ONE)
+def test_float32_solve_and_from_raw_near_alpha_one(alpha):
+    """The solve stays finite and consistent with the formula, and from_raw accepts its own float32
+    output (it refused it: c rounded up past the bound) however close alpha is to 1."""
+    t = NLSqTransform(alpha)
+    raw = np.array([[0.5, 0.3, 30.0, -0.2, 0.1], [0.0, 0.0, -30.0, 0.0, 0.0], [0.0, 9.230809, 30.0, -9.305796, 0.0]],
+                   "float32")  # the last: c from exp(log_b - log_d) would sit 8e-7 past the bound
+    x = np.array([0.3, -1 / np.sqrt(3), 0.5], "float32")
+    (y, logdet), _ = t.formula(raw, x)
+    (x_back, logdet_inv), _ = t.solve(raw, y)
+    assert np.all(np.isfinite(x_back)) and np.all(np.isfinite(logdet_inv))
+    np.testing.assert_allclose(t.formula(raw, x_back)[0][0], y, rtol=1e-6, atol=1e-6)
+    f = NLSq.from_raw(*(raw[:, i] for i in range(5)), alpha=alpha)
+    assert f.c.dtype == np.float32
+    assert np.all(np.abs(f.c.astype(np.float64)) * f.d / f.b < K_MAX)
+    z, logdet = f.forward(x)
+    eps, logdet_inv = f.inverse(z)
+    assert np.all(np.isfinite(logdet)) and np.all(np.isfinite(eps)) and np.all(np.isfinite(logdet_inv))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nlsq_keeps_the_dtype_of_0d_arrays_and_numpy_scalars(dtype):
+    """0-d float32 arrays raised a dtype TypeError and NumPy float32 scalars were upcast to float64."""
+    values = (0.5, 0.2, 2.0, 1.0, -0.3)
+    for wrap in (lambda v: np.array(v, dtype), np.dtype(dtype).type):
+        f = NLSq.from_raw(*map(wrap, values), alpha=0.95)
+        assert {v.dtype for v in (f.a, f.b, f.c, f.d, f.g)} == {np.dtype(dtype)}
+        z, logdet = f.forward(wrap(1.5))
+        eps, logdet_inv = f.inverse(z)
+        assert {np.asarray(v).dtype for v in (z, logdet, eps, logdet_inv)} == {np.dtype(dtype)}
+        assert abs(float(eps) - 1.5) < 1e-5 and abs(float(logdet) + float(logdet_inv)) < 1e-5
+    assert NLSq.from_raw(*values).a.dtype == np.float64  # plain Python floats are float64
+
+
+def test_out_of_range_raw_raises_naming_the_index():
+    """log_b = -800 made exp(log_b) = 0 and the solve returned (nan, nan); a finite raw whose y
+    overflows made the formula return inf or NaN."""
+    with pytest.raises(FlowRangeError, match=r"b lies outside \[exp\(-40\), exp\(40\)\].* at index \(\)"):
+        NLSqTransform().solve(np.array([0, -800.0, 1, 0, 0]), np.array(1.0))
+    raw = np.zeros((3, 5))
+    raw[1, 3] = 45.0  # d = exp(45)
+    with pytest.raises(FlowRangeError, match="d lies outside") as err:
+        NLSqTransform().solve(raw, np.zeros(3))
+    assert err.value.index == (1,)
+    for t, dtype, log_b in [(NLSqTransform(), "float64", 800.0), (NLSqTransform(), "float32", 100.0),
+                            (AffineTransform(), "float32", 100.0)]:
+        raw = np.zeros((2, 3, t.num_params), dtype)
+        raw[1, 2, 1] = log_b
+        with pytest.raises(FlowRangeError, match=rf"y = f\(x\) is NaN or infinity in {dtype} .* at index \(1, 2\)") as err:
+            with np.errstate(over="ignore", invalid="ignore"):  # exp(log_b) = inf on the way
+                t.formula(raw, np.ones(3, dtype))
+        assert err.value.index == (1, 2)
+
+
+huge = st.builds(lambda sign, e: sign * 10.0**e, st.sampled_from([-1.0, 1.0]), st.floats(0, 300))
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(raw=st.lists(huge, min_size=5, max_size=5), x=huge)
+def test_huge_finite_inputs_give_finite_results_or_a_range_error(t, raw, x):
+    raw, x = np.array(raw[: t.num_params]), np.array([x])
+    for run in (t.formula, t.solve):
+        try:
+            with np.errstate(all="ignore"):
+                (out, logdet), _ = run(raw, x)
+        except FlowRangeError as err:
+            assert err.index == (0,)
+            continue
+        assert np.isfinite(out).all() and np.isfinite(logdet).all()
