@@ -187,7 +187,8 @@ class LatentFlowModel:
         # z = mu + exp(logvar / 2) noise, and log q = -1/2 sum (noise^2 + logvar + log 2 pi) over real steps
         dmu = dz.sum(axis=0)
         dlogq = kl_weight * scale  # dL / d log q(z_s | x), the same for every s
-        dlogvar = 0.5 * B.xp().exp(0.5 * logvar) * (dz * noise).sum(axis=0) - 0.5 * S * dlogq * real[..., None]
+        dlogvar = 0.5 * B.xp().exp(0.5 * logvar) * (dz * noise).sum(axis=0) \
+            - 0.5 * S * dlogq * real[..., None].astype(logvar.dtype)  # (a bool mask would promote to float64)
         inference_grads = self.inference.backward(params["inference"], inference_cache, dmu, dlogvar)
         inference_grads["embed"]["E"] = inference_grads["embed"]["E"] + dE
         grads = {"inference": inference_grads, "prior": prior_grads, "emission": emission_grads}
