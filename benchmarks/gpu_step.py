@@ -80,15 +80,6 @@ def milliseconds(backend: str, make_step: Callable[[int], Callable[[], Any]], ba
         return 1000 * statistics.median(B.wall_seconds(step) for _ in range(repeats))
 
 
-def cupy_missing() -> str | None:
-    """Why CuPy cannot run here, or None where it can."""
-    try:
-        with B.use_backend("cupy"):
-            return None
-    except B.BackendUnavailableError as err:
-        return str(err)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Print the table (and, where CuPy is missing, why its column is empty)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed CuPy steps, after a warm-up step")
     parser.add_argument("--numpy-repeats", type=int, default=1, help="timed NumPy steps")
     args = parser.parse_args(argv)
-    missing = cupy_missing()
+    missing = B.unavailable("cupy")
     print(f"One training step, batch {args.batch}, float64, ms: NumPy median of {args.numpy_repeats}, "
           f"CuPy median of {args.repeats} after a warm-up")
     print(f"{'model':<16}{'NumPy':>12}{'CuPy':>12}{'speed-up':>10}")

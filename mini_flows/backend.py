@@ -92,6 +92,16 @@ def set_backend(name: str) -> None:
     _name = name
 
 
+def unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (the BackendUnavailableError's message), or None where
+    it can. The current backend is left as it was."""
+    try:
+        with use_backend(name):
+            return None
+    except BackendUnavailableError as err:
+        return str(err)
+
+
 def get_backend() -> str:
     """The name of the current backend, "numpy" or "cupy"."""
     if _name is None:

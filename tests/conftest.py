@@ -40,19 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "autograd: compares with autograd, so it runs on NumPy only")
 
 
-def _cupy_missing_reason() -> str | None:
-    try:
-        with B.use_backend("cupy"):
-            return None
-    except B.BackendUnavailableError as err:
-        return str(err)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     backend = config.getoption("--backend")
     wants_cupy = backend == "cupy"
     gpu_items = [item for item in items if "gpu" in item.keywords]
-    reason = _cupy_missing_reason() if gpu_items or wants_cupy else None
+    reason = B.unavailable("cupy") if gpu_items or wants_cupy else None
     for item in items:
         if "gpu" in item.keywords and reason:
             item.add_marker(pytest.mark.skip(reason=f"GPU test skipped: {reason}"))

@@ -51,26 +51,22 @@ def unsupported(x: Any) -> TypeError:
     return TypeError(f"Unsupported type {type(x)}")
 
 
-def _unwrap(x: Any) -> Any:
-    """The NumPy arrays inside device arrays, in lists and tuples too; a host array raises, as in CuPy."""
+def _unwrap(x: Any, host_ok: bool = False) -> Any:
+    """The NumPy arrays inside device arrays, in lists and tuples too. A host array raises, as in
+    CuPy, unless ``host_ok`` (for the calls that copy host data in)."""
     kind = type(x)
     if kind is ndarray:
         return x._a
     if kind is tuple or kind is list:
-        return kind(map(_unwrap, x))
-    if isinstance(x, numpy.ndarray):
+        return kind(_unwrap(item, host_ok) for item in x)
+    if isinstance(x, numpy.ndarray) and not host_ok:
         raise unsupported(x)
     return x
 
 
 def _from_host(x: Any) -> Any:
-    """Like ``_unwrap``, but host arrays are welcome: for the calls that copy host data in."""
-    kind = type(x)
-    if kind is ndarray:
-        return x._a
-    if kind is tuple or kind is list:
-        return kind(map(_from_host, x))
-    return x
+    """``_unwrap`` with host arrays welcome."""
+    return _unwrap(x, host_ok=True)
 
 
 def _wrap(x: Any) -> Any:

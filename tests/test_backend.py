@@ -90,3 +90,13 @@ def test_wall_seconds_times_the_call():
     calls = []
     elapsed = B.wall_seconds(lambda: calls.append(1))
     assert calls == [1] and 0 <= elapsed < 1
+
+
+def test_unavailable_says_why_and_leaves_the_backend_alone():
+    before = B.get_backend()
+    assert B.unavailable("numpy") is None
+    reason = B.unavailable("cupy")
+    assert reason is None or "cupy" in reason.lower()
+    with pytest.raises(ValueError, match="unknown backend 'torch'"):
+        B.unavailable("torch")
+    assert B.get_backend() == before

@@ -20,7 +20,7 @@ def test_gpu_step_prints_a_row_per_model_with_or_without_cupy(capsys):
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines if line.startswith(("bipartite", "latent"))]
     assert [row[0] for row in rows] == ["bipartite", "latent"] and all(float(row[-3]) > 0 for row in rows)
-    missing = gpu_step.cupy_missing()
+    missing = B.unavailable("cupy")
     if missing:
         assert lines[-1] == f"- CuPy column empty: CuPy is unavailable here ({missing})"
         assert all(row[-2:] == ["-", "-"] for row in rows)
