@@ -9,15 +9,19 @@ Runs on the NumPy backend (autograd cannot trace CuPy arrays).
 
 from __future__ import annotations
 
-import argparse
-import statistics
-from typing import Any, Callable
+from mini_flows.threads import one_blas_thread
 
-import autograd
+one_blas_thread()  # before NumPy loads
 
-from mini_flows import backend as B
-from mini_flows.nn.lstm import LSTM, BiLSTM
-from mini_flows.nn.transformer import TransformerBlock
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import autograd  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.nn.lstm import LSTM, BiLSTM  # noqa: E402
+from mini_flows.nn.transformer import TransformerBlock  # noqa: E402
 
 
 def _lstm_case(rng, batch, length, hidden):

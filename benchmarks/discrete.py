@@ -27,12 +27,12 @@ calls after one warm-up.
 
 from __future__ import annotations
 
-import os
+from mini_flows.threads import one_blas_thread
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+one_blas_thread()  # before NumPy loads
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402

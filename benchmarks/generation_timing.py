@@ -22,11 +22,15 @@ OPENBLAS_NUM_THREADS=1.
 
 from __future__ import annotations
 
-import argparse
+from mini_flows.threads import one_blas_thread
 
-from mini_flows import backend as B
-from mini_flows.experiments.common import Table
-from mini_flows.experiments.timing import GENERATORS, measure, table_rows
+one_blas_thread()  # before NumPy loads
+
+import argparse  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.experiments.common import Table  # noqa: E402
+from mini_flows.experiments.timing import GENERATORS, measure, table_rows  # noqa: E402
 
 
 def main() -> None:

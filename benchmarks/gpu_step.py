@@ -20,16 +20,20 @@ seconds at batch 4096 and varies little). Both backends start from the same para
 
 from __future__ import annotations
 
-import argparse
-import statistics
-from typing import Any, Callable
+from mini_flows.threads import one_blas_thread
 
-import numpy as np
+one_blas_thread()  # before NumPy loads
 
-from mini_flows import backend as B
-from mini_flows.discrete import build_model
-from mini_flows.latent import LatentFlowModel
-from mini_flows.optim import Adam
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.discrete import build_model  # noqa: E402
+from mini_flows.latent import LatentFlowModel  # noqa: E402
+from mini_flows.optim import Adam  # noqa: E402
 
 LATENT = dict(vocab_size=51, max_length=12, prior="af/scf", latent_dim=8, embed_size=32, hidden_size=32, num_layers=1,
               flow_hidden_sizes=(32,))

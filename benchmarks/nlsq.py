@@ -17,14 +17,18 @@ turn a small matmul such as (320, 40) @ (40, 72) from 0.03 ms into 15 ms, which 
 
 from __future__ import annotations
 
-import argparse
-import statistics
-from typing import Any, Callable
+from mini_flows.threads import one_blas_thread
 
-import numpy as np
+one_blas_thread()  # before NumPy loads
 
-from mini_flows import backend as B
-from mini_flows.continuous import NLSqTransform, build_prior
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.continuous import NLSqTransform, build_prior  # noqa: E402
 
 
 

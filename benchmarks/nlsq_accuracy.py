@@ -17,11 +17,15 @@ mpmath does the oracle at 80 digits, about 1 ms a point: the default takes a min
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+from mini_flows.threads import one_blas_thread
 
-import numpy as np
+one_blas_thread()  # before NumPy loads
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for tests.continuous
 

@@ -16,13 +16,9 @@ threads make these small matmuls several times slower.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS
-
 import sys
 
-from mini_flows.cli import main
+from mini_flows.cli import main  # which asks for one BLAS thread before NumPy loads
 
 if __name__ == "__main__":
     sys.exit(main(["run", "charlm", *sys.argv[1:]]))

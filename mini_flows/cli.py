@@ -16,16 +16,13 @@ with status 1.
 
 from __future__ import annotations
 
-import os
-import sys
+from mini_flows.threads import one_blas_thread
 
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-if "numpy" not in sys.modules:  # BLAS fixes its thread count when NumPy loads, so this must come first
-    for _variable in BLAS_THREAD_VARIABLES:
-        os.environ.setdefault(_variable, "1")
+one_blas_thread()  # before NumPy loads (mini_flows.threads)
 
 import argparse  # noqa: E402
 import shlex  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402

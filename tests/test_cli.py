@@ -13,6 +13,7 @@ import pytest
 from mini_flows import backend as B
 from mini_flows import cli
 from mini_flows.cli import main
+from mini_flows.threads import BLAS_THREAD_VARIABLES
 from mini_flows.experiments import EXPERIMENTS
 
 
@@ -172,7 +173,7 @@ def test_the_command_runs_blas_on_one_thread_unless_the_environment_says_otherwi
     import os
 
     code = "import os, mini_flows.cli; print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
-    env = {k: v for k, v in os.environ.items() if k not in cli.BLAS_THREAD_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "1"]
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_NUM_THREADS": "2"}, capture_output=True,
