@@ -40,7 +40,7 @@ from mini_flows.discrete import (
 )
 from mini_flows.discrete.networks import shift_right, shift_right_backward
 from mini_flows.discrete.one_hot import check_one_hot
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit
+from mini_flows.experiments.common import Report, Settings, Table, cell, fit, save_figure, table_bars
 from mini_flows.nn import init
 from mini_flows.nn.layers import Dense
 from mini_flows.nn.losses import log_softmax, one_hot
@@ -238,4 +238,6 @@ def run(settings: Settings) -> Report:
              f"{hidden} units (paper: 256); a perfect model scores 0",
              "the input digits enter each network at their own position (not through encoder final states): the "
              "left-to-right base cannot see the carries coming from the right, the reversed flow can"]
-    return Report(table, notes, results={"nll": results, "steps": steps})
+    report = Report(table, notes, results={"nll": results, "steps": steps})
+    save_figure(settings, "addition.png", table_bars(table, ["NLL (nats)"], "test NLL of the sum (nats)"), report)
+    return report

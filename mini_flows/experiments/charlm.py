@@ -22,7 +22,16 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import load_text, make_hmm
 from mini_flows.data.text import batches
-from mini_flows.experiments.common import Progress, Report, Settings, Table, cell, print_progress
+from mini_flows.experiments.common import (
+    Progress,
+    Report,
+    Settings,
+    Table,
+    cell,
+    print_progress,
+    save_figure,
+    table_bars,
+)
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate, train
@@ -138,4 +147,6 @@ def run(settings: Settings) -> Report:
              "the paper's numbers are for the Penn Treebank (--data FILE runs on a text file)"]
     if any(r.get("diverged") for r in results.values()):
         notes.append("a row of dashes: that model diverged (non-finite gradients)")
-    return Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
+    report = Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
+    save_figure(settings, "charlm.png", table_bars(table, ["NLL"], "test bits per character"), report)
+    return report

@@ -218,6 +218,37 @@ def heatmaps(images: list[tuple[str, Array]], extent: tuple[float, float, float,
     return draw
 
 
+def table_bars(table: Table, columns: list[str], ylabel: str, rows: slice = slice(None)) -> Callable[[Any], None]:
+    """The numbers of a table as grouped bars, as plt -> None: a group per row (``rows`` of them),
+    a bar per column in ``columns`` (cells without a number are left out), and the paper's value,
+    where the cell has one, as a black tick on its bar. Title and axis from the table."""
+    picked = [table.columns.index(name) + 1 for name in columns]
+    chosen = table.rows[rows]
+
+    def number(c: Any, key: str) -> float | None:
+        value = c.get(key) if isinstance(c, dict) else None
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    def draw(plt: Any) -> None:
+        fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.5 * len(chosen) * len(picked) + 2)), 4.5))
+        width = 0.8 / len(picked)
+        for k, (name, col) in enumerate(zip(columns, picked)):
+            x = [i + (k - (len(picked) - 1) / 2) * width for i in range(len(chosen))]
+            ours = [number(r[col], "ours") for r in chosen]
+            ax.bar([xi for xi, v in zip(x, ours) if v is not None], [v for v in ours if v is not None], width,
+                   label=name)
+            papers = [(xi, number(r[col], "paper")) for xi, r in zip(x, chosen)]
+            marks = [(xi, v) for xi, v in papers if v is not None]
+            if marks:
+                ax.scatter(*zip(*marks), marker="_", s=300, color="black", zorder=3,
+                           label="paper" if k == 0 else None)
+        ax.set_xticks(range(len(chosen)), [str(r[0]) for r in chosen], rotation=20, ha="right")
+        ax.set(ylabel=ylabel, title=table.title.split(":")[0])
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+    return draw
+
+
 def no_plot_note(filename: str) -> str:
     """What to print where matplotlib is missing."""
     return f"matplotlib is not installed: skipped the figure {filename} ({PLOT_HINT})"

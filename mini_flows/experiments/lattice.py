@@ -39,7 +39,17 @@ from mini_flows.data import ising_samples, potts_samples
 from mini_flows.data.lattice import ising_entropy, potts_entropy
 from mini_flows.discrete import DiscreteFlowModel, build_model
 from mini_flows.discrete.one_hot import one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, identity_start, log_probs
+from mini_flows.experiments.common import (
+    Report,
+    Settings,
+    Table,
+    cell,
+    fit,
+    identity_start,
+    log_probs,
+    save_figure,
+    table_bars,
+)
 
 POTTS = {  # (states q, L, J) -> paper's (AR base, AR flow), nats
     (3, 3, 0.1): (9.27, 9.124),
@@ -112,7 +122,7 @@ def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, l
 
 
 def _run(settings: Settings, cases: list[tuple[str, int, Callable[[int, int, int], Any], float, tuple]],
-         title: str, hidden: int, offset: int) -> Report:
+         title: str, hidden: int, offset: int, figure: str) -> Report:
     """One row per case (row label, states q, sample(n, seed, sweeps) -> configs (n, L, L), exact
     entropy, the paper's (base, flow)): both models on its chains. Row r's chains use seed
     100 seed + 2 r + offset (Potts 0, Ising 1: never the same chains)."""
@@ -139,7 +149,10 @@ def _run(settings: Settings, cases: list[tuple[str, int, Callable[[int, int, int
              "the paper's NLLs lie far below these entropies, so its data were not these equilibrium distributions: "
              "compare base with flow, not ours with the paper's"]
     table = Table(title, ["AR base", "AR flow", "flow - base", "moved %", "true entropy"], rows)
-    return Report(table, notes, results={"rows": results, "steps": steps})
+    report = Report(table, notes, results={"rows": results, "steps": steps})
+    save_figure(settings, f"{figure}.png", table_bars(table, ["AR base", "AR flow", "true entropy"], "test NLL (nats)"),
+                report)
+    return report
 
 
 def _still_note(results: dict[str, dict[str, float]]) -> list[str]:
@@ -159,7 +172,7 @@ def run_potts(settings: Settings) -> Report:
 
         cases.append((f"states {q}, D = {L * L}, J = {J}", q, sample, potts_entropy(L, q, J), paper))
     return _run(settings, cases, "Tran et al. 2019, Table 2: Potts models, test NLL in nats (lower is better)",
-                hidden=8 if settings.quick else 32, offset=0)
+                hidden=8 if settings.quick else 32, offset=0, figure="potts")
 
 
 def run_ising(settings: Settings) -> Report:
@@ -173,4 +186,4 @@ def run_ising(settings: Settings) -> Report:
         cases.append((f"D = {L * L}, coupling = {J}", 2, sample, ising_entropy(L, J), paper))
     return _run(settings, cases,
                 "Tran et al. 2019 (ICLR workshop), Table 2: Ising models, test NLL in nats (lower is better)", hidden=8,
-                offset=1)
+                offset=1, figure="ising")

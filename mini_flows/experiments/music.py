@@ -23,7 +23,7 @@ from mini_flows import backend as B
 from mini_flows.data import load_piano, make_chords
 from mini_flows.data.text import batches
 from mini_flows.experiments.charlm import LATENT, SIZES, lstm_nll, train_latent, train_lstm
-from mini_flows.experiments.common import Report, Settings, Table, cell
+from mini_flows.experiments.common import Report, Settings, Table, cell, save_figure, table_bars
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate
@@ -86,4 +86,6 @@ def run(settings: Settings) -> Report:
              "costs it every key, which a latent z can capture"]
     if any(r.get("diverged") for r in results.values()):
         notes.append("a row of dashes: that model diverged (non-finite gradients)")
-    return Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
+    report = Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
+    save_figure(settings, "music.png", table_bars(table, ["NLL"], "test NLL (nats per time step)"), report)
+    return report

@@ -23,7 +23,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import sample_table, table_entropy
 from mini_flows.discrete import DiscreteBipartiteFlow, DiscreteFlowModel, FactorizedCategorical, MLPNet, build_model
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit
+from mini_flows.experiments.common import Report, Settings, Table, cell, fit, save_figure, table_bars
 
 CONFIGS = [[0, 0], [0, 1], [1, 0], [1, 1]]
 PAPER_TABLE = [[0.63, 0.07], [0.03, 0.27]]
@@ -115,4 +115,6 @@ def run(settings: Settings) -> Report:
         "learnt": {label: {"table": t, "nll": nll(t)} for label, t in learnt_tables.items()},
         "steps": steps,
     }
-    return Report(table, notes, results=results)
+    report = Report(table, notes, results=results)
+    save_figure(settings, "xor.png", table_bars(table, columns, "probability", rows=slice(0, 4)), report)
+    return report
