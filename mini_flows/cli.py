@@ -9,9 +9,9 @@ table with the paper's numbers beside ours, and writes results.json (and PNG fig
 matplotlib is installed) into --out (default: mini-flows-results/NAME). ``demo`` is a tour of
 both papers in about a minute. Unless the environment already sets them, the command runs BLAS
 on one thread (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1): these models' matrix
-products are small, and on a few cores extra BLAS threads make them several times slower. Bad arguments give a one-line error on stderr and exit status 2;
-an experiment that fails on its input (a missing --data file, no GPU for --backend cupy) exits
-with status 1.
+products are small, and on a few cores extra BLAS threads make them several times slower. Bad
+arguments give a one-line error on stderr and exit status 2; an experiment that fails on its input
+(a missing --data file, no GPU for --backend cupy) exits with status 1.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from mini_flows.experiments import EXPERIMENTS  # noqa: E402
 from mini_flows.experiments.common import Settings, write_results  # noqa: E402
 
 DATA_EXPERIMENTS = ("charlm", "music")
+MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
 
 DEMO = [  # (experiment, steps or None for its default, what it shows)
     ("xor", None, "Tran et al. 3.2: a factorized base cannot hold the XOR table's correlation; one discrete flow "
@@ -105,9 +106,6 @@ def _prepare_out(out: Path) -> Path:
     except OSError as err:
         raise CommandError(f"cannot write to --out {str(out)!r}: {err.strerror or err}") from err
     return out
-
-
-MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -89,7 +89,8 @@ class Adam:
         self.state: dict[str, dict[str, Any]] = {}
 
     def _matching_leaves(self, params: Tree, grads: Tree) -> dict[str, Array]:
-        """The flattened params, after checking that grads and the state match them."""
+        """The flattened params, after checking that grads and the state match them and that every
+        parameter can be written in place."""
         flat_p, flat_g = flatten(params), flatten(grads)
         if flat_p.keys() != flat_g.keys():
             missing, extra = sorted(flat_p.keys() - flat_g.keys()), sorted(flat_g.keys() - flat_p.keys())
@@ -98,6 +99,9 @@ class Adam:
             )
         for name, p in flat_p.items():
             check_float(f"params[{name!r}]", p, finite=False)
+            flags = getattr(B.value(p), "flags", None)
+            if flags is not None and not getattr(flags, "writeable", True):
+                raise ValueError(f"params[{name!r}] is read-only; Adam updates parameters in place")
             check_float(f"grads[{name!r}]", flat_g[name], like=p, finite=False)
             if tuple(flat_g[name].shape) != tuple(p.shape):
                 raise ValueError(f"grads[{name!r}] must have shape {tuple(p.shape)}, got {tuple(flat_g[name].shape)}")
@@ -118,10 +122,6 @@ class Adam:
         Returns the global gradient norm before clipping.
         """
         flat_p = self._matching_leaves(params, grads)
-        for name, p in flat_p.items():
-            flags = getattr(B.value(p), "flags", None)
-            if flags is not None and not getattr(flags, "writeable", True):
-                raise ValueError(f"params[{name!r}] is read-only; Adam updates parameters in place")
         if self.clip_norm is None:
             norm = global_norm(grads)
         else:

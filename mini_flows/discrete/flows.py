@@ -65,7 +65,7 @@ class DiscreteFlow:
     def _check(self, params: Tree, name: str, v: Array) -> None:
         check_one_hot(name, v, self.length, self.vocab_size, like=params["network"]["bias"])
 
-    def _mu_sigma(self, params: Tree, h: Array, positions: slice | list[int] | None = None) -> tuple[Array, Array | None, Any]:
+    def _mu_sigma(self, params: Tree, h: Array, positions: slice | None = None) -> tuple[Array, Array | None, Any]:
         """Network input h (batch, D, K) -> one-hot mu and sigma (batch, P, K) (eq. 6) at the
         given positions (all D when None)."""
         (loc, scale), net_cache = self.network.forward(params["network"], h)
@@ -87,7 +87,7 @@ class DiscreteFlow:
         grads, dh = self.network.backward(params["network"], net_cache, dloc, dscale)
         return {"network": grads}, dh
 
-    def _scatter(self, d: Array, positions: slice | list[int] | None) -> Array:
+    def _scatter(self, d: Array, positions: slice | None) -> Array:
         """(batch, P, K) gradients at ``positions`` -> (batch, D, K), zero elsewhere."""
         if positions is None:
             return d

@@ -114,6 +114,12 @@ def _tables_for(K: int) -> tuple[Array, Array, Array]:
     return _tables(K, B.get_backend())
 
 
+def unit_mask(K: int) -> Array:
+    """(K,) booleans on the current backend: True at the residues coprime with K, the invertible
+    scales (built once per K and backend)."""
+    return _tables_for(K)[2]
+
+
 def _index(a: Array) -> Array:
     """(..., K) one-hot -> (...) integer index of its 1.0."""
     return B.xp().argmax(B.value(a), axis=-1)
@@ -154,7 +160,7 @@ def _check_operands(names: tuple[str, str], a: Array, b: Array) -> int:
     K = va.shape[-1]
     if K < 2:
         raise ValueError(f"{names[0]} has K = {K} categories on its last axis; need K >= 2")
-    broadcast_shape(names, va.shape[:-1], vb.shape[:-1])
+    _broadcast_shape(names, va.shape[:-1], vb.shape[:-1])
     if names[1] == "scale":
         _check_scale(b, K)
     for name, v in zip(names, (va, vb)):
@@ -162,7 +168,7 @@ def _check_operands(names: tuple[str, str], a: Array, b: Array) -> int:
     return K
 
 
-def broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int, ...]) -> tuple[int, ...]:
+def _broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int, ...]) -> tuple[int, ...]:
     """The broadcast of two shapes (NumPy rules); ValueError naming both arguments where they clash."""
     n = max(len(s1), len(s2))
     p1, p2 = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
@@ -173,7 +179,7 @@ def broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int, 
 
 def _check_scale(scale: Array, K: int) -> None:
     """ValueError unless scale is zero at every non-unit (0 included)."""
-    unit = _tables_for(K)[2]
+    unit = unit_mask(K)
     if bool(B.xp().any((B.value(scale) != 0) & ~unit)):
         non_units = [j for j in range(K) if math.gcd(j, K) != 1]
         raise ValueError(
@@ -183,7 +189,7 @@ def _check_scale(scale: Array, K: int) -> None:
 
 
 def _check_gradient(name: str, d: Array, names: tuple[str, str], a: Array, b: Array) -> None:
-    check_shape(name, d, (*broadcast_shape(names, a.shape[:-1], b.shape[:-1]), a.shape[-1]))
+    check_shape(name, d, (*_broadcast_shape(names, a.shape[:-1], b.shape[:-1]), a.shape[-1]))
 
 
 @primitive
@@ -255,7 +261,7 @@ def one_hot_multiply_vjp(x: Array, scale: Array, dy: Array) -> tuple[Array, Arra
     K = _check_operands(("x", "scale"), x, scale)
     _check_gradient("dy", dy, ("x", "scale"), x, scale)
     dx = _gather(dy, _affine_index(_index(scale), 0, K))
-    dscale = _gather(dy, _affine_index(_index(x), 0, K)) * _tables_for(K)[2]
+    dscale = _gather(dy, _affine_index(_index(x), 0, K)) * unit_mask(K)
     return unbroadcast(dx, x.shape), unbroadcast(dscale, scale.shape)
 
 

@@ -22,7 +22,6 @@ Through Stochastic Neurons for Conditional Computation. 2013.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -31,6 +30,7 @@ from autograd.extend import defvjp, primitive
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_number, check_positive_int, check_shape
+from mini_flows.discrete.modular import unit_mask
 from mini_flows.nn.losses import softmax_backward, softmax_forward
 
 
@@ -76,16 +76,6 @@ def one_hot_argmax_backward(cache: Any, dy: Array) -> Array:
 defvjp(_hard_one_hot, lambda ans, logits, tau: lambda g: one_hot_argmax_backward((logits, tau), g))
 
 
-@functools.lru_cache(maxsize=None)
-def _unit_mask_on(K: int, backend: str) -> Array:
-    return B.asarray([math.gcd(j, K) == 1 for j in range(K)])
-
-
-def _unit_mask(K: int) -> Array:
-    """(K,) booleans: True at the residues coprime with K (built once per K and backend)."""
-    return _unit_mask_on(K, B.get_backend())
-
-
 def _masked_logit(dtype: Any) -> float:
     """The logit given to non-units: -sqrt(largest finite value of dtype), about -1.8e19 in float32
     and -1.3e154 in float64. Finite, it stays finite after division by any tau >= 1 / sqrt(max)
@@ -100,8 +90,13 @@ def mask_scale_logits(logits: Array) -> Array:
 
     Inputs: logits : (..., K) float32 or float64, finite, K >= 2. Returns (..., K), same dtype.
     """
-    K = _check_logits(logits)
-    return B.xp().where(_unit_mask(K), logits, _masked_logit(B.value(logits).dtype))
+    _check_logits(logits)
+    return _mask_non_units(logits)
+
+
+def _mask_non_units(logits: Array) -> Array:
+    """``mask_scale_logits`` without its checks."""
+    return B.xp().where(unit_mask(logits.shape[-1]), logits, _masked_logit(B.value(logits).dtype))
 
 
 def hard_one_hot(logits: Array, scale: bool = False) -> Array:
@@ -109,9 +104,7 @@ def hard_one_hot(logits: Array, scale: bool = False) -> Array:
     ``scale``), unchecked and without a cache: for inference loops, such as sampling position by
     position, whose caller checks its inputs once.  logits : (..., K) -> one-hot (..., K)."""
     v = B.value(logits)
-    if scale:
-        v = B.xp().where(_unit_mask(v.shape[-1]), v, _masked_logit(v.dtype))
-    return _hard_one_hot(v, 1.0)
+    return _hard_one_hot(_mask_non_units(v) if scale else v, 1.0)
 
 
 def mask_scale_logits_backward(K: int, dmasked: Array) -> Array:
@@ -119,4 +112,4 @@ def mask_scale_logits_backward(K: int, dmasked: Array) -> Array:
     check_positive_int("K", K, minimum=2)
     if B.value(dmasked).ndim < 1 or dmasked.shape[-1] != K:
         raise ValueError(f"dmasked must have shape (..., {K}), got {tuple(dmasked.shape)}")
-    return B.xp().where(_unit_mask(K), dmasked, 0)
+    return B.xp().where(unit_mask(K), dmasked, 0)

@@ -127,10 +127,10 @@ def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any
             rec, kl, grads = model.elbo_and_grads(params, x, lengths, noise, w, mask)
             tokens = float(lengths.sum())
             rec_t, kl_t = float(rec.sum()) / tokens, float(kl.sum()) / tokens
-            check_loss(step + 1, -(rec_t - w * kl_t))
+            loss = check_loss(step + 1, -(rec_t - w * kl_t))
             norm = optimizer.step(params, grads)
         elapsed = time.perf_counter() - start
-        for key, value in (("step", step), ("loss", -(rec_t - w * kl_t)), ("rec", rec_t), ("kl", kl_t),
+        for key, value in (("step", step), ("loss", loss), ("rec", rec_t), ("kl", kl_t),
                            ("kl_weight", w), ("grad_norm", norm), ("seconds", elapsed)):
             history[key].append(value)
         if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
