@@ -29,7 +29,7 @@ one_blas_thread()  # before NumPy loads
 import argparse  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
-from mini_flows.experiments.common import Table  # noqa: E402
+from mini_flows.experiments.tables import Table  # noqa: E402
 from mini_flows.experiments.timing import GENERATORS, measure, table_rows  # noqa: E402
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from mini_flows import backend as B
 from mini_flows.data import mog_samples
-from mini_flows.experiments.common import mean_nll, no_plot_note, plot
+from mini_flows.experiments.evaluation import mean_nll
+from mini_flows.experiments.figures import no_plot_note, plot
 from mini_flows.experiments.mog2d import K, draw_images, entropy, histogram, probability_image, train_models
 from mini_flows.experiments.mog2d import LOW, WIDTH  # noqa: F401  (the grid: cell i starts at LOW + i WIDTH)
 

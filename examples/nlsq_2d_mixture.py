@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mini_flows import backend as B
 from mini_flows.continuous import AffineTransform, FlowStack, NLSqTransform
-from mini_flows.experiments.common import no_plot_note, plot
+from mini_flows.experiments.figures import no_plot_note, plot
 from mini_flows.experiments.nlsq import (
     density_image,
     draw_2d,
@@ -31,6 +31,7 @@ from mini_flows.experiments.nlsq import (
     sample_mixture,
     train_flow,
 )
+from mini_flows.train import Progress
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     results, images = {}, [("true mixture", density_image(mixture_log_prob))]
     for name, transform in (("NLSq", NLSqTransform()), ("affine", AffineTransform())):
         flow = FlowStack("af", 2, 5, transform, hidden_sizes=(args.hidden,))
-        params = flow.init(B.host_rng(args.seed))
         print(f"training the 5-layer AF with {name} transforms")
-        train_flow(name, flow, params, args.steps, rng, args.batch, args.lr)
+        params = train_flow(flow, flow.init(B.host_rng(args.seed)), args.steps, rng, Progress(name, args.steps),
+                            args.batch, args.lr)
         log_prob = lambda x: guarded_log_prob(flow, params, x)  # noqa: E731
         results[name] = -float(log_prob(test).mean())
         images.append((f"5-layer AF, {name}", density_image(log_prob)))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mini_flows import backend as B
 from mini_flows.continuous.cubic import K_MAX
-from mini_flows.experiments.common import no_plot_note, plot
+from mini_flows.experiments.figures import no_plot_note, plot
 from mini_flows.experiments.nlsq import LAYERS, density, draw_1d, find_modes, hand_set_layers, sample_map, trapezoid
 
 

@@ -29,7 +29,8 @@ from typing import Sequence  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
-from mini_flows.experiments.common import Settings, write_results  # noqa: E402
+from mini_flows.experiments.settings import Settings  # noqa: E402
+from mini_flows.experiments.tables import write_results  # noqa: E402
 
 DATA_EXPERIMENTS = ("charlm", "music")
 MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan

@@ -8,10 +8,10 @@ import pytest
 
 from mini_flows import backend as B
 from mini_flows.discrete import build_model
-from mini_flows.experiments.common import fit
 from mini_flows.latent import LatentFlowModel
 from mini_flows.latent.train import train
-from mini_flows.optim import TrainingDiverged, loss_rise
+from mini_flows.optim import Adam, TrainingDiverged, loss_rise
+from mini_flows.train import Progress, fit
 
 
 def test_latent_training_at_a_huge_learning_rate_names_the_step_the_loss_and_the_fix():
@@ -21,15 +21,16 @@ def test_latent_training_at_a_huge_learning_rate_names_the_step_the_loss_and_the
     with pytest.raises(TrainingDiverged, match=r"training diverged at step 2 \(loss [0-9.]+ at step 1\): .*NaN or "
                                                r"infinity; lower the learning rate \(now 1000\)"), \
             np.errstate(over="ignore", invalid="ignore"):
-        train(model, model.init(B.host_rng(0)), data, steps=5, seed=0, lr=1e3, clip=None, progress=None)
+        train(model, model.init(B.host_rng(0)), data, steps=5, seed=0, lr=1e3, clip=None)
 
 
 def test_a_discrete_model_whose_loss_climbs_says_so(capsys):
     model = build_model("bipartite", 4, 6, num_flows=1, network="mlp", hidden=8, seed=0)
     data = B.asarray(B.host_rng(0).integers(0, 4, (512, 6)))
-    losses = fit(model, lambda step: data[(step % 8) * 64:(step % 8 + 1) * 64], 60, 1e3, "runaway", clip=None)
+    _, history = fit(lambda p, x: model.loss_and_grads(x, p), model.params,
+                     lambda step: data[(step % 8) * 64:(step % 8 + 1) * 64], 60, Adam(lr=1e3), reporter=Progress("runaway", 60))
     out = capsys.readouterr().out
-    assert loss_rise(losses) is not None and "runaway: warning: the loss rose from" in out and "(it started at 1000)" in out
+    assert loss_rise(history["loss"]) is not None and "runaway: warning: the loss rose from" in out and "(it started at 1000)" in out
 
 
 def test_loss_rise_compares_the_end_with_the_first_step():

@@ -1,6 +1,6 @@
 """The papers' tables and figures, one module each; ``mini-flows run NAME`` runs them.
 
-Each experiment is a function ``run(settings) -> Report`` (see ``common``). ``EXPERIMENTS`` names
+Each experiment is a function ``run(settings) -> Report`` (``settings``, ``tables``). ``EXPERIMENTS`` names
 them in the order ``mini-flows list`` shows; modules load on first use, so listing is instant.
 """
 
@@ -10,7 +10,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from mini_flows.experiments.common import Report, Settings
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report
 
 
 @dataclass(frozen=True)

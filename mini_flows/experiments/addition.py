@@ -40,13 +40,17 @@ from mini_flows.discrete import (
 )
 from mini_flows.discrete.networks import shift_right, shift_right_backward
 from mini_flows.discrete.one_hot import check_one_hot
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, save_figure, table_bars
+from mini_flows.experiments.figures import save_figure, table_bars
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.nn import init
 from mini_flows.nn.layers import Dense
 from mini_flows.nn.losses import log_softmax, one_hot
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.mlp import MLP
 from mini_flows.nn.tree import Tree
+from mini_flows.optim import Adam
+from mini_flows.train import fit, linear_decay
 
 DIGITS, BASE, LR = 10, 10, 5e-3
 SETUPS = {  # label -> (kind, flows, the paper's NLL in nats or None)
@@ -221,6 +225,7 @@ def run(settings: Settings) -> Report:
     a, b, y = (B.asarray(v) for v in addition_samples(steps * batch, settings.seed, DIGITS, BASE))
     test = [B.asarray(v) for v in addition_samples(500 if settings.quick else 5000, settings.seed + 1, DIGITS, BASE)]
     rows, results = [], {}
+    settings.clock.plan(len(SETUPS) * steps)
     for label, (kind, flows, paper) in SETUPS.items():
         model = build(kind, flows, hidden=hidden, seed=settings.seed)
 
@@ -229,7 +234,8 @@ def run(settings: Settings) -> Report:
             condition(model, a[part], b[part])
             return y[part]
 
-        fit(model, batch_at, steps, LR, label, settings.verbose)
+        model.params, _ = fit(lambda p, x, model=model: model.loss_and_grads(x, p), model.params, batch_at, steps,
+                              Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps), settings.progress(label, steps))
         results[label] = heldout_nll(model, *test)
         rows.append([label, cell(results[label], paper), cell(results[label] / DIGITS)])
     table = Table(f"Tran et al. 2019, section 4.2: addition of two {DIGITS}-digit numbers, test NLL of the sum",

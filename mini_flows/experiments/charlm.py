@@ -8,7 +8,8 @@ text file with one sentence per line (``mini_flows.data.text.load_text``: split 
 seed, sentences over 288 characters dropped, the Penn Treebank of the paper being one such file).
 
 Every model has the same toy sizes (embedding 16, one LSTM layer of 32, latent 4, flow MADE/MLP
-of 32) and sees the same batches for the same number of Adam steps (clip 0.25, as supplement D).
+of 32) and sees the same batches for the same number of Adam steps (clip 0.25, as supplement D;
+``sequences`` trains them).
 The latent models train on the ELBO with S samples and KL annealing (weight ~0 for the first tenth
 of the steps, then linear to 1 over the next three tenths) and are scored by importance sampling
 with q as proposal (``latent.train.evaluate``). The table reports bits per character on the test
@@ -22,24 +23,14 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import load_text, make_hmm
 from mini_flows.data.text import batches
-from mini_flows.experiments.common import (
-    Progress,
-    Report,
-    Settings,
-    Table,
-    cell,
-    print_progress,
-    save_figure,
-    table_bars,
-)
+from mini_flows.experiments.figures import save_figure, table_bars
+from mini_flows.experiments.sequences import BATCH, LATENT, SIZES, lstm_nll, train_latent, train_lstm
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
-from mini_flows.latent.train import evaluate, train
-from mini_flows.optim import Adam
+from mini_flows.latent.train import evaluate
 
-SIZES = dict(embed_size=16, hidden_size=32, num_layers=1)
-LATENT = dict(latent_dim=4, flow_hidden_sizes=(32,))
-BATCH, LR, CLIP = 32, 3e-3, 0.25
 ROWS = [  # label, prior (None: the LSTM baseline), transform, the paper's (NLL, reconstruction, KL) in bpc
     ("LSTM", None, None, (1.38, None, None)),
     ("AF-only", "none/af", "nlsq", (2.90, 0.15, 2.77)),
@@ -50,54 +41,6 @@ ROWS = [  # label, prior (None: the LSTM baseline), transform, the paper's (NLL,
     ("AF / AF - AF hidden", "af/none", "nlsq", (1.57, 0.14, 1.57)),
     ("AF / AF - AF hidden, NLSq", "af/none", "affine", (1.56, 0.29, 1.56)),
 ]
-
-
-def epochs(sequences: list, seed: int) -> Any:
-    """epoch -> the shuffled batches of that epoch, for ``latent.train.train``."""
-    return lambda epoch: batches(sequences, BATCH, seed + epoch)
-
-
-def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int, seed: int, samples: int,
-                 verbose: bool) -> Any:
-    """The annealed-ELBO training of ``latent.train.train`` with progress lines; the trained
-    params, or None where Adam refused non-finite gradients (a diverged run)."""
-    def progress(info: dict[str, Any]) -> None:
-        if verbose:
-            print_progress(label, info["step"], steps, info["loss"], info["elapsed"])
-
-    try:
-        params, _ = train(model, model.init(B.host_rng(seed)), epochs(train_set, seed), steps, seed, lr=LR, clip=CLIP,
-                          samples=samples, kl_schedule=(steps // 10, max(1, 3 * steps // 10)), progress=progress,
-                          log_every=max(1, steps // 5))
-    except ValueError as err:
-        if verbose:
-            print(f"  {label:<22} diverged: {err}", flush=True)
-        return None
-    return params
-
-
-def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, seed: int, verbose: bool) -> Any:
-    """Adam on the baseline's per-token NLL over the same shuffled batches; returns the params."""
-    params, optimizer = model.init(B.host_rng(seed)), Adam(lr=LR, clip_norm=CLIP)
-    progress = Progress(label, steps, verbose)
-    step, epoch = 0, 0
-    while step < steps:
-        for x, lengths in batches(train_set, BATCH, seed + epoch):
-            loss, grads = model.loss_and_grads(params, B.asarray(x), B.asarray(lengths))
-            optimizer.step(params, grads)
-            step += 1
-            progress.update(step, loss)
-            if step == steps:
-                break
-        epoch += 1
-    return params
-
-
-def lstm_nll(model: LSTMBaseline, params: Any, test_set: list) -> float:
-    """Exact test NLL of the baseline with log p(T), per step in ``model.unit`` (bits per
-    character for tokens, nats per time step for piano rolls)."""
-    nats = [-model.log_prob(params, B.asarray(x), B.asarray(lengths)) for x, lengths in batches(test_set, 100, None)]
-    return model.per_token(B.xp().concatenate(nats), B.asarray([len(s) for s in test_set]))
 
 
 def load(settings: Settings) -> tuple[list, list, int, int, float | None, str]:
@@ -123,17 +66,18 @@ def run(settings: Settings) -> Report:
     steps = settings.pick_steps(300, 3)
     samples = (2, 5) if settings.quick else (5, 50)  # ELBO samples in training, importance samples at test
     lengths = B.asarray([len(s) for s in train_set])
+    settings.clock.plan(len(ROWS) * steps)
     rows, results = [], {}
     for label, prior, transform, paper in ROWS:
         if prior is None:
             model: Any = LSTMBaseline(vocab, max_length, **SIZES)
             model.fit_lengths(lengths)
-            params = train_lstm(label, model, train_set, steps, settings.seed, settings.verbose)
+            params = train_lstm(label, model, train_set, steps, settings)
             scores = {"nll": lstm_nll(model, params, test_set)}
         else:
             model = LatentFlowModel(vocab, max_length, prior=prior, transform=transform, **SIZES, **LATENT)
             model.fit_lengths(lengths)
-            params = train_latent(label, model, train_set, steps, settings.seed, samples[0], settings.verbose)
+            params = train_latent(label, model, train_set, steps, settings, samples[0])
             scores = {"diverged": True} if params is None else evaluate(
                 model, params, list(batches(test_set, 100, None)), samples=samples[1], seed=settings.seed + 1)
         results[label] = scores

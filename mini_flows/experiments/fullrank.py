@@ -47,20 +47,13 @@ from typing import Any, Callable
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.data import dirichlet_table, sample_table, table_entropy
-from mini_flows.discrete import build_model
-from mini_flows.experiments.common import (
-    Report,
-    Settings,
-    Table,
-    all_sequences,
-    cell,
-    fit,
-    identity_start,
-    log_probs,
-    mean_nll,
-    save_figure,
-    table_bars,
-)
+from mini_flows.discrete import build_model, identity_start
+from mini_flows.experiments.evaluation import all_sequences, log_probs, mean_nll
+from mini_flows.experiments.figures import save_figure, table_bars
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.optim import Adam
+from mini_flows.train import Progress, fit, linear_decay
 
 PAPER = {  # (D, K) -> AR base, AR flow, factorized base, bipartite flow (nats)
     (2, 2): (0.9, 0.9, 1.3, 1.0),
@@ -130,9 +123,10 @@ def paired_se(a: Array, b: Array) -> float:
     return float(B.xp().std(d) / d.shape[0] ** 0.5)
 
 
-def train_row(row: Row, seed: int, quick: bool, verbose: bool) -> dict[str, Any]:
+def train_row(row: Row, seed: int, quick: bool, progress: Callable[[str, int], Progress] = Progress) -> dict[str, Any]:
     """Draw the row's table and training set, train the four models on it, and score each by its
-    training-set NLL and its population cross-entropy (exact, or on held-out samples)."""
+    training-set NLL and its population cross-entropy (exact, or on held-out samples);
+    ``progress(label, steps)`` makes each model's progress printer."""
     D, K = row.D, row.K
     table = dirichlet_table(D, K, seed)
     train = B.asarray(sample_table(table, row.n_train, seed + 1))
@@ -146,9 +140,9 @@ def train_row(row: Row, seed: int, quick: bool, verbose: bool) -> dict[str, Any]
     for label, (kind, flows, network, lr) in MODELS.items():
         model = build_model(kind, K, D, num_flows=flows, hidden=row.hidden, network=network,
                             scale=row.scale and flows > 0, seed=seed)
-        identity_start(model)
-        fit(model, epochs(train, row.batch, row.steps, seed + 3), row.steps, lr, f"{label} D={D} K={K}", verbose,
-            clip=None)
+        model.params, _ = fit(lambda p, x: model.loss_and_grads(x, p), identity_start(model, model.params),
+                              epochs(train, row.batch, row.steps, seed + 3), row.steps, Adam(lr=lr),
+                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps))
         out["train"][label] = mean_nll(model.log_prob, train)
         if test is None:
             out["population"][label] = cross_entropy(model.log_prob, table)
@@ -179,12 +173,13 @@ def run(settings: Settings) -> Report:
     its floor the training set's empirical entropy) and a row of population cross-entropies (its
     floor the true entropy)."""
     rows, results, notes = [], {}, []
-    for i, row in enumerate(QUICK_ROWS if settings.quick else ROWS):
-        steps = settings.pick_steps(row.steps, row.steps)
-        row = Row(row.D, row.K, row.n_train, steps, row.batch, row.hidden, row.scale)
+    sized = [Row(r.D, r.K, r.n_train, settings.pick_steps(r.steps, r.steps), r.batch, r.hidden, r.scale)
+             for r in (QUICK_ROWS if settings.quick else ROWS)]
+    settings.clock.plan(len(MODELS) * sum(row.steps for row in sized))
+    for i, row in enumerate(sized):
         D, K = row.D, row.K
         settings.say(f"D = {D}, K = {K}: {K**D} outcomes, {row.n_train} training samples")
-        r = train_row(row, settings.seed * 100 + i, settings.quick, settings.verbose)
+        r = train_row(row, settings.seed * 100 + i, settings.quick, settings.progress)
         name = f"D = {D}, K = {K}"
         rows.append([f"{name}, training set (N = {row.n_train})",
                      *(cell(r["train"][m], p) for m, p in zip(MODELS, PAPER[(D, K)])), cell(r["train_entropy"])])

@@ -37,19 +37,14 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.data import ising_samples, potts_samples
 from mini_flows.data.lattice import ising_entropy, potts_entropy
-from mini_flows.discrete import DiscreteFlowModel, build_model
+from mini_flows.discrete import DiscreteFlowModel, build_model, identity_start
 from mini_flows.discrete.one_hot import one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.experiments.common import (
-    Report,
-    Settings,
-    Table,
-    cell,
-    fit,
-    identity_start,
-    log_probs,
-    save_figure,
-    table_bars,
-)
+from mini_flows.experiments.evaluation import log_probs
+from mini_flows.experiments.figures import save_figure, table_bars
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.optim import Adam
+from mini_flows.train import Progress, fit, linear_decay
 
 POTTS = {  # (states q, L, J) -> paper's (AR base, AR flow), nats
     (3, 3, 0.1): (9.27, 9.124),
@@ -85,7 +80,7 @@ def controlled_pair(q: int, D: int, hidden: int, seed: int) -> tuple[DiscreteFlo
     initial parameters, same ``seed``) under one reversed LSTM flow started at the identity."""
     base = build_model("autoregressive", q, D, num_flows=0, hidden=hidden, network="lstm", seed=seed)
     flow = build_model("autoregressive", q, D, num_flows=1, hidden=hidden, network="lstm", seed=seed)
-    identity_start(flow)
+    flow.params = identity_start(flow, flow.params)
     return base, flow
 
 
@@ -96,23 +91,28 @@ def batch_stream(n: int, steps: int, batch: int, seed: int) -> Array:
 
 
 def train_pair(models: dict[str, DiscreteFlowModel], train: Array, index: Array, lr: float, label: str,
-               verbose: bool) -> None:
-    """Adam (``common.fit``) on each model in turn, step s on ``train[index[s]]``, without gradient
-    clipping: a global-norm clip would let the flow's gradient shrink the base's steps, so a flow
-    model whose flow stays the identity would train its base differently from the base alone."""
+               progress: Callable[[str, int], Progress] = Progress) -> None:
+    """Adam (``train.fit``, learning rate decaying linearly) on each model in turn, step s on
+    ``train[index[s]]``, without gradient clipping: a global-norm clip would let the flow's gradient
+    shrink the base's steps, so a flow model whose flow stays the identity would train its base
+    differently from the base alone. ``progress(label, steps)`` makes each progress printer."""
+    steps = index.shape[0]
     for name, model in models.items():
-        fit(model, lambda s: train[index[s]], index.shape[0], lr, f"{name} {label}", verbose, clip=None)
+        model.params, _ = fit(lambda p, x, model=model: model.loss_and_grads(x, p), model.params,
+                              lambda s: train[index[s]], steps, Adam(lr=lr), linear_decay(lr, steps),
+                              progress(f"{name} {label}", steps))
 
 
-def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, label: str, verbose: bool,
-            batch: int = 128, lr: float = 1e-2) -> dict[str, float]:
+def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, label: str,
+            progress: Callable[[str, int], Progress] = Progress, batch: int = 128,
+            lr: float = 1e-2) -> dict[str, float]:
     """Test NLLs (nats) of the AR base and the AR flow trained under control (``controlled_pair``,
     one ``batch_stream``) on ``train`` (n, D), their paired difference flow - base with its
     standard error over the test chains, and the fraction of test sites the trained flow moves."""
     train, test = B.asarray(train), B.asarray(test)
     base, flow = controlled_pair(q, train.shape[1], hidden, seed)
     models = {"AR base": base, "AR flow": flow}
-    train_pair(models, train, batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, verbose)
+    train_pair(models, train, batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress)
     xp = B.xp()
     base_log_p, flow_log_p = log_probs(base.log_prob, test), log_probs(flow.log_prob, test)
     gain = base_log_p - flow_log_p
@@ -130,10 +130,11 @@ def _run(settings: Settings, cases: list[tuple[str, int, Callable[[int, int, int
     steps = settings.pick_steps(1000, 5)
     sweeps = 20 if settings.quick else SWEEPS
     rows, results = [], {}
+    settings.clock.plan(2 * len(cases) * steps)
     for row, (label, q, sample, entropy, paper) in enumerate(cases):
         data = sample(n_train + n_test, settings.seed * 100 + 2 * row + offset, sweeps)
         data = data.reshape(data.shape[0], -1)
-        scores = compare(data[:n_train], data[n_train:], q, hidden, steps, settings.seed, label, settings.verbose)
+        scores = compare(data[:n_train], data[n_train:], q, hidden, steps, settings.seed, label, settings.progress)
         difference = f"{scores['flow - base']:+.4f} ± {2 * scores['standard error']:.4f}"
         rows.append([label, cell(scores["AR base"], paper[0]), cell(scores["AR flow"], paper[1]), difference,
                      cell(100 * scores["moved"], digits=1), cell(entropy)])

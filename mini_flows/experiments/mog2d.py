@@ -18,14 +18,19 @@ mean): about 0.99 for the truth, 3/8 for the best factorized fit (the product of
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.data import mog_samples, mog_table, table_entropy
 from mini_flows.data.toy import MOG_BOUND, MOG_MODES, MOG_RADIUS, MOG_STATES, MOG_WIDTH
 from mini_flows.discrete import DiscreteFlowModel, build_model
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, heatmaps, mean_nll, save_figure
+from mini_flows.experiments.evaluation import mean_nll
+from mini_flows.experiments.figures import heatmaps, save_figure
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.optim import Adam
+from mini_flows.train import Progress, fit, linear_decay
 
 K, LOW, HIGH, WIDTH = MOG_STATES, -MOG_BOUND, MOG_BOUND, MOG_WIDTH
 NEAR = 0.3
@@ -73,18 +78,21 @@ def near_modes() -> Array:
 
 
 def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hidden: int = 64, seed: int = 0,
-                 verbose: bool = True, restarts: int = 1) -> dict[str, DiscreteFlowModel]:
+                 progress: Callable[[str, int], Progress] = Progress, restarts: int = 1) -> dict[str, DiscreteFlowModel]:
     """A factorized base alone and one bipartite flow (MLP of width ``hidden``) on the same base,
     each trained for ``steps`` Adam steps on minibatches drawn with replacement from ``data``.
 
     The flow model trains from ``restarts`` initialisations (seeds seed, seed + 1, ...) and the
     one with the lowest NLL on ``data`` is kept: a straight-through flow can stall where its
-    initial relabelling of x2 is poor (about one seed in three stays at the factorized fit)."""
+    initial relabelling of x2 is poor (about one seed in three stays at the factorized fit).
+    ``progress(label, steps)`` makes each model's progress printer."""
     data = B.asarray(data)
 
     def trained(model: DiscreteFlowModel, label: str) -> DiscreteFlowModel:
         rng = B.rng(seed + 1)
-        fit(model, lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps, lr, label, verbose)
+        model.params, _ = fit(lambda p, x: model.loss_and_grads(x, p), model.params,
+                              lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
+                              Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps), progress(label, steps))
         return model
 
     base = trained(build_model("bipartite", K, 2, num_flows=0, seed=seed), LABELS[0])
@@ -105,7 +113,8 @@ def run(settings: Settings) -> Report:
     data = B.asarray(mog_samples(num_data, settings.seed))
     hidden = 16 if settings.quick else 64
     restarts = 1 if settings.quick else 3
-    models = train_models(data, steps, hidden=hidden, seed=settings.seed, verbose=settings.verbose, restarts=restarts)
+    settings.clock.plan((1 + restarts) * steps)
+    models = train_models(data, steps, hidden=hidden, seed=settings.seed, progress=settings.progress, restarts=restarts)
     xp = B.xp()
     truth = B.asarray(mog_table())
     near = near_modes()

@@ -7,7 +7,7 @@ chords with note dropout) whose exact likelihood is the floor for every model; o
 FILE.pickle`` in the Boulanger-Lewandowski layout (``mini_flows.data.piano.load_piano``; Nottingham,
 Piano-midi.de, MuseData or JSB, as in the paper). Pickles can run code: only load trusted files.
 
-Sizes, training and evaluation as in ``charlm``: every model sees the same batches for the same
+Sizes, training and evaluation as in ``charlm`` (both from ``sequences``): every model sees the same batches for the same
 Adam steps; the baseline (``latent.baseline.LSTMBaseline`` with ``output="bernoulli"``: the previous
 frame projected, output weights tied to that projection as in the emission) trains on its exact
 NLL and is scored exactly, the latent models train on the annealed ELBO and are scored by
@@ -22,8 +22,10 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import load_piano, make_chords
 from mini_flows.data.text import batches
-from mini_flows.experiments.charlm import LATENT, SIZES, lstm_nll, train_latent, train_lstm
-from mini_flows.experiments.common import Report, Settings, Table, cell, save_figure, table_bars
+from mini_flows.experiments.figures import save_figure, table_bars
+from mini_flows.experiments.sequences import BATCH, LATENT, SIZES, lstm_nll, train_latent, train_lstm
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate
@@ -58,18 +60,19 @@ def run(settings: Settings) -> Report:
     steps = settings.pick_steps(300, 3)
     samples = (2, 5) if settings.quick else (5, 50)
     lengths = B.asarray([len(r) for r in train_set])
+    settings.clock.plan(len(ROWS) * steps)
     rows, results = [], {}
     for label, prior, paper in ROWS:
         scores: dict[str, Any]
         if prior is None:
             model: Any = LSTMBaseline(KEYS, max_length, output="bernoulli", **SIZES)
             model.fit_lengths(lengths)
-            params = train_lstm(label, model, train_set, steps, settings.seed, settings.verbose)
+            params = train_lstm(label, model, train_set, steps, settings)
             scores = {"nll": lstm_nll(model, params, test_set)}  # exact, nats per step
         else:
             model = LatentFlowModel(KEYS, max_length, prior=prior, output="bernoulli", **SIZES, **LATENT)
             model.fit_lengths(lengths)
-            params = train_latent(label, model, train_set, steps, settings.seed, samples[0], settings.verbose)
+            params = train_latent(label, model, train_set, steps, settings, samples[0])
             scores = {"diverged": True} if params is None else evaluate(
                 model, params, list(batches(test_set, 100, None)), samples=samples[1], seed=settings.seed + 1)
         results[label] = scores
@@ -80,7 +83,7 @@ def run(settings: Settings) -> Report:
     table = Table("Ziegler and Rush 2019, Table 3: polyphonic music, test NLL in nats per time step",
                   ["NLL", "reconst.", "KL", "paper: Piano / MuseData / JSB"], rows,
                   note="paper's Nottingham value in parentheses")
-    notes = [about, f"{steps} Adam steps of batch 32 per model; ELBO with {samples[0]} samples, NLL by importance "
+    notes = [about, f"{steps} Adam steps of batch {BATCH} per model; ELBO with {samples[0]} samples, NLL by importance "
              f"sampling with {samples[1]}; toy sizes (embedding 16, LSTM 32, latent 4)",
              "LSTM row: exact NLL; its keys are independent given the past, so a chord change it cannot foresee "
              "costs it every key, which a latent z can capture"]

@@ -26,9 +26,12 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.continuous import AffineTransform, FlowStack, NLSq, NLSqTransform
 from mini_flows.continuous.cubic import K_MAX
-from mini_flows.experiments.common import Progress, Report, Settings, Table, cell, heatmaps, save_figure
+from mini_flows.experiments.figures import heatmaps, save_figure
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
+from mini_flows.train import Progress, fit
 
 LAYERS = [  # (role, x_star in the layer's own input coordinate, d, alpha, b)
     ("slope dip at x = -1.2", -1.2, 1.5, 0.7, 1.0),
@@ -148,21 +151,17 @@ def flow_log_prob(flow: FlowStack, params: Tree, x: Array) -> tuple[Array, Any, 
     return -0.5 * (eps * eps).sum(-1) - math.log(2 * math.pi) + logdet, cache, eps
 
 
-def train_flow(label: str, flow: FlowStack, params: Tree, steps: int, rng: Any, batch: int = 256, lr: float = 3e-3,
-               verbose: bool = True) -> list[float]:
-    """Maximum likelihood with Adam (clip 5) on fresh minibatches; returns the losses."""
-    optimizer = Adam(lr=lr, clip_norm=5.0)
-    progress = Progress(label, steps, verbose)
-    losses, running = [], None
-    for step in range(steps):
-        log_p, cache, eps = flow_log_prob(flow, params, sample_mixture(batch, rng))
-        # d(-mean log p) / d eps = eps / batch, d(-mean log p) / d logdet = -1 / batch
-        grads, _, _ = flow.inverse_backward(params, cache, eps / batch, B.xp().full(batch, -1.0 / batch))
-        optimizer.step(params, grads)
-        losses.append(-float(log_p.mean()))
-        running = losses[-1] if running is None else 0.95 * running + 0.05 * losses[-1]
-        progress.update(step + 1, running)
-    return losses
+def train_flow(flow: FlowStack, params: Tree, steps: int, rng: Any, reporter: Progress, batch: int = 256,
+               lr: float = 3e-3) -> Tree:
+    """Maximum likelihood with Adam (clip 5) on ``batch`` fresh samples per step; the trained params."""
+    def loss_and_grads(params: Tree, x: Array) -> tuple[float, Tree]:
+        log_p, cache, eps = flow_log_prob(flow, params, x)
+        n = x.shape[0]  # d(-mean log p) / d eps = eps / n, d(-mean log p) / d logdet = -1 / n
+        grads, _, _ = flow.inverse_backward(params, cache, eps / n, B.xp().full(n, -1.0 / n))
+        return -float(log_p.mean()), grads
+
+    return fit(loss_and_grads, params, lambda step: sample_mixture(batch, rng), steps, Adam(lr=lr, clip_norm=5.0),
+               reporter=reporter)[0]
 
 
 def guarded_log_prob(flow: FlowStack, params: Tree, x: Array) -> Array:
@@ -214,17 +213,18 @@ def run_2d(settings: Settings) -> Report:
     rows = [["true mixture", cell(entropy), cell(sum(masses)), cell(" / ".join(f"{m:.2f}" for m in masses))]]
     results: dict[str, Any] = {"entropy": entropy, "steps": steps}
     verdicts = {"NLSq": "learns the 4 modes", "affine": "fails"}
+    settings.clock.plan(2 * steps)
     for name, transform in (("NLSq", NLSqTransform()), ("affine", AffineTransform())):
         flow = FlowStack("af", 2, 5, transform, hidden_sizes=(hidden,))
-        params = flow.init(B.host_rng(settings.seed))
-        train_flow(f"5-layer AF, {name}", flow, params, steps, rng, verbose=settings.verbose)
+        label = f"5-layer AF, {name}"
+        params = train_flow(flow, flow.init(B.host_rng(settings.seed)), steps, rng, settings.progress(label, steps))
         log_prob = lambda x: guarded_log_prob(flow, params, x)  # noqa: E731
         nll = -float(log_prob(test).mean())
         image = density_image(log_prob)
         masses = mass_near_centres(image)
-        rows.append([f"5-layer AF, {name}", cell(nll), cell(sum(masses)),
+        rows.append([label, cell(nll), cell(sum(masses)),
                      cell(" / ".join(f"{m:.2f}" for m in masses), verdicts[name])])
-        images.append((f"5-layer AF, {name}", image))
+        images.append((label, image))
         results[name] = {"test_nll": nll, "excess": nll - entropy, "mass_near_centres": masses}
     table = Table("Ziegler and Rush 2019, Figure 5c: 5-layer 2-D AF on a mixture of four Gaussians",
                   ["test NLL (nats)", "mass within 2 std of a centre", "... of each centre"], rows,

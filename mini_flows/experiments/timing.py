@@ -26,7 +26,9 @@ from typing import Any, Callable
 
 from mini_flows import backend as B
 from mini_flows.discrete import build_model
-from mini_flows.experiments.common import Report, Settings, Table, cell, save_figure
+from mini_flows.experiments.figures import save_figure
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 

@@ -23,7 +23,11 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import sample_table, table_entropy
 from mini_flows.discrete import DiscreteBipartiteFlow, DiscreteFlowModel, FactorizedCategorical, MLPNet, build_model
-from mini_flows.experiments.common import Report, Settings, Table, cell, fit, save_figure, table_bars
+from mini_flows.experiments.figures import save_figure, table_bars
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.optim import Adam
+from mini_flows.train import fit, linear_decay
 
 CONFIGS = [[0, 0], [0, 1], [1, 0], [1, 1]]
 PAPER_TABLE = [[0.63, 0.07], [0.03, 0.27]]
@@ -83,8 +87,11 @@ def run(settings: Settings) -> Report:
         "1 learnt flow + base": build_model("bipartite", 2, 2, num_flows=1, hidden=8, network="mlp",
                                             seed=settings.seed),
     }
+    settings.clock.plan(len(learnt) * steps)
     for label, model in learnt.items():
-        fit(model, lambda s: data[s * batch:(s + 1) * batch], steps, 1e-2, label, settings.verbose)
+        model.params, _ = fit(lambda p, x: model.loss_and_grads(x, p), model.params,
+                              lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
+                              linear_decay(1e-2, steps), settings.progress(label, steps))
     learnt_tables = {label: probability_table(model.log_prob(B.asarray(CONFIGS))) for label, model in learnt.items()}
 
     truth = [p for row in PAPER_TABLE for p in row]

@@ -10,7 +10,7 @@ from mini_flows.latent.emission import Emission
 from mini_flows.latent.inference import InferenceNetwork
 from mini_flows.latent.length_prior import LengthPrior
 from mini_flows.latent.model import LatentFlowModel, log_mean_exp
-from mini_flows.latent.train import evaluate, kl_weight, print_progress, train
+from mini_flows.latent.train import evaluate, kl_weight, train
 
 __all__ = ["Emission", "InferenceNetwork", "LatentFlowModel", "LengthPrior", "dropout_mask", "evaluate", "kl_weight",
-           "log_mean_exp", "print_progress", "train"]
+           "log_mean_exp", "train"]

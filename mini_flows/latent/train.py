@@ -14,15 +14,16 @@ character or nats per time step).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Callable, Iterable, Iterator
 
 from mini_flows import backend as B
+from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
 from mini_flows.latent.dropout import check_dropout_prior, dropout_mask
 from mini_flows.latent.model import LatentFlowModel, log_mean_exp
-from mini_flows.nn.tree import Tree, tree_map
-from mini_flows.optim import Adam, check_loss, divergence_guard
+from mini_flows.nn.tree import Tree
+from mini_flows.optim import Adam
+from mini_flows.train import Progress, epochs, fit
 
 KL_MIN = 1e-5
 
@@ -49,41 +50,22 @@ def _check_schedule(schedule: Any) -> tuple[int, int]:
     return int(schedule[0]), int(schedule[1])
 
 
-def _endless(data_batches: Any) -> Iterator[tuple[Any, Any]]:
-    """Batches forever: a callable is called with the epoch number for each new pass, a list or
-    tuple is cycled; a one-shot iterator is read once (ValueError when it runs out)."""
-    epoch = 0
-    while True:
-        if callable(data_batches):
-            source = data_batches(epoch)
-        elif isinstance(data_batches, (list, tuple)):
-            source = data_batches
-        elif epoch == 0:
-            source = data_batches
-        else:
-            raise ValueError("data_batches ran out; pass a list of batches or a callable epoch -> batches")
-        empty = True
-        for batch in source:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("data_batches yielded no batch")
-        epoch += 1
-
-
-def print_progress(info: dict[str, Any]) -> None:
-    """One line per report: step, loss, KL weight, time elapsed and left (seconds)."""
-    print(f"step {info['step']:>6}/{info['steps']}  loss {info['loss']:.4f} nats/token  "
-          f"rec {info['rec']:.4f}  kl {info['kl']:.4f}  kl weight {info['kl_weight']:.3g}  "
-          f"{info['elapsed']:.0f}s elapsed, {info['left']:.0f}s left", flush=True)
+def _batch_source(data_batches: Any) -> Iterator[tuple[Any, Any]]:
+    """Batches forever from a list or tuple (cycled) or a callable epoch -> batches; a one-shot
+    iterable as it is."""
+    if callable(data_batches):
+        return epochs(data_batches)
+    if isinstance(data_batches, (list, tuple)):
+        return epochs(lambda epoch: data_batches)
+    return iter(data_batches)
 
 
 def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any, Any]] | Callable[[int], Iterable],
           steps: int, seed: int | None, lr: float = 1e-3, clip: float = 0.25, samples: int = 10,
           kl_schedule: tuple[int, int] = (0, 0), dropout: float = 0.0,
-          progress: Callable[[dict[str, Any]], None] | None = None,
-          log_every: int | None = None) -> tuple[Tree, dict[str, list]]:
-    """Train for ``steps`` Adam steps on the annealed ELBO; returns (new params, history).
+          reporter: Progress | None = None) -> tuple[Tree, dict[str, list]]:
+    """Train for ``steps`` Adam steps on the annealed ELBO with ``train.fit``; returns (new params,
+    history).
 
     Parameters
     ----------
@@ -94,8 +76,7 @@ def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any
     samples : S, the Monte Carlo samples per sequence (paper: 10).
     kl_schedule : (E0, E1) in steps; see ``kl_weight``. (0, 0): weight 1 throughout.
     dropout : p for the prior's time LSTM (AF-in-time priors only; 0 switches it off).
-    progress : called every ``log_every`` steps (default: 20 reports) and at the end with a dict
-        (step, steps, loss, rec, kl, kl_weight, elapsed, left); ``print_progress`` prints it.
+    reporter : a ``train.Progress`` (its lines show rec, kl and the KL weight), or None.
 
     The input params are not modified. history maps "step", "loss" (the training loss, nats per
     token), "rec" and "kl" (nats per token, rec = mean log p(x | z)), "kl_weight", "grad_norm"
@@ -107,36 +88,31 @@ def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any
     if dropout:
         dropout_mask(B.rng(0), dropout, (1,))  # validates p before any work
         check_dropout_prior(model.prior)
-    log_every = log_every or max(1, steps // 20)
-    check_positive_int("log_every", log_every)
-    params = tree_map(lambda a: a.copy(), params)
-    optimizer = Adam(lr=lr, clip_norm=clip)
     rng = B.rng(seed)
     dtype = B.value(params["inference"]["embed"]["E"]).dtype
-    history: dict[str, list] = {key: [] for key in ("step", "loss", "rec", "kl", "kl_weight", "grad_norm", "seconds")}
-    start = time.perf_counter()
-    batches = _endless(data_batches)
-    for step in range(steps):
-        x, lengths = next(batches)
+    data = _batch_source(data_batches)
+
+    def batch_at(step: int) -> tuple[Array, Array, Array, float, Array | None]:
+        """(x, lengths, noise (S, batch, T, H), KL weight, dropout mask or None) for ``step``."""
+        try:
+            x, lengths = next(data)
+        except StopIteration:
+            raise ValueError("data_batches ran out; pass a list of batches or a callable epoch -> batches") from None
         x, lengths = B.asarray(x), B.asarray(lengths)
         batch, T = x.shape[:2]
         noise = rng.standard_normal((samples, batch, T, model.H), dtype=dtype)
         mask = dropout_mask(rng, dropout, (samples * batch, T, model.prior.lstm_size), dtype) if dropout else None
-        w = kl_weight(step, schedule)
-        with divergence_guard(step + 1, lr, history["loss"][-1] if history["loss"] else None):
-            rec, kl, grads = model.elbo_and_grads(params, x, lengths, noise, w, mask)
-            tokens = float(lengths.sum())
-            rec_t, kl_t = float(rec.sum()) / tokens, float(kl.sum()) / tokens
-            loss = check_loss(step + 1, -(rec_t - w * kl_t))
-            norm = optimizer.step(params, grads)
-        elapsed = time.perf_counter() - start
-        for key, value in (("step", step), ("loss", loss), ("rec", rec_t), ("kl", kl_t),
-                           ("kl_weight", w), ("grad_norm", norm), ("seconds", elapsed)):
-            history[key].append(value)
-        if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
-            progress({"step": step + 1, "steps": steps, "loss": history["loss"][-1], "rec": rec_t, "kl": kl_t,
-                      "kl_weight": w, "elapsed": elapsed, "left": elapsed / (step + 1) * (steps - step - 1)})
-    return params, history
+        return x, lengths, noise, kl_weight(step, schedule), mask
+
+    def loss_and_grads(params: Tree, batch: tuple) -> tuple[float, Tree, dict[str, float]]:
+        """-(rec - w kl) per token, its gradient, and rec, kl and w for the history."""
+        x, lengths, noise, w, mask = batch
+        rec, kl, grads = model.elbo_and_grads(params, x, lengths, noise, w, mask)
+        tokens = float(lengths.sum())
+        rec_t, kl_t = float(rec.sum()) / tokens, float(kl.sum()) / tokens
+        return -(rec_t - w * kl_t), grads, {"rec": rec_t, "kl": kl_t, "kl_weight": w}
+
+    return fit(loss_and_grads, params, batch_at, steps, Adam(lr=lr, clip_norm=clip), reporter=reporter)
 
 
 def evaluate(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any, Any]], samples: int = 50,

@@ -16,7 +16,7 @@ from mini_flows.experiments.addition import (
     condition,
     heldout_nll,
 )
-from mini_flows.experiments.common import all_sequences
+from mini_flows.experiments.evaluation import all_sequences
 from mini_flows.nn.tree import tree_map
 from tests.gradcheck import assert_grads_close, autograd_grads
 

@@ -12,7 +12,8 @@ from hypothesis import given, strategies as st
 from mini_flows import backend as B
 from mini_flows.data import dirichlet_table, sample_table, table_entropy
 from mini_flows.discrete import build_model
-from mini_flows.experiments.common import Settings, mean_nll
+from mini_flows.experiments.evaluation import mean_nll
+from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.fullrank import (
     MODELS,
     cross_entropy,

@@ -1,5 +1,6 @@
 """Every experiment runs end to end with --quick through the command, in-process, and writes a
-valid results.json: strict JSON (no NaN), the table's shape, the settings it ran with."""
+valid results.json: strict JSON (no NaN), the table's shape, the settings it ran with; its run
+clock planned exactly the training steps it took (so the run's time left is right)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from mini_flows import backend as B
 from mini_flows.cli import main
 from mini_flows.experiments import EXPERIMENTS
+from mini_flows.train import RunClock
 
 
 def strict_json(text: str) -> dict:
@@ -22,9 +24,13 @@ def strict_json(text: str) -> dict:
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
-def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys):
+def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys, monkeypatch):
+    clocks = []
+    start_clock = RunClock.__init__
+    monkeypatch.setattr(RunClock, "__init__", lambda self: (clocks.append(self), start_clock(self))[1])
     argv = ["run", name, "--quick", "--out", str(tmp_path), "--seed", "3"]
     assert main(argv) == 0
+    assert len(clocks) == 1 and clocks[0].done == clocks[0].total  # it planned exactly the steps it took
     out = capsys.readouterr().out
     record = strict_json((tmp_path / "results.json").read_text())
     assert record["experiment"] == name

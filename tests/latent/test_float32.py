@@ -24,7 +24,7 @@ def test_every_model_trains_evaluates_and_samples_in_float32(prior, output):
     rec, kl, grads = model.elbo_and_grads(params, x, lengths, eps)
     wrong = {name: g.dtype for name, g in flatten(grads).items() if g.dtype != np.float32}
     assert rec.dtype == kl.dtype == np.float32 and not wrong, wrong
-    trained, history = train(model, params, [(x, lengths)], steps=2, seed=0, samples=2, progress=None)
+    trained, history = train(model, params, [(x, lengths)], steps=2, seed=0, samples=2)
     leaves = flatten(trained).values()
     assert all(a.dtype == np.float32 and np.isfinite(B.to_numpy(a)).all() for a in leaves)
     assert np.isfinite(history["loss"]).all()

@@ -14,8 +14,9 @@ from mini_flows.data.chords import make_chords
 from mini_flows.data.hmm import make_hmm
 from mini_flows.data.text import batches
 from mini_flows.latent import LatentFlowModel, LengthPrior
-from mini_flows.latent.train import KL_MIN, evaluate, kl_weight, print_progress, train
+from mini_flows.latent.train import KL_MIN, evaluate, kl_weight, train
 from mini_flows.nn.tree import flatten
+from mini_flows.train import Progress
 from tests.latent.common import small_model
 
 
@@ -39,9 +40,9 @@ def test_train_is_seeded_leaves_its_input_alone_and_reports(capsys):
     model = small_model("af/af", K=3, H=2, max_length=4)
     params = model.init(B.host_rng(0))
     before = {k: B.to_numpy(v).copy() for k, v in flatten(params).items()}
-    reports = []
     new, history = train(model, params, _toy_batches(), 6, seed=1, samples=2, kl_schedule=(2, 2), dropout=0.3,
-                         progress=reports.append, log_every=4)
+                         reporter=Progress("latent", 6, reports=2, warn_rise=False))
+    lines = capsys.readouterr().out.splitlines()
     again, _ = train(model, params, _toy_batches(), 6, seed=1, samples=2, kl_schedule=(2, 2), dropout=0.3)
     new, again, untouched = (_host_leaves(tree) for tree in (new, again, params))
     for name in before:
@@ -53,9 +54,9 @@ def test_train_is_seeded_leaves_its_input_alone_and_reports(capsys):
     np.testing.assert_allclose(history["kl_weight"], [kl_weight(s, (2, 2)) for s in range(6)])
     rec, kl, w = (np.array(history[key]) for key in ("rec", "kl", "kl_weight"))
     np.testing.assert_allclose(history["loss"], -(rec - w * kl))
-    assert [r["step"] for r in reports] == [4, 6] and reports[-1]["left"] == 0
-    print_progress(reports[0])
-    assert "step      4/6" in capsys.readouterr().out
+    assert len(lines) == 2 and "step     3/6" in lines[0] and "step     6/6" in lines[1]
+    assert all(f"{key} " in line for key in ("rec", "kl", "kl_weight") for line in lines)
+    assert lines[1].endswith("0.0s left")
     without = _host_leaves(train(model, params, _toy_batches(), 6, seed=1, samples=2, kl_schedule=(2, 2))[0])
     assert any(np.any(without[name] != new[name]) for name in before)  # dropout changes training
 

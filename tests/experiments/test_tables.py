@@ -1,5 +1,5 @@
-"""The shared plumbing: tables with the paper's numbers, results.json, progress lines, figures,
-the training loop and the helpers the discrete experiments share."""
+"""The experiments' plumbing: tables with the paper's numbers, results.json, settings, figures
+and the enumeration the discrete experiments score with."""
 
 from __future__ import annotations
 
@@ -8,26 +8,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.data import dirichlet_table, table_entropy
-from mini_flows.discrete import build_model
-from mini_flows.experiments.common import (
-    Progress,
-    Report,
-    Settings,
-    Table,
-    all_sequences,
-    cell,
-    fit,
-    identity_start,
-    no_plot_note,
-    plot,
-    render_cell,
-    save_figure,
-    write_results,
-)
+from mini_flows.experiments.evaluation import all_sequences
+from mini_flows.experiments.figures import no_plot_note, plot, save_figure
+from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table, cell, render_cell, write_results
 from mini_flows.experiments.fullrank import cross_entropy
 
 
@@ -92,17 +79,6 @@ def test_settings_pick_steps():
     assert Settings(out=None, quick=True, steps=7).pick_steps(100, 5) == 7
 
 
-def test_progress_prints_about_five_lines_and_the_last_step(capsys):
-    progress = Progress("label", 12)
-    for step in range(1, 13):
-        progress.update(step, 1.5)
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 6 and "step    12/12" in lines[-1] and "loss   1.5000" in lines[-1]
-    assert all("s elapsed" in line and "s left" in line for line in lines)
-    Progress("quiet", 3, verbose=False).update(3, 1.0)
-    assert capsys.readouterr().out == ""
-
-
 def test_figures_are_saved_or_a_note_says_why(tmp_path):
     report = Report(Table("T", [], []))
     settings = Settings(out=tmp_path)
@@ -113,24 +89,6 @@ def test_figures_are_saved_or_a_note_says_why(tmp_path):
     else:
         assert report.figures == [] and report.notes == [no_plot_note("f.png")]
         assert "pip install 'mini-flows[plot]'" in report.notes[0]
-
-
-def test_fit_lowers_the_loss_and_decays_the_learning_rate():
-    model = build_model("bipartite", 3, 2, num_flows=0, seed=0)
-    data = B.xp().zeros((64, 2), dtype="int64")  # one outcome: the loss can fall towards 0
-    losses = fit(model, lambda step: data, 50, 0.1, "x", verbose=False)
-    assert len(losses) == 50 and losses[-1] < 0.2 * losses[0]
-
-
-@given(kind=st.sampled_from(["autoregressive", "bipartite"]), K=st.integers(2, 5), D=st.integers(2, 4),
-       flows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
-def test_identity_start_makes_every_flow_the_identity(kind, K, D, flows, seed):
-    model = build_model(kind, K, D, num_flows=flows, network="lstm" if kind == "autoregressive" else "mlp", seed=seed)
-    identity_start(model)
-    tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(8, D)))
-    x = (tokens[..., None] == B.xp().arange(K)).astype(model.dtype)
-    for i, flow in enumerate(model.flows):
-        assert np.array_equal(B.to_numpy(flow.forward(model.params[f"flow_{i}"], x)), B.to_numpy(x))
 
 
 def test_all_sequences_enumerate_a_table_in_its_own_order():

@@ -1,0 +1,64 @@
+"""What the two sequence experiments (``charlm`` on text, ``music`` on piano rolls) share: the toy
+sizes, the batches, and the training and scoring of the LSTM baseline and of a latent flow model.
+
+Every model sees the same shuffled batches (``BATCH`` sequences, reshuffled each epoch from the
+seed) for the same number of Adam steps at ``LR`` with the gradient norm clipped at ``CLIP``
+(supplement D). The latent models train on the ELBO with KL annealing: weight ~0 for the first
+tenth of the steps, then linear to 1 over the next three tenths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mini_flows import backend as B
+from mini_flows.data.text import batches
+from mini_flows.experiments.settings import Settings
+from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.model import LatentFlowModel
+from mini_flows.latent.train import train
+from mini_flows.optim import Adam, TrainingDiverged
+from mini_flows.train import epochs, fit
+
+SIZES = dict(embed_size=16, hidden_size=32, num_layers=1)
+LATENT = dict(latent_dim=4, flow_hidden_sizes=(32,))
+BATCH, LR, CLIP = 32, 3e-3, 0.25
+
+
+def shuffled(sequences: list, seed: int) -> Any:
+    """Endless batches of ``sequences``, reshuffled each epoch (from ``seed + epoch``)."""
+    return epochs(lambda epoch: batches(sequences, BATCH, seed + epoch))
+
+
+def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int, settings: Settings,
+                 samples: int) -> Any:
+    """The annealed-ELBO training of ``latent.train.train``; the trained params, or None where
+    training diverged (non-finite numbers), which is printed. No warning where the loss rises:
+    the annealed KL weight makes it rise by design."""
+    seed = settings.seed
+    try:
+        params, _ = train(model, model.init(B.host_rng(seed)), shuffled(train_set, seed), steps, seed, lr=LR,
+                          clip=CLIP, samples=samples, kl_schedule=(steps // 10, max(1, 3 * steps // 10)),
+                          reporter=settings.progress(label, steps, warn_rise=False))
+    except TrainingDiverged as err:
+        settings.say(f"  {label:<22} diverged: {err}")
+        return None
+    return params
+
+
+def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, settings: Settings) -> Any:
+    """Adam on the baseline's per-token NLL over the same shuffled batches; returns the params."""
+    def loss_and_grads(params: Any, batch: Any) -> tuple[float, Any]:
+        x, lengths = batch
+        return model.loss_and_grads(params, B.asarray(x), B.asarray(lengths))
+
+    params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed)), shuffled(train_set, settings.seed), steps,
+                    Adam(lr=LR, clip_norm=CLIP), reporter=settings.progress(label, steps))
+    return params
+
+
+def lstm_nll(model: LSTMBaseline, params: Any, test_set: list) -> float:
+    """Exact test NLL of the baseline with log p(T), per step in ``model.unit`` (bits per
+    character for tokens, nats per time step for piano rolls)."""
+    nats = [-model.log_prob(params, B.asarray(x), B.asarray(lengths)) for x, lengths in batches(test_set, 100, None)]
+    return model.per_token(B.xp().concatenate(nats), B.asarray([len(s) for s in test_set]))

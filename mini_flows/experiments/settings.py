@@ -1,0 +1,56 @@
+"""What the command line passes to an experiment: ``Settings``.
+
+An experiment is a function ``run(settings) -> Report`` (``tables``). It trains and evaluates on
+the current backend, prints progress while it works (``settings.progress``, whose lines also show
+the whole run's time left once the experiment has planned its steps on ``settings.clock``) and
+returns a report; the command writes ``results.json`` from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mini_flows.train import Progress, RunClock
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line passes to an experiment.
+
+    out : the folder for results.json and figures (created by the caller).
+    seed : seeds every data set, initialisation and noise generator of the run.
+    steps : training steps per model (None: the experiment's default).
+    quick : a seconds-long run on tiny settings (for tests and a first look).
+    data : a user's data file (charlm: text, one sentence per line; music: a pickle), or None.
+    verbose : print progress lines.
+    clock : the whole run's ``RunClock``: an experiment ``plan``s every training step it will take
+        before its first model, and each ``progress`` printer ticks it, for the run's time left.
+    """
+
+    out: Path
+    seed: int = 0
+    steps: int | None = None
+    quick: bool = False
+    data: str | None = None
+    verbose: bool = True
+    steps_run: list[int] = field(default_factory=list, compare=False)
+    clock: RunClock = field(default_factory=RunClock, compare=False)
+
+    def pick_steps(self, default: int, quick: int) -> int:
+        """``steps`` when given, else the experiment's quick or default count; ``steps_run``
+        records every count handed out, for results.json."""
+        chosen = self.steps if self.steps is not None else quick if self.quick else default
+        if chosen not in self.steps_run:
+            self.steps_run.append(chosen)
+        return chosen
+
+    def say(self, line: str = "") -> None:
+        """Print a line of commentary (when verbose)."""
+        if self.verbose:
+            print(line, flush=True)
+
+    def progress(self, label: str, steps: int, warn_rise: bool = True) -> Progress:
+        """The progress printer of one model's ``steps`` training steps, on the run's clock
+        (``warn_rise``: see ``Progress``)."""
+        return Progress(label, steps, self.verbose, clock=self.clock, warn_rise=warn_rise)

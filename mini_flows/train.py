@@ -1,0 +1,183 @@
+"""One training loop for every model, and the one progress printer.
+
+``fit`` runs an optimiser on any loss whose gradient a model computes by hand:
+
+    params, history = fit(loss_and_grads, params, batches, steps, optimizer, schedule, reporter)
+
+``loss_and_grads(params, batch)`` returns ``(loss, grads)`` or ``(loss, grads, extras)``, with
+``extras`` a dict of floats to record (say the KL weight); ``batches`` is a function of the step
+or an iterable of batches; ``schedule(step)`` sets the learning rate; a ``Progress`` prints lines.
+The input ``params`` are left alone; ``fit`` returns the trained copy.
+
+``Progress`` prints a model's step, loss, elapsed and time left; given a ``RunClock`` that knows
+how many steps the whole run plans (every model of an experiment), it also prints the run's
+time left.
+
+Example
+-------
+>>> from mini_flows.discrete import build_model
+>>> model = build_model("bipartite", vocab_size=4, length=6, network="mlp", hidden=8)
+>>> data = B.asarray(B.host_rng(0).integers(0, 4, (64, 6)))
+>>> params, history = fit(lambda p, x: model.loss_and_grads(x, p), model.params, lambda step: data, 3,
+...                       Adam(lr=1e-2))
+>>> len(history["loss"])
+3
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from mini_flows import backend as B
+from mini_flows.checks import check_positive_int
+from mini_flows.nn.tree import Tree, tree_map
+from mini_flows.optim import Adam, check_loss, divergence_guard, loss_rise
+
+LossAndGrads = Callable[[Tree, Any], tuple]
+
+
+class RunClock:
+    """The steps a whole run (several models, one after another) plans and has done, for its
+    time left at the mean pace so far. ``plan(steps)`` adds to the total; the clock starts at
+    the first ``plan``, so time spent between models (evaluation) counts toward the pace."""
+
+    def __init__(self) -> None:
+        self.total = self.done = 0
+        self.start: float | None = None
+
+    def plan(self, steps: int) -> None:
+        """Add ``steps`` training steps to the run's total."""
+        check_positive_int("steps", steps, minimum=0)
+        if self.start is None:
+            self.start = time.perf_counter()
+        self.total += steps
+
+    def tick(self) -> None:
+        """One planned step done."""
+        self.done += 1
+
+    def left(self) -> float | None:
+        """Seconds left for the whole run at its mean pace so far; None before any plan or step."""
+        if self.start is None or self.done == 0:
+            return None
+        elapsed = time.perf_counter() - self.start
+        return elapsed / self.done * max(0, self.total - self.done)
+
+
+class Progress:
+    """Prints "label  step s/S  loss L  extras  E s elapsed, R s left[, run R s left]" about
+    ``reports`` times over a model's ``steps`` and at its end, the loss a running mean (decay
+    0.9); at the end, a warning where the loss clearly rose (``optim.loss_rise``) unless
+    ``warn_rise`` is False (for a loss that rises by design, such as an ELBO whose KL weight is
+    annealed upward). ``clock``: the whole run's ``RunClock``, ticked every step. Silent when
+    ``verbose`` is False (the clock still ticks)."""
+
+    def __init__(self, label: str, steps: int, verbose: bool = True, reports: int = 5, clock: RunClock | None = None,
+                 warn_rise: bool = True):
+        check_positive_int("steps", steps)
+        check_positive_int("reports", reports)
+        self.label, self.steps, self.verbose, self.clock = label, steps, verbose, clock
+        self.warn_rise = warn_rise
+        self.every = max(1, steps // reports)
+        self.start = time.perf_counter()
+        self.running: float | None = None
+
+    def update(self, step: int, loss: float, extras: dict[str, float] | None = None) -> None:
+        """Call after step ``step`` (1-based) with its loss and any extras to show."""
+        self.running = loss if self.running is None else 0.9 * self.running + 0.1 * loss
+        if self.clock is not None:
+            self.clock.tick()
+        if not self.verbose or (step % self.every and step != self.steps):
+            return
+        elapsed = time.perf_counter() - self.start
+        shown = "".join(f"  {name} {value:7.4f}" for name, value in (extras or {}).items())
+        run_left = None if self.clock is None else self.clock.left()
+        run = "" if run_left is None else f", run {run_left:6.1f}s left"
+        print(f"  {self.label:<26} step {step:>5}/{self.steps}  loss {self.running:8.4f}{shown}  "
+              f"{elapsed:6.1f}s elapsed, {elapsed / step * (self.steps - step):6.1f}s left{run}", flush=True)
+
+    def close(self, losses: list[float], lr: float) -> None:
+        """After the last step: warn (when verbose) where the loss rose; ``lr`` is the first
+        learning rate, which the warning names."""
+        warning = loss_rise(losses) if self.warn_rise else None
+        if warning and self.verbose:
+            print(f"  {self.label}: {warning} (it started at {lr:g})", flush=True)
+
+
+def linear_decay(lr: float, steps: int, final: float = 0.05) -> Callable[[int], float]:
+    """step (0-based) -> lr falling linearly from ``lr`` to ``final * lr`` at the last step (a
+    quieter end, so a short run's final parameters are not those of one noisy step)."""
+    return lambda step: lr * (1 - (1 - final) * step / max(1, steps - 1))
+
+
+def epochs(batches_of_epoch: Callable[[int], Iterable[Any]]) -> Iterator[Any]:
+    """Batches forever from ``batches_of_epoch(epoch)``, epoch 0, 1, ... (say a reshuffling loader);
+    ValueError where an epoch yields no batch."""
+    epoch = 0
+    while True:
+        empty = True
+        for batch in batches_of_epoch(epoch):
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(f"epoch {epoch} yielded no batch")
+        epoch += 1
+
+
+def _next_batch(batches: Callable[[int], Any] | Iterator[Any], step: int, steps: int) -> Any:
+    if callable(batches):
+        return batches(step)
+    try:
+        return next(batches)
+    except StopIteration:
+        raise ValueError(f"the batches ran out after {step} of {steps} steps; pass a function of the step, "
+                         "or train.epochs(...) for endless epochs") from None
+
+
+def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any] | Iterable[Any], steps: int,
+        optimizer: Adam | None = None, schedule: Callable[[int], float] | None = None,
+        reporter: Progress | None = None) -> tuple[Tree, dict[str, list]]:
+    """``steps`` optimiser steps on ``loss_and_grads(params, batch)``; returns (params, history).
+
+    Parameters
+    ----------
+    loss_and_grads : (params, batch) -> (loss, grads) or (loss, grads, extras); loss a float,
+        grads a tree mirroring params, extras a dict of floats recorded in the history.
+    params : the starting tree (not modified; the trained copy is returned).
+    batches : step (0-based) -> batch, or an iterable read once, one batch per step (``epochs``
+        makes endless ones).
+    optimizer : default ``Adam()``; its ``lr`` is set by ``schedule(step)`` before each step
+        where a schedule is given.
+    reporter : a ``Progress`` (or None: silent).
+
+    history maps "step" (0-based), "loss", "grad_norm" (before clipping), "seconds" (since the
+    start) and every extras key to lists with one entry per step. NaN or infinity in a step
+    raises ``optim.TrainingDiverged`` naming the step, the last loss and the learning rate.
+    """
+    check_positive_int("steps", steps)
+    optimizer = Adam() if optimizer is None else optimizer
+    params = tree_map(lambda a: a.copy(), params)
+    source = batches if callable(batches) else iter(batches)
+    history: dict[str, list] = {"step": [], "loss": [], "grad_norm": [], "seconds": []}
+    start, first_lr = time.perf_counter(), schedule(0) if schedule is not None else optimizer.lr
+    for step in range(steps):
+        if schedule is not None:
+            optimizer.lr = schedule(step)
+        batch = _next_batch(source, step, steps)
+        with divergence_guard(step + 1, optimizer.lr, history["loss"][-1] if history["loss"] else None):
+            loss, grads, *rest = loss_and_grads(params, batch)
+            check_loss(step + 1, loss)
+            norm = optimizer.step(params, grads)
+        extras = rest[0] if rest else {}
+        for key, value in (("step", step), ("loss", loss), ("grad_norm", norm),
+                           ("seconds", time.perf_counter() - start), *extras.items()):
+            history.setdefault(key, []).append(value)
+        if reporter is not None:
+            reporter.update(step + 1, loss, extras)
+    if reporter is not None:
+        reporter.close(history["loss"], first_lr)
+    return params, history
+
+
+__all__ = ["Progress", "RunClock", "epochs", "fit", "linear_decay"]
