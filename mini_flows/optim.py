@@ -1,4 +1,4 @@
-"""Adam with global-norm gradient clipping, and bit-exact ``.npz`` checkpoints.
+"""Adam with global-norm gradient clipping, and how a training step reports divergence.
 
 One step on every parameter theta with gradient g (Kingma and Ba, "Adam: A Method for Stochastic
 Optimization", 2015, Algorithm 1), after clipping all gradients together by their global norm:
@@ -11,7 +11,7 @@ Optimization", 2015, Algorithm 1), after clipping all gradients together by thei
 
 The latent flows paper (Ziegler and Rush 2019, supplement) trains with lr = 1e-3 and c = 0.25.
 Parameters and gradients are trees (nested dicts of arrays); the optimiser keeps m, v and t per
-flattened parameter name ("encoder/lstm/W"), so checkpoints store plain named arrays.
+flattened parameter name ("encoder/lstm/W"), so checkpoints (``checkpoint``) store plain named arrays.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import NonFiniteError, check_float, check_number
-from mini_flows.nn.tree import Tree, flatten, tree_map, unflatten
+from mini_flows.nn.tree import Tree, flatten, tree_map
 
 
 def global_norm(grads: Tree) -> float:
@@ -175,15 +175,6 @@ class Adam:
         }
 
 
-def save_checkpoint(path: Any, params: Tree, optimizer: Adam | None = None) -> None:
-    """Write params (as "params/NAME") and, when given, the optimizer's ``state_dict`` (as
-    "adam/...") to an uncompressed ``.npz`` file at exactly ``path``, bit for bit."""
-    arrays = {f"params/{name}": a for name, a in flatten(params).items()}
-    if optimizer is not None:
-        arrays.update({f"adam/{key}": a for key, a in optimizer.state_dict().items()})
-    B.save_npz(path, arrays)
-
-
 class TrainingDiverged(ValueError):
     """Training produced NaN or infinity: the message names the step, the last finite loss and
     what to change."""
@@ -221,41 +212,3 @@ def loss_rise(losses: list[float]) -> str | None:
         return None
     return (f"warning: the loss rose from {losses[0]:.4g} (step 1) to {last:.4g} (mean of the last {tenth}): "
             "training diverged upward; lower the learning rate")
-
-
-def load_checkpoint(path: Any, optimizer: Adam | None = None, like: Tree | None = None) -> Tree:
-    """Read a checkpoint written by ``save_checkpoint`` onto the current backend, dtypes kept.
-
-    Returns the params tree; when ``optimizer`` is given its hyperparameters and state are
-    replaced by the saved ones (ValueError if the file has none), so training resumes exactly.
-    ``like``: a params tree of the model the checkpoint is meant for (e.g. ``model.init(...)``);
-    when given, every name, shape and dtype must match it, or ValueError lists the differences
-    (a checkpoint of another model would otherwise fail later, far from here). A file that is
-    not a checkpoint raises ValueError naming it.
-    """
-    arrays = B.load_npz(path)
-    if not any(key.startswith("params/") for key in arrays):
-        raise ValueError(f"{path} is not a mini_flows checkpoint: it holds no params/ arrays")
-    flat = {key.removeprefix("params/"): a for key, a in arrays.items() if key.startswith("params/")}
-    if like is not None:
-        _check_like(path, flat, flatten(like))
-    params = unflatten(flat)
-    if optimizer is not None:
-        state = {key.removeprefix("adam/"): a for key, a in arrays.items() if key.startswith("adam/")}
-        if not state:
-            raise ValueError(f"{path} holds no optimizer state; it was saved without an optimizer")
-        optimizer.load_state_dict(state)
-    return params
-
-
-def _check_like(path: Any, saved: dict[str, Array], wanted: dict[str, Array]) -> None:
-    """ValueError listing every name missing, unexpected, or of another shape or dtype."""
-    problems = [f"missing {name}" for name in sorted(wanted.keys() - saved.keys())]
-    problems += [f"unexpected {name}" for name in sorted(saved.keys() - wanted.keys())]
-    for name in sorted(wanted.keys() & saved.keys()):
-        a, b = saved[name], wanted[name]
-        if tuple(a.shape) != tuple(b.shape) or a.dtype != B.value(b).dtype:
-            problems.append(f"{name} is {a.dtype} {tuple(a.shape)}, the model's {B.value(b).dtype} {tuple(b.shape)}")
-    if problems:
-        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
-        raise ValueError(f"{path} is a checkpoint of another model: {shown}")

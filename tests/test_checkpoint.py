@@ -1,0 +1,141 @@
+"""Checkpoints: bit-exact round trips and resumes, the configuration saved beside the parameters
+and checked on load, all-or-nothing writes, and files of other models or no checkpoint refused
+with their names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mini_flows import backend as B
+from mini_flows.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from mini_flows.optim import Adam
+from tests.test_optim import host, tree_of
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_checkpoint_round_trip_is_bit_exact(tmp_path, dtype):
+    params = tree_of(0, dtype)
+    params["steps"] = B.asarray(np.arange(4, dtype=np.int32))
+    adam = Adam(lr=3e-4, betas=(0.5, 0.9), eps=1e-7, clip_norm=0.25)
+    trainable = {k: v for k, v in params.items() if k != "steps"}
+    for seed in (1, 2):
+        adam.step(trainable, tree_of(seed, dtype))
+    save_checkpoint(tmp_path / "ckpt.npz", params, adam)
+    restored, loaded = load_checkpoint(tmp_path / "ckpt.npz"), Adam()
+    load_checkpoint(tmp_path / "ckpt.npz", loaded)
+    before, after = host(params), host(restored)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert after[k].dtype == before[k].dtype and np.array_equal(after[k], before[k])
+    assert (loaded.lr, loaded.betas, loaded.eps, loaded.clip_norm) == (3e-4, (0.5, 0.9), 1e-7, 0.25)
+    assert loaded.state.keys() == adam.state.keys()
+    for name, s in adam.state.items():
+        assert loaded.state[name]["t"] == s["t"] == 2
+        for moment in ("m", "v"):
+            a, b = B.to_numpy(loaded.state[name][moment]), B.to_numpy(s[moment])
+            assert a.dtype == b.dtype == np.dtype(dtype) and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, dtype):
+    grads = [tree_of(seed, dtype) for seed in range(10, 16)]
+    make = lambda: Adam(lr=0.01, clip_norm=1.0)  # noqa: E731
+    params, adam = tree_of(0, dtype), make()
+    for g in grads:
+        adam.step(params, g)
+    resumed, first = tree_of(0, dtype), make()
+    for g in grads[:3]:
+        first.step(resumed, g)
+    save_checkpoint(tmp_path / "mid.npz", resumed, first)
+    second = Adam(lr=0.5)
+    resumed = load_checkpoint(tmp_path / "mid.npz", second)
+    for g in grads[3:]:
+        second.step(resumed, g)
+    assert all(np.array_equal(a, host(resumed)[k]) for k, a in host(params).items())
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree_of(0))
+    saved = path.read_bytes()
+
+    class Unconvertible:
+        shape, dtype = (2,), np.dtype("float64")
+
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        save_checkpoint(path, {**tree_of(1), "bad": Unconvertible()})
+
+    def savez_that_dies(file, **arrays):
+        file.write(b"PK partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", savez_that_dies)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, tree_of(1))
+    assert path.read_bytes() == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_every_difference(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree_of(0))
+    assert np.array_equal(host(load_checkpoint(path, like=tree_of(1)))["dense/W"], host(tree_of(0))["dense/W"])
+    other = tree_of(1, "float32")
+    other["dense"]["W"] = B.asarray(np.ones((4, 2)))
+    del other["scale"]
+    other["flow_1"] = {"b": B.asarray(np.ones(2))}
+    with pytest.raises(ValueError, match=r"ckpt\.npz is a checkpoint of another model: missing flow_1/b; unexpected "
+                                         r"scale; dense/W is float64 \(3, 2\), the model's float64 \(4, 2\); "
+                                         r"dense/b is float64 \(2,\), the model's float32 \(2,\)"):
+        load_checkpoint(path, like=other)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "not a readable .npz"), (b"junk that is no zip", "not a readable .npz"), ("truncated", "not a readable .npz"),
+    ("pickled", "pickled objects, which are never loaded"), ("single", "single array"), ("foreign", "no params/"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content, reason):
+    path = tmp_path / "bad.npz"
+    if content == "truncated":
+        save_checkpoint(path, tree_of(0))
+        path.write_bytes(path.read_bytes()[:200])
+    elif content == "pickled":
+        np.savez(open(path, "wb"), x=np.array([{"a": 1}], dtype=object))
+    elif content == "single":
+        np.save(open(path, "wb"), np.ones(3))
+    elif content == "foreign":
+        np.savez(open(path, "wb"), weights=np.ones(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"bad\.npz .*{reason}"):
+        load_checkpoint(path)
+
+
+CONFIG = {"kind": "bipartite", "vocab_size": 4, "length": 6, "hidden": 8, "sizes": (8, 8)}
+
+
+def test_the_configuration_is_saved_beside_the_parameters_and_checked_on_load(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree_of(0), config=CONFIG)
+    assert checkpoint_config(path) == {**CONFIG, "sizes": [8, 8]}  # JSON: tuples come back as lists
+    loaded = load_checkpoint(path, like=tree_of(1), config=CONFIG)
+    assert all(np.array_equal(a, host(tree_of(0))[name]) for name, a in host(loaded).items())
+    with pytest.raises(ValueError, match=r"ckpt\.npz is a checkpoint of another model: its vocab_size is 4, the "
+                                         r"model's is 5"):
+        load_checkpoint(path, config={**CONFIG, "vocab_size": 5})
+    with pytest.raises(ValueError, match=r"its network is None, the model's is 'mlp'"):
+        load_checkpoint(path, config={**CONFIG, "network": "mlp"})
+
+
+def test_a_checkpoint_without_a_configuration(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, tree_of(0))
+    assert checkpoint_config(path) is None
+    with pytest.raises(ValueError, match="holds no configuration to check; it was saved without config="):
+        load_checkpoint(path, config=CONFIG)
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        save_checkpoint(path, tree_of(0), config={"lr": float("nan")})
