@@ -76,8 +76,8 @@ def prior_table(batch: int, length: int, hidden: int, repeats: int) -> None:
         dlogp = B.xp().ones(batch)
 
         def train_step():
-            _, cache = prior.log_prob_forward(params, z, lengths)
-            return prior.log_prob_backward(params, cache, dlogp)
+            _, cache = prior.log_prob_and_cache(params, z, lengths)
+            return prior.log_prob_vjp(params, cache, dlogp)
 
         sample, log_prob, step = _medians([lambda: prior.sample(params, batch, lengths, seed=2),
                                            lambda: prior.log_prob(params, z, lengths), train_step], repeats)

@@ -141,10 +141,10 @@ def _continuous_prior(rng):
     lengths = np.array([5, 3])
 
     def run(p, z, lengths):
-        logp, cache = prior.log_prob_forward(p, z, lengths)
-        grads, dz = prior.log_prob_backward(p, cache, B.xp().ones_like(logp))
-        (eps, _), _ = prior.inverse(p, z, lengths)
-        (z_back, logdet), _ = prior.forward(p, eps, lengths)  # the cubic inverse of every NLSq layer
+        logp, cache = prior.log_prob_and_cache(p, z, lengths)
+        grads, dz = prior.log_prob_vjp(p, cache, B.xp().ones_like(logp))
+        eps, _, _ = prior.inverse(p, z, lengths)
+        z_back, logdet, _ = prior.forward(p, eps, lengths)  # the cubic inverse of every NLSq layer
         return logp, grads, dz, z_back, logdet
 
     return run, prior.init(rng), (z, lengths)

@@ -1,8 +1,8 @@
 """Flow layers over a vector of H dimensions: AF, IAF, SCF and the elementwise (no flow across
 hidden) layer, each with any scalar transform inside and an optional conditioning input.
 
-Directions (paper section 3 and supplement B). Every layer is a bijection between data z and
-base eps, z, eps : (..., H), with a scalar transform f applied per dimension whose parameters
+Directions (paper section 3 and supplement B). Every layer is a ``Bijection`` (the protocol of
+``mini_flows.bijection``) between data z and base eps, z, eps : (..., H), with a scalar transform f applied per dimension whose parameters
 come from a network:
 
     inverse: data -> base, eps_h = f(z_h; theta_h)     (the closed-form ``formula``; density)
@@ -17,7 +17,7 @@ so training, which evaluates densities, never solves a cubic. log p(z) = log p(e
           through unchanged; both directions parallel
     Elementwise  theta_h = NN(cond)       no interaction across h; both directions parallel
 
-``reverse=True`` reverses the autoregressive order (AF, IAF) or swaps the two halves (SCF), so
+IAF is an AF read backwards (``Inverse`` of an AF whose transform is f^-1). ``reverse=True`` reverses the autoregressive order (AF, IAF) or swaps the two halves (SCF), so
 stacked layers alternate (see ``FlowStack``).
 
 References: Papamakarios et al., Masked Autoregressive Flow for Density Estimation (2017);
@@ -28,17 +28,17 @@ Discrete Sequences (2019).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from abc import abstractmethod
+from typing import Any, Callable, NamedTuple, Sequence
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
+from mini_flows.bijection import VJP, Bijection, Inverse, Result
 from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.continuous.scalar import Swapped
 from mini_flows.nn.mlp import MLP
 from mini_flows.nn.made import MADE
 from mini_flows.nn.tree import Tree, tree_add
-
-Result = tuple[tuple[Array, Array], Any]
-Grads = tuple[Tree, Array, Array | None]
 
 
 def first_param(params: Tree) -> Array:
@@ -69,68 +69,109 @@ def _spread(dlogdet: Array, shape: tuple[int, ...]) -> Array:
     return B.xp().broadcast_to(dlogdet[..., None], shape)
 
 
-class Flow:
-    """A bijection z <-> eps on vectors of ``dim`` entries, conditioned on ``cond`` (or nothing).
+def _configure(layer: Any, dim: int, cond_size: int, transform: Any) -> None:
+    """Validate and set ``layer.dim``, ``layer.cond_size`` and ``layer.transform``."""
+    check_positive_int("dim", dim)
+    check_positive_int("cond_size", cond_size, minimum=0)
+    for method in ("formula", "formula_backward", "solve", "solve_backward"):
+        if not hasattr(transform, method):
+            raise TypeError(f"transform must be an AffineTransform or NLSqTransform, got {type(transform).__name__}")
+    layer.dim, layer.cond_size, layer.transform = dim, cond_size, transform
+
+
+class Flow(Bijection):
+    """A layer z <-> eps on vectors of ``dim`` entries, conditioned on ``cond`` (or nothing): the
+    Bijection protocol with base eps, data z and context cond.
 
     Shape contract: z, eps : (..., dim); cond : (..., cond_size) with the same leading shape, or
     None when cond_size == 0; logdet : (...).
 
-    Subclass requirements: set ``self.dim``, ``self.cond_size`` and ``self.transform`` (an
-    AffineTransform or NLSqTransform), and implement
-      ``init(rng, dtype) -> params``
-      ``_inverse(params, z, cond) -> ((eps, logdet), cache)`` with logdet = log|det d eps / d z|
-      ``_forward(params, eps, cond) -> ((z, logdet), cache)`` with logdet = log|det d z / d eps|
-      ``inverse_backward(params, cache, deps, dlogdet) -> (grads, dz, dcond)``
-      ``forward_backward(params, cache, dz, dlogdet) -> (grads, deps, dcond)``
-    where grads mirrors params and dcond is None when cond is None. The public ``inverse`` and
-    ``forward`` validate their inputs and call the underscored methods.
+    Subclass requirements: call ``_configure(self, dim, cond_size, transform)`` (an
+    AffineTransform or NLSqTransform) and implement ``init(rng, dtype) -> params``,
+      ``_apply(params, x, cond, direction) -> (y, logdet, cache)``
+      ``_apply_vjp(params, cache, dy, dlogdet, direction) -> (grads, dx, dcond)``
+    with the scalar transform's map and backward of that direction from ``_scalar(direction)``.
     """
 
+    event_ndim = 1
     dim: int
     cond_size: int
     transform: Any
 
-    def inverse(self, params: Tree, z: Array, cond: Array | None = None) -> Result:
-        """Data -> base (density direction): ((eps, log|det d eps/d z|), cache)."""
-        self._check(params, "z", z, cond)
-        return self._inverse(params, z, cond)
-
-    def forward(self, params: Tree, eps: Array, cond: Array | None = None) -> Result:
-        """Base -> data (sampling direction): ((z, log|det d z/d eps|), cache)."""
-        self._check(params, "eps", eps, cond)
-        return self._forward(params, eps, cond)
-
-    def _check(self, params: Tree, name: str, x: Array, cond: Array | None) -> None:
+    def check_inputs(self, params: Tree, v: Array, context: Array | None, direction: str) -> None:
+        """v : (..., dim) named eps (forward) or z (inverse), and cond : (..., cond_size) (None when
+        cond_size is 0), of the parameters' float dtype."""
+        name = "eps" if direction == "forward" else "z"
         like = first_param(params)
-        check_float(name, x, like=like)
-        lead = tuple(B.value(x).shape[:-1])
-        check_shape(name, x, (*(None,) * len(lead), self.dim))
+        check_float(name, v, like=like)
+        lead = tuple(B.value(v).shape[:-1])
+        check_shape(name, v, (*(None,) * len(lead), self.dim))
         if self.cond_size == 0:
-            if cond is not None:
+            if context is not None:
                 raise ValueError("cond must be None: this layer was built with cond_size=0")
             return
-        if cond is None:
+        if context is None:
             raise ValueError(f"cond is required: this layer was built with cond_size={self.cond_size}")
-        check_float("cond", cond, like=like)
-        check_shape("cond", cond, (*lead, self.cond_size))
+        check_float("cond", context, like=like)
+        check_shape("cond", context, (*lead, self.cond_size))
 
-    def _check_config(self, dim: int, cond_size: int, transform: Any) -> None:
-        check_positive_int("dim", dim)
-        check_positive_int("cond_size", cond_size, minimum=0)
-        for method in ("formula", "formula_backward", "solve", "solve_backward"):
-            if not hasattr(transform, method):
-                raise TypeError(f"transform must be an AffineTransform or NLSqTransform, got {type(transform).__name__}")
-        self.dim, self.cond_size, self.transform = dim, cond_size, transform
+    def _scalar(self, direction: str) -> tuple[Callable, Callable]:
+        """The scalar transform's map and its backward in ``direction``: the closed-form formula
+        (inverse, density) or the solve (forward, sampling)."""
+        t = self.transform
+        return (t.solve, t.solve_backward) if direction == "forward" else (t.formula, t.formula_backward)
+
+    @abstractmethod
+    def _apply(self, params: Tree, x: Array, cond: Array | None, direction: str) -> Result:
+        """``direction``'s map of x : (..., dim): (y, logdet : (...), cache)."""
+
+    @abstractmethod
+    def _apply_vjp(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, direction: str) -> VJP:
+        """The backward pass of ``_apply`` in ``direction``."""
+
+    def _forward(self, params: Tree, eps: Array, cond: Array | None) -> Result:
+        return self._apply(params, eps, cond, "forward")
+
+    def _inverse(self, params: Tree, z: Array, cond: Array | None) -> Result:
+        return self._apply(params, z, cond, "inverse")
+
+    def forward_vjp(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> VJP:
+        """(grads, deps, dcond) from dz : (..., dim) and dlogdet : (...)."""
+        return self._apply_vjp(params, cache, dz, dlogdet, "forward")
+
+    def inverse_vjp(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> VJP:
+        """(grads, dz, dcond) from deps : (..., dim) and dlogdet : (...)."""
+        return self._apply_vjp(params, cache, deps, dlogdet, "inverse")
 
 
-class _Autoregressive(Flow):
-    """Shared machinery of AF and IAF: a MADE gives theta_h from the entries of one side that come
-    before h in the order. Where that side is the input the layer runs in parallel; where it is
-    the output, the output is built one dimension at a time (``dim`` MADE calls)."""
+class NetworkCache(NamedTuple):
+    """A parallel pass: the conditioner network's cache and the scalar transform's."""
+
+    net: Any
+    op: Any
+
+
+class StepCache(NamedTuple):
+    """One step h of a sequential pass: the MADE call's cache and the scalar transform's at h."""
+
+    h: int
+    made: Any
+    op: Any
+
+
+class AF(Flow):
+    """Autoregressive flow: eps_h = f(z_h; MADE(z_<h, cond)_h).
+
+    inverse (density) is one parallel MADE call with the closed-form formula; forward (sampling)
+    solves z_h = f^-1(eps_h; MADE(z_<h, cond)_h) for one h after another in the MADE order (``dim``
+    MADE calls, each on the output built so far).
+
+    Example: ``layer = AF(4, NLSqTransform(), cond_size=3); params = layer.init(B.host_rng(0))``.
+    """
 
     def __init__(self, dim: int, transform: Any, cond_size: int = 0, hidden_sizes: Sequence[int] = (64,),
                  reverse: bool = False, activation: str = "relu"):
-        self._check_config(dim, cond_size, transform)
+        _configure(self, dim, cond_size, transform)
         self.made = MADE(dim, tuple(hidden_sizes), transform.num_params, cond_size=cond_size,
                          order="reversed" if reverse else "forward", activation=activation)
         self.steps = sorted(range(dim), key=lambda h: self.made.order[h])
@@ -138,16 +179,23 @@ class _Autoregressive(Flow):
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {"made": _near_identity(self.made.init(rng, dtype))}
 
+    def _apply(self, params: Tree, x: Array, cond: Array | None, direction: str) -> Result:
+        run = self._parallel if direction == "inverse" else self._sequential
+        return run(params, x, cond, self._scalar(direction)[0])
+
+    def _apply_vjp(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, direction: str) -> VJP:
+        run = self._parallel_vjp if direction == "inverse" else self._sequential_vjp
+        return run(params, cache, dy, dlogdet, self._scalar(direction)[1])
+
     def _parallel(self, params: Tree, x: Array, cond: Array | None, op: Callable) -> Result:
         """y_h = op(theta_h(x_<h), x_h) for all h at once."""
         raw, made_cache = self.made.forward(params["made"], x, cond)
         (y, logdet), op_cache = op(raw, x)
-        return (y, logdet.sum(axis=-1)), (made_cache, op_cache)
+        return y, logdet.sum(axis=-1), NetworkCache(made_cache, op_cache)
 
-    def _parallel_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, op_backward: Callable) -> Grads:
-        made_cache, op_cache = cache
-        draw, dx = op_backward(op_cache, dy, _spread(dlogdet, dy.shape))
-        grads, dx_made, dcond = self.made.backward(params["made"], made_cache, draw)
+    def _parallel_vjp(self, params: Tree, cache: NetworkCache, dy: Array, dlogdet: Array, op_backward: Callable) -> VJP:
+        draw, dx = op_backward(cache.op, dy, _spread(dlogdet, dy.shape))
+        grads, dx_made, dcond = self.made.backward(params["made"], cache.net, draw)
         return {"made": grads}, dx + dx_made, dcond
 
     def _sequential(self, params: Tree, x: Array, cond: Array | None, op: Callable) -> Result:
@@ -161,10 +209,11 @@ class _Autoregressive(Flow):
             (y_h, logdet_h), op_cache = op(raw[..., h, :], x[..., h])
             y = y + y_h[..., None] * eye[h]
             logdet = logdet + logdet_h
-            caches.append((h, made_cache, op_cache))
-        return (y, logdet), caches
+            caches.append(StepCache(h, made_cache, op_cache))
+        return y, logdet, caches
 
-    def _sequential_backward(self, params: Tree, caches: Any, dy: Array, dlogdet: Array, op_backward: Callable) -> Grads:
+    def _sequential_vjp(self, params: Tree, caches: list[StepCache], dy: Array, dlogdet: Array,
+                        op_backward: Callable) -> VJP:
         xp = B.xp()
         dy = dy.copy()
         dx = xp.zeros_like(dy)
@@ -182,46 +231,24 @@ class _Autoregressive(Flow):
         return {"made": grads}, dx, dcond
 
 
-class AF(_Autoregressive):
-    """Autoregressive flow: eps_h = f(z_h; MADE(z_<h, cond)_h).
-
-    inverse (density) is one parallel MADE call with the closed-form formula; forward (sampling)
-    solves z_h = f^-1(eps_h; MADE(z_<h, cond)_h) for one h after another.
-
-    Example: ``layer = AF(4, NLSqTransform(), cond_size=3); params = layer.init(B.host_rng(0))``.
-    """
-
-    def _inverse(self, params: Tree, z: Array, cond: Array | None) -> Result:
-        return self._parallel(params, z, cond, self.transform.formula)
-
-    def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> Grads:
-        return self._parallel_backward(params, cache, deps, dlogdet, self.transform.formula_backward)
-
-    def _forward(self, params: Tree, eps: Array, cond: Array | None) -> Result:
-        return self._sequential(params, eps, cond, self.transform.solve)
-
-    def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> Grads:
-        return self._sequential_backward(params, cache, dz, dlogdet, self.transform.solve_backward)
-
-
-class IAF(_Autoregressive):
+class IAF(Inverse):
     """Inverse autoregressive flow: z_h = f^-1(eps_h; MADE(eps_<h, cond)_h).
 
-    forward (sampling) is one parallel MADE call on eps; inverse (density) computes
-    eps_h = f(z_h; MADE(eps_<h, cond)_h) for one h after another.
+    forward (sampling) is one parallel MADE call on eps with the solve; inverse (density) computes
+    eps_h = f(z_h; MADE(eps_<h, cond)_h) for one h after another with the formula. That is an AF
+    read backwards: an AF over data eps and base z whose scalar transform is f^-1 (``Swapped``: its
+    formula is f's solve, its solve f's formula), so IAF = Inverse(AF(dim, Swapped(transform))),
+    running the same operations in the same order as a hand-written IAF, bit for bit. Parameters
+    {"made": ...}, the AF's; ``made`` is its MADE.
     """
 
-    def _forward(self, params: Tree, eps: Array, cond: Array | None) -> Result:
-        return self._parallel(params, eps, cond, self.transform.solve)
+    def __init__(self, dim: int, transform: Any, cond_size: int = 0, hidden_sizes: Sequence[int] = (64,),
+                 reverse: bool = False, activation: str = "relu"):
+        _configure(self, dim, cond_size, transform)
+        super().__init__(AF(dim, Swapped(transform), cond_size, hidden_sizes, reverse, activation))
+        self.made = self.bijection.made
 
-    def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> Grads:
-        return self._parallel_backward(params, cache, dz, dlogdet, self.transform.solve_backward)
-
-    def _inverse(self, params: Tree, z: Array, cond: Array | None) -> Result:
-        return self._sequential(params, z, cond, self.transform.formula)
-
-    def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> Grads:
-        return self._sequential_backward(params, cache, deps, dlogdet, self.transform.formula_backward)
+    check_inputs = Flow.check_inputs  # a layer's checks, naming eps and z by IAF's own directions
 
 
 class SCF(Flow):
@@ -235,7 +262,7 @@ class SCF(Flow):
 
     def __init__(self, dim: int, transform: Any, cond_size: int = 0, hidden_sizes: Sequence[int] = (64,),
                  reverse: bool = False, activation: str = "relu"):
-        self._check_config(dim, cond_size, transform)
+        _configure(self, dim, cond_size, transform)
         if dim < 2:
             raise ValueError(f"SCF needs dim >= 2 to split into two halves, got {dim}")
         first, second = slice(0, dim // 2), slice(dim // 2, dim)
@@ -252,36 +279,23 @@ class SCF(Flow):
         parts = [changed, kept] if self.reverse else [kept, changed]
         return B.xp().concatenate(parts, axis=-1)
 
-    def _apply(self, params: Tree, x: Array, cond: Array | None, op: Callable) -> Result:
-        """y_S = x_S; y_h = op(NN(x_S, cond)_h, x_h) outside S."""
+    def _apply(self, params: Tree, x: Array, cond: Array | None, direction: str) -> Result:
+        """y_S = x_S; y_h = op(NN(x_S, cond)_h, x_h) outside S, op the scalar transform's map in ``direction``."""
         xp = B.xp()
         kept = x[..., self.kept]
         net_in = kept if cond is None else xp.concatenate([kept, cond], axis=-1)
         out, net_cache = self.net.forward(params["net"], net_in)
         raw = out.reshape(*out.shape[:-1], self.n_changed, self.transform.num_params)
-        (changed, logdet), op_cache = op(raw, x[..., self.changed])
-        return (self._join(kept, changed), logdet.sum(axis=-1)), (net_cache, op_cache, cond is None)
+        (changed, logdet), op_cache = self._scalar(direction)[0](raw, x[..., self.changed])
+        return self._join(kept, changed), logdet.sum(axis=-1), NetworkCache(net_cache, op_cache)
 
-    def _apply_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, op_backward: Callable) -> Grads:
-        net_cache, op_cache, no_cond = cache
+    def _apply_vjp(self, params: Tree, cache: NetworkCache, dy: Array, dlogdet: Array, direction: str) -> VJP:
         dy_changed = dy[..., self.changed]
-        draw, dx_changed = op_backward(op_cache, dy_changed, _spread(dlogdet, dy_changed.shape))
-        grads, dnet_in = self.net.backward(params["net"], net_cache, draw.reshape(*draw.shape[:-2], -1))
+        draw, dx_changed = self._scalar(direction)[1](cache.op, dy_changed, _spread(dlogdet, dy_changed.shape))
+        grads, dnet_in = self.net.backward(params["net"], cache.net, draw.reshape(*draw.shape[:-2], -1))
         dx_kept = dy[..., self.kept] + dnet_in[..., : self.n_kept]  # identity path + network path
-        dcond = None if no_cond else dnet_in[..., self.n_kept:]
+        dcond = None if self.cond_size == 0 else dnet_in[..., self.n_kept:]
         return {"net": grads}, self._join(dx_kept, dx_changed), dcond
-
-    def _inverse(self, params: Tree, z: Array, cond: Array | None) -> Result:
-        return self._apply(params, z, cond, self.transform.formula)
-
-    def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> Grads:
-        return self._apply_backward(params, cache, deps, dlogdet, self.transform.formula_backward)
-
-    def _forward(self, params: Tree, eps: Array, cond: Array | None) -> Result:
-        return self._apply(params, eps, cond, self.transform.solve)
-
-    def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> Grads:
-        return self._apply_backward(params, cache, dz, dlogdet, self.transform.solve_backward)
 
 
 class Elementwise(Flow):
@@ -290,32 +304,20 @@ class Elementwise(Flow):
 
     def __init__(self, dim: int, transform: Any, cond_size: int, hidden_sizes: Sequence[int] = (64,),
                  activation: str = "relu"):
-        self._check_config(dim, cond_size, transform)
+        _configure(self, dim, cond_size, transform)
         check_positive_int("cond_size", cond_size)
         self.net = MLP(cond_size, hidden_sizes, dim * transform.num_params, activation)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {"net": _near_identity(self.net.init(rng, dtype))}
 
-    def _apply(self, params: Tree, x: Array, cond: Array, op: Callable) -> Result:
+    def _apply(self, params: Tree, x: Array, cond: Array, direction: str) -> Result:
         out, net_cache = self.net.forward(params["net"], cond)
-        (y, logdet), op_cache = op(out.reshape(*out.shape[:-1], self.dim, self.transform.num_params), x)
-        return (y, logdet.sum(axis=-1)), (net_cache, op_cache)
+        raw = out.reshape(*out.shape[:-1], self.dim, self.transform.num_params)
+        (y, logdet), op_cache = self._scalar(direction)[0](raw, x)
+        return y, logdet.sum(axis=-1), NetworkCache(net_cache, op_cache)
 
-    def _apply_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, op_backward: Callable) -> Grads:
-        net_cache, op_cache = cache
-        draw, dx = op_backward(op_cache, dy, _spread(dlogdet, dy.shape))
-        grads, dcond = self.net.backward(params["net"], net_cache, draw.reshape(*draw.shape[:-2], -1))
+    def _apply_vjp(self, params: Tree, cache: NetworkCache, dy: Array, dlogdet: Array, direction: str) -> VJP:
+        draw, dx = self._scalar(direction)[1](cache.op, dy, _spread(dlogdet, dy.shape))
+        grads, dcond = self.net.backward(params["net"], cache.net, draw.reshape(*draw.shape[:-2], -1))
         return {"net": grads}, dx, dcond
-
-    def _inverse(self, params: Tree, z: Array, cond: Array) -> Result:
-        return self._apply(params, z, cond, self.transform.formula)
-
-    def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> Grads:
-        return self._apply_backward(params, cache, deps, dlogdet, self.transform.formula_backward)
-
-    def _forward(self, params: Tree, eps: Array, cond: Array) -> Result:
-        return self._apply(params, eps, cond, self.transform.solve)
-
-    def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> Grads:
-        return self._apply_backward(params, cache, dz, dlogdet, self.transform.solve_backward)

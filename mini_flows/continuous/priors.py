@@ -7,7 +7,8 @@ conditioned on a time context c_t from an LSTM and on the length encoding of sup
     IAF in time (IAF / SCF):          eps_t = g(z_t; c_t),  c_t = [LSTM(eps_<t)_t, enc_t]
     no flow in time (AF only):        eps_t = g(z_t; c_t),  c_t = enc_t
 
-with g the hidden flow's ``inverse`` (data -> base). The LSTM reads the previous step's vector
+with g the hidden flow's ``inverse`` (data -> base). The prior is a ``Bijection`` (``mini_flows.bijection``)
+between z and eps whose context is the lengths. The LSTM reads the previous step's vector
 (zero at t = 0), so c_t sees only earlier steps and the Jacobian d eps / d z is block lower
 triangular (supplement A): log p(z) = sum_t [log N(eps_t; 0, I) + log|det d eps_t / d z_t|].
 AF in time evaluates densities in parallel over t and samples one step after another; IAF in
@@ -25,10 +26,11 @@ its accurate range, or log p(z) itself (|eps|^2 / 2) is not representable.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
+from mini_flows.bijection import VJP, Bijection, Result
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.continuous.errors import FlowRangeError, raise_where
 from mini_flows.continuous.layers import first_param
@@ -45,7 +47,29 @@ _LOG_2PI = math.log(2 * math.pi)
 _Out = TypeVar("_Out")
 
 
-class SequencePrior:
+class PriorCache(NamedTuple):
+    """A direction's cache: the per-step caches (``steps``) and real : (batch, T), True at real steps."""
+
+    steps: Any
+    real: Array
+
+
+class TimeCache(NamedTuple):
+    """The time context's LSTM cache (None without flow in time) and the hidden flow's cache,
+    for all steps at once or for one step."""
+
+    lstm: Any
+    flow: Any
+
+
+class LogProbCache(NamedTuple):
+    """``log_prob_and_cache``'s cache: the inverse's cache and its output eps : (batch, T, H)."""
+
+    inverse: PriorCache
+    eps: Array
+
+
+class SequencePrior(Bijection):
     """p(z_{1:T} | T) as a flow from a standard normal eps, AF or IAF in time, a layered flow in hidden.
 
     Parameters
@@ -60,9 +84,13 @@ class SequencePrior:
     lstm_size, lstm_layers : the time-context LSTM.
     hidden_sizes : hidden layers of each flow layer's MADE or MLP.
 
-    Inputs: z, eps : (batch, T, H); lengths : (batch,) integers in [1, min(T, max_length)].
+    Inputs: z, eps : (batch, T, H); lengths : (batch,) integers in [1, min(T, max_length)], the
+    context of the Bijection protocol (``forward(params, eps, lengths)``, ``inverse(params, z,
+    lengths)``, logdet : (batch,), dcontext None).
     Parameters: {"lstm": ..., "flow": ...} ("lstm" absent when time is "none").
     """
+
+    event_ndim = 2
 
     def __init__(self, hidden_dim: int, time: str = "af", hidden: str = "af", transform: Any = None,
                  num_layers: int = 5, max_length: int = 64, lstm_size: int = 64, lstm_layers: int = 1,
@@ -88,54 +116,57 @@ class SequencePrior:
 
     # -- the bijection -------------------------------------------------------------------------
 
-    def inverse(self, params: Tree, z: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
-        """Data -> base: ((eps : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d eps/d z|."""
-        lengths = self._check(params, "z", z, lengths)
+    def check_inputs(self, params: Tree, v: Array, context: Array, direction: str) -> None:
+        name = "eps" if direction == "forward" else "z"
+        check_float(name, v, like=first_param(params))
+        check_shape(name, v, (None, None, self.H))
+        check_lengths(B.asarray(context), v.shape[0], v.shape[1], self.max_length)
+
+    def _inverse(self, params: Tree, z: Array, lengths: Array) -> Result:
+        """Data -> base: (eps : (batch, T, H), logdet : (batch,), cache), logdet = log|det d eps/d z|."""
         run = self._sequential if self.time == "iaf" else self._parallel
-        return _located("inverse", "z", z, lambda: self._masked(params, z, lengths, run, self.flow._inverse))
+        return _located("inverse", "z", z, lambda: self._masked(params, z, B.asarray(lengths), run, "inverse"))
 
-    def forward(self, params: Tree, eps: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
-        """Base -> data: ((z : (batch, T, H), logdet : (batch,)), cache), logdet = log|det d z/d eps|."""
-        lengths = self._check(params, "eps", eps, lengths)
+    def _forward(self, params: Tree, eps: Array, lengths: Array) -> Result:
+        """Base -> data: (z : (batch, T, H), logdet : (batch,), cache), logdet = log|det d z/d eps|."""
         run = self._sequential if self.time == "af" else self._parallel
-        return _located("forward", "eps", eps, lambda: self._masked(params, eps, lengths, run, self.flow._forward))
+        return _located("forward", "eps", eps, lambda: self._masked(params, eps, B.asarray(lengths), run, "forward"))
 
-    def inverse_backward(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> tuple[Tree, Array]:
-        """(grads, dz) from deps : (batch, T, H) and dlogdet : (batch,)."""
-        run = self._sequential_backward if self.time == "iaf" else self._parallel_backward
-        return self._masked_backward(params, cache, deps, dlogdet, run, self.flow.inverse_backward)
+    def inverse_vjp(self, params: Tree, cache: PriorCache, deps: Array, dlogdet: Array) -> VJP:
+        """(grads, dz, None) from deps : (batch, T, H) and dlogdet : (batch,)."""
+        run = self._sequential_vjp if self.time == "iaf" else self._parallel_vjp
+        return self._masked_vjp(params, cache, deps, dlogdet, run, "inverse")
 
-    def forward_backward(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> tuple[Tree, Array]:
-        """(grads, deps) from dz : (batch, T, H) and dlogdet : (batch,)."""
-        run = self._sequential_backward if self.time == "af" else self._parallel_backward
-        return self._masked_backward(params, cache, dz, dlogdet, run, self.flow.forward_backward)
+    def forward_vjp(self, params: Tree, cache: PriorCache, dz: Array, dlogdet: Array) -> VJP:
+        """(grads, deps, None) from dz : (batch, T, H) and dlogdet : (batch,)."""
+        run = self._sequential_vjp if self.time == "af" else self._parallel_vjp
+        return self._masked_vjp(params, cache, dz, dlogdet, run, "forward")
 
     # -- density and sampling ------------------------------------------------------------------
 
-    def log_prob_forward(self, params: Tree, z: Array, lengths: Array) -> tuple[Array, Any]:
-        """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for backward.
+    def log_prob_and_cache(self, params: Tree, z: Array, lengths: Array) -> tuple[Array, LogProbCache]:
+        """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for ``log_prob_vjp``.
 
         Raises FlowRangeError naming the sequence where log p(z | T) is not representable."""
         xp = B.xp()
-        (eps, logdet), cache = self.inverse(params, z, lengths)
-        real = cache[1]
+        eps, logdet, cache = self.inverse(params, z, lengths)
         base = -0.5 * (eps * eps).sum(axis=-1) - 0.5 * self.H * _LOG_2PI
-        logp = xp.where(real, base, 0.0).sum(axis=1) + logdet
+        logp = xp.where(cache.real, base, 0.0).sum(axis=1) + logdet
         raise_where(~xp.isfinite(B.value(logp)),
                     f"SequencePrior.log_prob: log p(z) overflows {B.value(z).dtype} for a finite sequence of z (the flow "
                     "maps it so far into the tail that |eps|^2 / 2 is out of range); the first is the one",
                     {"max |z|": xp.abs(B.value(z)).max(axis=(1, 2)), "max |eps|": xp.abs(B.value(eps)).max(axis=(1, 2))})
-        return logp, (cache, eps, real)
+        return logp, LogProbCache(cache, eps)
 
-    def log_prob_backward(self, params: Tree, cache: Any, dlogp: Array) -> tuple[Tree, Array]:
+    def log_prob_vjp(self, params: Tree, cache: LogProbCache, dlogp: Array) -> tuple[Tree, Array]:
         """(grads, dz : (batch, T, H)) from dlogp : (batch,)."""
-        inner, eps, real = cache
-        deps = -eps * (real[..., None] * dlogp[:, None, None])
-        return self.inverse_backward(params, inner, deps, dlogp)
+        deps = -cache.eps * (cache.inverse.real[..., None] * dlogp[:, None, None])
+        grads, dz, _ = self.inverse_vjp(params, cache.inverse, deps, dlogp)
+        return grads, dz
 
     def log_prob(self, params: Tree, z: Array, lengths: Array) -> Array:
         """log p(z | T) : (batch,) for z : (batch, T, H) and lengths : (batch,)."""
-        return self.log_prob_forward(params, z, lengths)[0]
+        return self.log_prob_and_cache(params, z, lengths)[0]
 
     def sample(self, params: Tree, n: int, lengths: int | Array, seed: int | None) -> Array:
         """z : (n, max(lengths), H): eps ~ N(0, I), z = forward(eps); padded steps are 0.
@@ -151,86 +182,85 @@ class SequencePrior:
         T = int(lengths.max())
         dtype = B.value(first_param(params)).dtype
         eps = B.rng(seed).standard_normal((n, T, self.H), dtype=dtype)
-        (z, _), _ = self.forward(params, eps, lengths)
+        z, _, _ = self.forward(params, eps, lengths)
         return xp.where(self._real(lengths, T)[..., None], z, 0.0)
 
     # -- machinery -----------------------------------------------------------------------------
-
-    def _check(self, params: Tree, name: str, x: Array, lengths: Array) -> Array:
-        check_float(name, x, like=first_param(params))
-        check_shape(name, x, (None, None, self.H))
-        lengths = B.asarray(lengths)
-        check_lengths(lengths, x.shape[0], x.shape[1], self.max_length)
-        return lengths
 
     @staticmethod
     def _real(lengths: Array, T: int) -> Array:
         """(batch, T) booleans: True at real steps."""
         return B.xp().arange(T)[None, :] < lengths[:, None]
 
-    def _masked(self, params: Tree, x: Array, lengths: Array, run: Any, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
-        """Run the flow on x with padding replaced by 0; identity and zero log-det on padding."""
+    def _masked(self, params: Tree, x: Array, lengths: Array, run: Any, direction: str) -> Result:
+        """Run the hidden flow's ``direction`` on x with padding replaced by 0; identity and zero
+        log-det on padding."""
         xp = B.xp()
         T = x.shape[1]
         real = self._real(lengths, T)
         enc = length_encoding(lengths, T, self.max_length, B.value(x).dtype)
-        (y, logdet), cache = run(params, xp.where(real[..., None], x, 0.0), enc, flow_op)
+        y, logdet, steps = run(params, xp.where(real[..., None], x, 0.0), enc, direction)
         y = xp.where(real[..., None], y, x)
-        return (y, xp.where(real, logdet, 0.0).sum(axis=1)), (cache, real)
+        return y, xp.where(real, logdet, 0.0).sum(axis=1), PriorCache(steps, real)
 
-    def _masked_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, run: Any, flow_backward: Any) -> tuple[Tree, Array]:
+    def _masked_vjp(self, params: Tree, cache: PriorCache, dy: Array, dlogdet: Array, run: Any, direction: str) -> VJP:
         xp = B.xp()
-        inner, real = cache
-        grads, dx = run(params, inner, dy * real[..., None], dlogdet[:, None] * real, flow_backward)
-        return grads, xp.where(real[..., None], dx, dy)
+        real = cache.real
+        grads, dx = run(params, cache.steps, dy * real[..., None], dlogdet[:, None] * real, direction)
+        return grads, xp.where(real[..., None], dx, dy), None
 
     def _cond(self, h: Array, enc: Array) -> Array:
         return B.xp().concatenate([h, enc], axis=-1)
 
-    def _parallel(self, params: Tree, x: Array, enc: Array, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
-        """All steps at once: the LSTM reads x shifted one step right, y_t = flow_op(x_t; c_t).
-        With no flow in time, c_t is the length encoding alone."""
+    def _hidden(self, params: Tree, x: Array, cond: Array, direction: str) -> Result:
+        """The hidden flow's ``direction`` on x : (..., H) with context cond, unchecked."""
+        return getattr(self.flow, direction)(params["flow"], x, cond, check=False)
+
+    def _parallel(self, params: Tree, x: Array, enc: Array, direction: str) -> Result:
+        """All steps at once: the LSTM reads x shifted one step right, y_t = g(x_t; c_t) with g the
+        hidden flow's ``direction``. With no flow in time, c_t is the length encoding alone."""
         xp = B.xp()
         if self.lstm is None:
-            (y, logdet), flow_cache = flow_op(params["flow"], x, enc)
-            return (y, logdet), (None, flow_cache)
+            y, logdet, flow_cache = self._hidden(params, x, enc, direction)
+            return y, logdet, TimeCache(None, flow_cache)
         shifted = xp.concatenate([xp.zeros_like(B.value(x[:, :1])), x[:, :-1]], axis=1)
         (h, _), lstm_cache = self.lstm.forward(params["lstm"], shifted)
-        (y, logdet), flow_cache = flow_op(params["flow"], x, self._cond(h, enc))
-        return (y, logdet), (lstm_cache, flow_cache)
+        y, logdet, flow_cache = self._hidden(params, x, self._cond(h, enc), direction)
+        return y, logdet, TimeCache(lstm_cache, flow_cache)
 
-    def _parallel_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, flow_backward: Any) -> tuple[Tree, Array]:
+    def _parallel_vjp(self, params: Tree, cache: TimeCache, dy: Array, dlogdet: Array,
+                      direction: str) -> tuple[Tree, Array]:
         xp = B.xp()
+        flow_grads, dx, dcond = self.flow.vjp(direction)(params["flow"], cache.flow, dy, dlogdet)
         if self.lstm is None:
-            flow_grads, dx, _ = flow_backward(params["flow"], cache[1], dy, dlogdet)
             return {"flow": flow_grads}, dx
-        lstm_cache, flow_cache = cache
-        flow_grads, dx, dcond = flow_backward(params["flow"], flow_cache, dy, dlogdet)
-        lstm_grads, dshifted, _ = self.lstm.backward(params["lstm"], lstm_cache, dcond[..., : self.lstm_size])
+        lstm_grads, dshifted, _ = self.lstm.backward(params["lstm"], cache.lstm, dcond[..., : self.lstm_size])
         dx = dx + xp.concatenate([dshifted[:, 1:], xp.zeros_like(dshifted[:, :1])], axis=1)
         return {"lstm": lstm_grads, "flow": flow_grads}, dx
 
-    def _sequential(self, params: Tree, x: Array, enc: Array, flow_op: Any) -> tuple[tuple[Array, Array], Any]:
-        """One step after another: the LSTM reads the previous output y_{t-1}, y_t = flow_op(x_t; c_t)."""
+    def _sequential(self, params: Tree, x: Array, enc: Array, direction: str) -> Result:
+        """One step after another: the LSTM reads the previous output y_{t-1}, y_t = g(x_t; c_t)."""
         xp = B.xp()
         y_prev = xp.zeros_like(B.value(x[:, 0]))
         state, ys, logdets, caches = None, [], [], []
         for t in range(x.shape[1]):
             (h, state), lstm_cache = self.lstm.forward(params["lstm"], y_prev[:, None, :], initial_state=state)
-            (y_prev, logdet_t), flow_cache = flow_op(params["flow"], x[:, t], self._cond(h[:, 0], enc[:, t]))
+            y_prev, logdet_t, flow_cache = self._hidden(params, x[:, t], self._cond(h[:, 0], enc[:, t]), direction)
             ys.append(y_prev)
             logdets.append(logdet_t)
-            caches.append((lstm_cache, flow_cache))
-        return (xp.stack(ys, axis=1), xp.stack(logdets, axis=1)), caches
+            caches.append(TimeCache(lstm_cache, flow_cache))
+        return xp.stack(ys, axis=1), xp.stack(logdets, axis=1), caches
 
-    def _sequential_backward(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, flow_backward: Any) -> tuple[Tree, Array]:
+    def _sequential_vjp(self, params: Tree, cache: list[TimeCache], dy: Array, dlogdet: Array,
+                        direction: str) -> tuple[Tree, Array]:
         xp = B.xp()
         dx = xp.zeros_like(dy)
         dy_next = xp.zeros_like(dy[:, 0])  # reaches y_t through the LSTM input of step t + 1
         dstate, grads = None, None
         for t in reversed(range(dy.shape[1])):
             lstm_cache, flow_cache = cache[t]
-            flow_grads, dx_t, dcond = flow_backward(params["flow"], flow_cache, dy[:, t] + dy_next, dlogdet[:, t])
+            flow_grads, dx_t, dcond = self.flow.vjp(direction)(params["flow"], flow_cache, dy[:, t] + dy_next,
+                                                               dlogdet[:, t])
             dx[:, t] = dx_t
             lstm_grads, dstep, dstate = self.lstm.backward(params["lstm"], lstm_cache, dcond[:, None, : self.lstm_size],
                                                            d_final=dstate)

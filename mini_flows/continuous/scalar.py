@@ -182,6 +182,20 @@ class AffineTransform(ScalarTransform):
         return (y - params["a"]) / params["b"]
 
 
+class Swapped:
+    """The scalar transform f^-1 of ``transform`` f: its ``formula`` is f's ``solve`` and its
+    ``solve`` f's ``formula``, each with its backward pass, so a layer that runs the formula in
+    parallel and the solve sequentially runs f's solve in parallel instead (``layers.IAF``).
+
+    Example: ``Swapped(NLSqTransform()).formula(raw, z)`` is ``NLSqTransform().solve(raw, z)``.
+    """
+
+    def __init__(self, transform: ScalarTransform):
+        self.transform, self.num_params = transform, transform.num_params
+        self.formula, self.formula_backward = transform.solve, transform.solve_backward
+        self.solve, self.solve_backward = transform.formula, transform.formula_backward
+
+
 def _nlsq_core(
     a: Array, b: Array, c: Array, d: Array, g: Array, k: Array, gap: Array, log_b: Array, x: Array
 ) -> tuple[Array, Array, dict]:

@@ -6,11 +6,15 @@ paper and the rest of mini_flows):
     forward(x):  base -> data,    y_d = (mu_d + sigma_d x_d) mod K                (eq. 5)
     inverse(y):  data -> base,    x_d = sigma_d^-1 (y_d - mu_d) mod K
 
-Training evaluates log p(y) = log p_base(f^-1(y)) (section 3.3), so it runs ``inverse``; that
-direction returns a cache and has a hand-written backward, ``inverse_backward``. Sampling runs
-``forward``. Values are one-hot arrays (batch, D, K); mu_d is one_hot(argmax(loc logits)) and
-sigma_d one_hot(argmax(masked scale logits)) (eq. 6), so every step is exact and both directions
-are bit-exact inverses. On the backward pass argmax is replaced by softmax(logits / tau), the
+Both flows are ``Bijection``s (``mini_flows.bijection``) with no context and a zero log-det (a
+bijection of a finite set moves probability mass without changing it). Training evaluates
+log p(y) = log p_base(f^-1(y)) (section 3.3), so it runs ``inverse``; that direction returns a
+cache and has a hand-written backward, ``inverse_vjp``. Sampling runs ``forward``, which is not
+differentiable (``differentiable = ("inverse",)``) and returns no cache.
+
+Values are one-hot arrays (batch, D, K); mu_d is one_hot(argmax(loc logits)) and sigma_d
+one_hot(argmax(masked scale logits)) (eq. 6), so every step is exact and both directions are
+bit-exact inverses. On the backward pass argmax is replaced by softmax(logits / tau), the
 straight-through estimator, and the modular maps are bilinear in their one-hot arguments, so the
 gradient reaches the location logits, the scale logits (through the permutation sigma -> sigma^-1)
 and the input y.
@@ -21,10 +25,11 @@ Discrete Data. NeurIPS 2019.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
+from mini_flows.bijection import VJP, Bijection, Result
 from mini_flows.checks import check_number
 from mini_flows.discrete.modular import inverse_location_scale, inverse_location_scale_vjp, location_scale
 from mini_flows.discrete.one_hot import check_one_hot
@@ -38,22 +43,46 @@ from mini_flows.discrete.straight_through import (
 from mini_flows.nn.tree import Tree
 
 
-class DiscreteFlow:
-    """A location-scale flow whose (mu, sigma) come from a network (see ``networks``).
+class MuSigmaCache(NamedTuple):
+    """``_mu_sigma``'s cache: the network's, the straight-through argmaxes' and the positions."""
+
+    net: Any
+    mu: Any
+    sigma: Any
+    positions: slice | None
+
+
+class InverseCache(NamedTuple):
+    """An inverse's cache: the part of its input that eq. 5 maps, (batch, P, K) (all of y in the
+    network's order, or a bipartite flow's moved positions), one-hot mu and sigma there (sigma None
+    without scale) and their ``MuSigmaCache``."""
+
+    y: Array
+    mu: Array
+    sigma: Array | None
+    mu_sigma: MuSigmaCache
+
+
+class DiscreteFlow(Bijection):
+    """A location-scale flow whose (mu, sigma) come from a network (see ``networks``): the
+    Bijection protocol on one-hot x, y : (batch, D, K), no context, logdet = 0 : (batch,).
 
     Subclass requirements: set ``self.network`` and ``self.tau`` (through ``__init__``) and
     implement
 
-        forward(params, x) -> y                     base -> data, (batch, D, K) one-hot each
-        inverse(params, y) -> (x, cache)            data -> base
-        inverse_backward(params, cache, dx) -> (grads, dy)
+        _forward(params, x, None) -> (y, 0, None)          base -> data, not differentiable
+        _inverse(params, y, None) -> (x, 0, cache)         data -> base
+        inverse_vjp(params, cache, dx, dlogdet) -> (grads, dy, None)
 
-    with ``inverse(params, forward(params, x))[0] == x`` bit for bit, and ``grads`` mirroring
+    with ``inverse(params, forward(params, x)[0])[0] == x`` bit for bit, and ``grads`` mirroring
     ``init``'s tree {"network": ...}. ``_mu_sigma`` and ``_mu_sigma_backward`` give the shared
     network -> straight-through argmax step. The network follows the protocol of ``networks``
     (attributes length, vocab_size, scale, autoregressive; a "bias" parameter, whose dtype the
     inputs must have).
     """
+
+    event_ndim = 2
+    differentiable = ("inverse",)
 
     def __init__(self, network: Any, tau: float = 0.1):
         self.network, self.tau = network, check_number("tau", tau)
@@ -62,10 +91,19 @@ class DiscreteFlow:
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {"network": self.network.init(rng, dtype)}
 
-    def _check(self, params: Tree, name: str, v: Array) -> None:
-        check_one_hot(name, v, self.length, self.vocab_size, like=params["network"]["bias"])
+    def check_inputs(self, params: Tree, v: Array, context: None, direction: str) -> None:
+        if context is not None:
+            raise ValueError(f"{type(self).__name__} takes no context, got {type(context).__name__}")
+        check_one_hot("x" if direction == "forward" else "y", v, self.length, self.vocab_size,
+                      like=params["network"]["bias"])
 
-    def _mu_sigma(self, params: Tree, h: Array, positions: slice | None = None) -> tuple[Array, Array | None, Any]:
+    @staticmethod
+    def _zero_logdet(v: Array) -> Array:
+        """log|det| = 0 : (batch,) for v : (batch, D, K)."""
+        return B.xp().zeros(v.shape[:1], dtype=B.value(v).dtype)
+
+    def _mu_sigma(self, params: Tree, h: Array,
+                  positions: slice | None = None) -> tuple[Array, Array | None, MuSigmaCache]:
         """Network input h (batch, D, K) -> one-hot mu and sigma (batch, P, K) (eq. 6) at the
         given positions (all D when None)."""
         (loc, scale), net_cache = self.network.forward(params["network"], h)
@@ -75,9 +113,10 @@ class DiscreteFlow:
         sigma = sigma_cache = None
         if self.scale:
             sigma, sigma_cache = one_hot_argmax(mask_scale_logits(scale), self.tau)
-        return mu, sigma, (net_cache, mu_cache, sigma_cache, positions)
+        return mu, sigma, MuSigmaCache(net_cache, mu_cache, sigma_cache, positions)
 
-    def _mu_sigma_backward(self, params: Tree, cache: Any, dmu: Array, dsigma: Array | None) -> tuple[Tree, Array]:
+    def _mu_sigma_backward(self, params: Tree, cache: MuSigmaCache, dmu: Array,
+                           dsigma: Array | None) -> tuple[Tree, Array]:
         net_cache, mu_cache, sigma_cache, positions = cache
         dloc = self._scatter(one_hot_argmax_backward(mu_cache, dmu), positions)
         dscale = None
@@ -103,7 +142,7 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
     y_{d+1}..y_D (the sequence is flipped around the network). The network must be autoregressive
     (``TransformerNet(causal=True)``, ``LSTMNet`` or ``MADENet``).
 
-    forward(x) (base -> data) is sequential: position d needs y_<d. With a network that has the
+    forward (base -> data) is sequential: position d needs y_<d. With a network that has the
     incremental ``start``/``step`` of ``networks`` (``LSTMNet``, causal ``TransformerNet``) each
     position is one step on one position, reusing the earlier ones' work (the Transformer's step d
     attends to d cached keys); otherwise (``MADENet``) it is one full network call on y_<d padded
@@ -111,7 +150,7 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
     logits equal those of ``inverse`` to round-off, not bit for bit: the round trip stays exact
     unless two logits of one position tie to within round-off (the round-trip tests draw networks,
     sizes and inputs at random and have met none).
-    inverse(y) (data -> base) is one parallel network call, since y is known.
+    inverse (data -> base) is one parallel network call, since y is known.
 
     Inputs: x, y : (batch, D, K) one-hot of the parameters' dtype.
     Parameters: {"network": the network's tree}.
@@ -128,12 +167,11 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
     def _flip(self, v: Array) -> Array:
         return v[:, ::-1] if self.order == "reversed" else v
 
-    def forward(self, params: Tree, x: Array) -> Array:
+    def _forward(self, params: Tree, x: Array, context: None) -> Result:
         """Base -> data, position by position in the network's order: y_d from the y_<d filled in so far."""
-        self._check(params, "x", x)
         z = self._flip(x)
         fill = self._fill_by_steps if hasattr(self.network, "step") else self._fill_by_recomputation
-        return self._flip(fill(params["network"], z))
+        return self._flip(fill(params["network"], z)), self._zero_logdet(x), None
 
     def _fill_by_steps(self, net_params: Tree, z: Array) -> Array:
         """z (batch, D, K) in the network's order -> y (batch, D, K), one ``network.step`` per position."""
@@ -167,19 +205,19 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
         sigma = None if scale is None else hard_one_hot(scale, scale=True)
         return location_scale(z_d, hard_one_hot(loc), sigma)
 
-    def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
+    def _inverse(self, params: Tree, y: Array, context: None) -> Result:
         """Data -> base in one network call: x = sigma^-1 (y - mu) mod K with mu, sigma = network(y)."""
-        self._check(params, "y", y)
         z = self._flip(y)
         mu, sigma, cache = self._mu_sigma(params, z)
-        return self._flip(inverse_location_scale(z, mu, sigma)), (z, mu, sigma, cache)
+        return self._flip(inverse_location_scale(z, mu, sigma)), self._zero_logdet(y), InverseCache(z, mu, sigma, cache)
 
-    def inverse_backward(self, params: Tree, cache: Any, dx: Array) -> tuple[Tree, Array]:
-        """dx (batch, D, K) -> (grads, dy): through eq. 5's inverse, the straight-through argmax and the network."""
+    def inverse_vjp(self, params: Tree, cache: InverseCache, dx: Array, dlogdet: Array) -> VJP:
+        """dx (batch, D, K) -> (grads, dy, None): through eq. 5's inverse, the straight-through
+        argmax and the network (dlogdet reaches nothing: the log-det is constant)."""
         z, mu, sigma, net_cache = cache
         dz, dmu, dsigma = inverse_location_scale_vjp(z, mu, sigma, self._flip(dx))
         grads, dz_net = self._mu_sigma_backward(params, net_cache, dmu, dsigma)
-        return grads, self._flip(dz + dz_net)
+        return grads, self._flip(dz + dz_net), None
 
 
 class DiscreteBipartiteFlow(DiscreteFlow):
@@ -225,23 +263,21 @@ class DiscreteBipartiteFlow(DiscreteFlow):
         pairs = xp.stack([evens[:, :n], odds], axis=2).reshape(batch, 2 * n, K)
         return pairs if evens.shape[1] == n else xp.concatenate([pairs, evens[:, n:]], axis=1)
 
-    def forward(self, params: Tree, x: Array) -> Array:
+    def _forward(self, params: Tree, x: Array, context: None) -> Result:
         """Base -> data in one network call."""
-        self._check(params, "x", x)
         mu, sigma, _ = self._mu_sigma(params, self._mask(x.dtype) * x, self.moved)
-        return self._join(x[:, self.kept], location_scale(x[:, self.moved], mu, sigma))
+        return self._join(x[:, self.kept], location_scale(x[:, self.moved], mu, sigma)), self._zero_logdet(x), None
 
-    def inverse(self, params: Tree, y: Array) -> tuple[Array, Any]:
+    def _inverse(self, params: Tree, y: Array, context: None) -> Result:
         """Data -> base in one network call."""
-        self._check(params, "y", y)
         mu, sigma, cache = self._mu_sigma(params, self._mask(B.value(y).dtype) * y, self.moved)
         y_moved = y[:, self.moved]
         x = self._join(y[:, self.kept], inverse_location_scale(y_moved, mu, sigma))
-        return x, (y_moved, mu, sigma, cache)
+        return x, self._zero_logdet(y), InverseCache(y_moved, mu, sigma, cache)
 
-    def inverse_backward(self, params: Tree, cache: Any, dx: Array) -> tuple[Tree, Array]:
-        """dx (batch, D, K) -> (grads, dy)."""
+    def inverse_vjp(self, params: Tree, cache: InverseCache, dx: Array, dlogdet: Array) -> VJP:
+        """dx (batch, D, K) -> (grads, dy, None)."""
         y_moved, mu, sigma, net_cache = cache
         dy_moved, dmu, dsigma = inverse_location_scale_vjp(y_moved, mu, sigma, dx[:, self.moved])
         grads, dh = self._mu_sigma_backward(params, net_cache, dmu, dsigma)
-        return grads, self._join(dx[:, self.kept] + dh[:, self.kept], dy_moved)
+        return grads, self._join(dx[:, self.kept] + dh[:, self.kept], dy_moved), None

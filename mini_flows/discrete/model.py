@@ -3,17 +3,20 @@
     sampling:    x ~ p_base,  y = f_L(... f_2(f_1(x)))                    (each f_l.forward)
     likelihood:  log p(y) = log p_base(f_1^-1(... f_L^-1(y)))            (each f_l.inverse)
 
-There is no log-determinant: a bijection of a finite set moves probability mass without changing
-it. Training minimises the mean negative log-likelihood with the straight-through gradient
-through every flow (section 3.3).
+The flows form one ``Chain`` [f_L, ..., f_1] (composition order, so f_1 is next to the base).
+
+There is no log-determinant (the chain's is 0): a bijection of a finite set moves probability
+mass without changing it. Training minimises the mean negative log-likelihood with the
+straight-through gradient through every flow (section 3.3).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
+from mini_flows.chain import Chain
 from mini_flows.checks import check_nonempty_batch, check_positive_int
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
 from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
@@ -22,6 +25,13 @@ from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tok
 from mini_flows.nn.tree import Tree, flatten
 
 KINDS = ("autoregressive", "bipartite")
+
+
+class ModelCache(NamedTuple):
+    """``forward``'s cache for ``backward``: the flows' ``ChainCache`` and the base's cache."""
+
+    flows: Any
+    base: Any
 
 
 class DiscreteFlowModel:
@@ -44,6 +54,8 @@ class DiscreteFlowModel:
                     f"flow {i} has (length, vocab_size) = ({flow.length}, {flow.vocab_size}) but the base has "
                     f"({self.length}, {self.vocab_size})"
                 )
+        names = [f"flow_{i}" for i in range(len(self.flows))]
+        self.chain = Chain(self.flows[::-1], names[::-1], event_ndim=2)
         self.params = self.init(B.host_rng(seed), dtype) if params is None else params
         self.dtype = B.value(next(iter(flatten(self.params).values()))).dtype
 
@@ -52,23 +64,19 @@ class DiscreteFlowModel:
         params.update({f"flow_{i}": flow.init(rng, dtype) for i, flow in enumerate(self.flows)})
         return params
 
-    def forward(self, params: Tree, tokens: Array) -> tuple[Array, Any]:
+    def forward(self, params: Tree, tokens: Array) -> tuple[Array, ModelCache]:
         """tokens (batch, D) integers -> log p(tokens) (batch,) in nats, and a cache for ``backward``."""
         h = tokens_to_one_hot(tokens, self.length, self.vocab_size, self.dtype)
-        caches = []
-        for i in reversed(range(len(self.flows))):
-            h, cache = self.flows[i].inverse(params[f"flow_{i}"], h)
-            caches.append(cache)
-        log_p, base_cache = self.base.log_prob(params["base"], h)
-        return log_p, (caches[::-1], base_cache)
+        x, _, flow_cache = self.chain.inverse(params, h)  # a zero log-det
+        log_p, base_cache = self.base.log_prob(params["base"], x)
+        return log_p, ModelCache(flow_cache, base_cache)
 
-    def backward(self, params: Tree, cache: Any, dlog_p: Array) -> Tree:
+    def backward(self, params: Tree, cache: ModelCache, dlog_p: Array) -> Tree:
         """dlog_p (batch,) -> gradient tree mirroring ``params``, through the base and every flow."""
-        flow_caches, base_cache = cache
         grads = {}
-        grads["base"], dh = self.base.backward(params["base"], base_cache, dlog_p)
-        for i, flow in enumerate(self.flows):
-            grads[f"flow_{i}"], dh = flow.inverse_backward(params[f"flow_{i}"], flow_caches[i], dh)
+        grads["base"], dh = self.base.backward(params["base"], cache.base, dlog_p)
+        flow_grads, _, _ = self.chain.inverse_vjp(params, cache.flows, dh, dlog_p)
+        grads.update({f"flow_{i}": flow_grads[f"flow_{i}"] for i in range(len(self.flows))})
         return grads
 
     def log_prob(self, tokens: Array, params: Tree | None = None) -> Array:
@@ -91,9 +99,7 @@ class DiscreteFlowModel:
         check_positive_int("n", n)
         params = self.params if params is None else params
         h = self.base.sample(params["base"], n, seed)
-        for i, flow in enumerate(self.flows):
-            h = flow.forward(params[f"flow_{i}"], h)
-        return one_hot_to_tokens(h)
+        return one_hot_to_tokens(self.chain.forward(params, h)[0])
 
 
 def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, scale: bool = False,

@@ -71,7 +71,7 @@ def moved_fraction(model: DiscreteFlowModel, tokens: Array) -> float:
     (mu_d != 0): 0 where the flow is the identity on them."""
     flow = model.flows[0]
     y = tokens_to_one_hot(tokens, model.length, model.vocab_size, model.dtype)
-    x, _ = flow.inverse(model.params["flow_0"], y)
+    x, _, _ = flow.inverse(model.params["flow_0"], y)
     return float(B.xp().mean(one_hot_to_tokens(x) != tokens))
 
 

@@ -147,7 +147,7 @@ def mixture_log_prob(x: Array) -> Array:
 
 def flow_log_prob(flow: FlowStack, params: Tree, x: Array) -> tuple[Array, Any, Array]:
     """log p(z) = log N(eps; 0, I) + log|det d eps/d z| : (n,), the cache and eps."""
-    (eps, logdet), cache = flow.inverse(params, x)
+    eps, logdet, cache = flow.inverse(params, x)
     return -0.5 * (eps * eps).sum(-1) - math.log(2 * math.pi) + logdet, cache, eps
 
 
@@ -157,7 +157,7 @@ def train_flow(flow: FlowStack, params: Tree, steps: int, rng: Any, reporter: Pr
     def loss_and_grads(params: Tree, x: Array) -> tuple[float, Tree]:
         log_p, cache, eps = flow_log_prob(flow, params, x)
         n = x.shape[0]  # d(-mean log p) / d eps = eps / n, d(-mean log p) / d logdet = -1 / n
-        grads, _, _ = flow.inverse_backward(params, cache, eps / n, B.xp().full(n, -1.0 / n))
+        grads, _, _ = flow.inverse_vjp(params, cache, eps / n, B.xp().full(n, -1.0 / n))
         return -float(log_p.mean()), grads
 
     return fit(loss_and_grads, params, lambda step: sample_mixture(batch, rng), steps, Adam(lr=lr, clip_norm=5.0),

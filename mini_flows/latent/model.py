@@ -150,7 +150,7 @@ class LatentFlowModel:
         lengths_s, x_s = (xp.broadcast_to(a[None], (S, *a.shape)).reshape(S * batch, *a.shape[1:])
                           for a in (lengths, x))  # sample-major, like z
         prior = with_dropout(self.prior, dropout_mask)
-        logp, prior_cache = prior.log_prob_forward(params["prior"], z, lengths_s)
+        logp, prior_cache = prior.log_prob_and_cache(params["prior"], z, lengths_s)
         E = params["inference"]["embed"]["E"]
         rec, emission_cache = self.emission.log_prob_forward(params["emission"], E, z, x_s, lengths_s)
         terms = (rec.reshape(S, batch), log_q(logvar, noise, real), logp.reshape(S, batch))
@@ -182,7 +182,7 @@ class LatentFlowModel:
         scale = 1.0 / (S * float(lengths.sum()))
         d_rec = B.xp().full((S * batch,), -scale, dtype=rec_s.dtype)  # dL / d rec_s
         emission_grads, dE, dz = self.emission.log_prob_backward(params["emission"], emission_cache, d_rec)
-        prior_grads, dz_prior = prior.log_prob_backward(params["prior"], prior_cache, kl_weight * d_rec)
+        prior_grads, dz_prior = prior.log_prob_vjp(params["prior"], prior_cache, kl_weight * d_rec)
         dz = (dz + dz_prior).reshape(S, batch, T, H)
         # z = mu + exp(logvar / 2) noise, and log q = -1/2 sum (noise^2 + logvar + log 2 pi) over real steps
         dmu = dz.sum(axis=0)
@@ -241,7 +241,7 @@ class LatentFlowModel:
         T = int(lengths.max())
         E = params["inference"]["embed"]["E"]
         eps = rng.standard_normal((n, T, self.H), dtype=B.value(E).dtype)
-        (z, _), _ = self.prior.forward(params["prior"], eps, lengths)
+        z, _, _ = self.prior.forward(params["prior"], eps, lengths)
         logits, _ = self.emission.logits_forward(params["emission"], E, z, lengths)
         real = xp.arange(T)[None, :] < lengths[:, None]
         u = rng.random(logits.shape[:-1] if self.output == "categorical" else logits.shape)

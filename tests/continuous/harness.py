@@ -1,7 +1,7 @@
-"""One shared test harness for every continuous transform, layered flow and prior.
+"""The checks of the shared harness for continuous maps: tests/test_bijections.py applies them to
+every registered flow (tests/bijections.py), tests/continuous/test_scalar.py to the scalar transforms.
 
-Modelled on TFP's ``assert_bijective_and_finite`` and distrax's per-bijector tests: each
-transform joins with one parametrized line.
+Modelled on TFP's ``assert_bijective_and_finite`` and distrax's per-bijector tests.
 
 Shape contract: ``forward(x) -> (y, logdet)`` with x : (batch, *event), y of x's shape and
 logdet : (batch,) -- the log |det dy/dx| of each sample. Elementwise maps have event = (): every

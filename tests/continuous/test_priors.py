@@ -1,19 +1,19 @@
-"""The sequence priors AF/AF, AF/SCF, IAF/SCF and the ablations: bijection, log-det against
-autograd's Jacobian, block-triangular Jacobian (supplement A), backward against autograd, padding,
-length encoding, sampling, bad input."""
+"""The sequence priors AF/AF, AF/SCF, IAF/SCF and the ablations: log_prob and its backward against
+autograd, padding, length encoding, sampling, range errors, bad input. Round trips, log-dets against
+autograd's Jacobian, the block-triangular Jacobian (supplement A) and the backward passes of both
+directions are checked by the shared harness, tests/test_bijections.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, note, strategies as st
+from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.continuous import FlowRangeError
 from mini_flows.continuous.length import length_encoding, length_mask
 from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
-from mini_flows.nn.tree import tree_map
-from tests.continuous.harness import check_bijection, check_logdet_against_jacobian
+from tests.bijections import prior_case
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
@@ -28,65 +28,18 @@ def small_prior(kind, transform, H, max_length, num_layers=2):
                        hidden_sizes=(5,), activation="tanh")
 
 
-@st.composite
-def priors(draw, kind, transform, full_length=False):
-    """A small prior with noisy parameters, z : (batch, T, H) and lengths (all T when full_length)."""
-    H = draw(st.integers(2 if kind.endswith("scf") else 1, 3))
-    T, batch = draw(st.integers(1, 3)), draw(st.integers(1, 2))
-    prior = small_prior(kind, transform, H, max_length=T + 1, num_layers=draw(st.integers(1, 2)))
-    rng = B.host_rng(draw(seeds))
-    params = tree_map(lambda a: a + 0.3 * rng.standard_normal(a.shape), prior.init(rng))
-    lengths = np.full(batch, T) if full_length else rng.integers(1, T + 1, size=batch)
-    x = rng.standard_normal((batch, T, H))
-    note(f"{kind}/{transform}: H={H}, T={T}, layers={len(prior.flow.layers)}, lengths={lengths}")
-    return prior, params, x, lengths, rng
-
-
 @pytest.mark.parametrize("kind,transform", CASES)
 @given(data=st.data())
-def test_bijection_logdet_and_block_triangular_jacobian(kind, transform, data):
-    prior, params, eps, lengths, _ = data.draw(priors(kind, transform))
-    forward = lambda e: prior.forward(params, e, lengths)[0]  # noqa: E731
-    inverse = lambda z: prior.inverse(params, z, lengths)[0]  # noqa: E731
-    z, _ = check_bijection(forward, inverse, eps)
-    J = check_logdet_against_jacobian(inverse, z)  # (batch, T*H, T*H): d eps / d z of each sequence
-    batch, T, H = z.shape
-    blocks = J.reshape(batch, T, H, T, H)
-    for t in range(T):
-        assert np.all(blocks[:, t, :, t + 1:, :] == 0), "eps_t depends on a later z_s (supplement A)"
-    for b in range(batch):
-        if lengths[b] >= 2:  # the time context is used: eps_1 depends on z_0 (block diagonal without it)
-            assert np.any(blocks[b, 1, :, 0, :] != 0) == (prior.time != "none")
-
-
-@pytest.mark.parametrize("kind,transform", CASES)
-@pytest.mark.parametrize("direction", ["inverse", "forward"])
-@given(data=st.data())
-def test_backward_matches_autograd(kind, transform, direction, data):
-    prior, params, x, lengths, rng = data.draw(priors(kind, transform))
-    run, backward = getattr(prior, direction), getattr(prior, direction + "_backward")
-    (y, logdet), cache = run(params, x, lengths)
-    dy, dlogdet = rng.standard_normal(y.shape), rng.standard_normal(logdet.shape)
-
-    def loss(p, x):
-        y, logdet = run(p, x, lengths)[0]
-        return vjp_loss(y, dy) + vjp_loss(logdet, dlogdet)
-
-    assert_grads_close(backward(params, cache, dy, dlogdet), autograd_grads(loss, params, x))
-
-
-@pytest.mark.parametrize("kind,transform", CASES)
-@given(data=st.data())
-def test_log_prob_backward_matches_autograd(kind, transform, data):
-    prior, params, z, lengths, rng = data.draw(priors(kind, transform))
-    logp, cache = prior.log_prob_forward(params, z, lengths)
-    eps = prior.inverse(params, z, lengths)[0][0]
+def test_log_prob_vjp_matches_autograd(kind, transform, data):
+    prior, params, z, lengths, rng = prior_case(kind, transform).draw(data, None)
+    logp, cache = prior.log_prob_and_cache(params, z, lengths)
+    eps, logdet, _ = prior.inverse(params, z, lengths)
     real = length_mask(lengths, z.shape[1])
     want = (real * (-0.5 * (eps**2).sum(-1) - 0.5 * z.shape[2] * np.log(2 * np.pi))).sum(1)
-    np.testing.assert_allclose(logp, want + prior.inverse(params, z, lengths)[0][1], rtol=1e-12)
+    np.testing.assert_allclose(logp, want + logdet, rtol=1e-12)
     dlogp = rng.standard_normal(logp.shape)
     auto = autograd_grads(lambda p, z: vjp_loss(prior.log_prob(p, z, lengths), dlogp), params, z)
-    assert_grads_close(prior.log_prob_backward(params, cache, dlogp), auto)
+    assert_grads_close(prior.log_prob_vjp(params, cache, dlogp), auto)
 
 
 @pytest.mark.parametrize("kind", PRIORS)
@@ -98,16 +51,16 @@ def test_padding_never_changes_log_prob(kind, seed, length, pad):
     prior = small_prior(kind, "nlsq", H, max_length=T)
     params = prior.init(rng)
     z = rng.standard_normal((1, length, H))
-    alone, alone_cache = prior.log_prob_forward(params, z, np.array([length]))
+    alone, alone_cache = prior.log_prob_and_cache(params, z, np.array([length]))
     padded = np.concatenate([z, 1e3 * rng.standard_normal((1, pad, H))], axis=1)
     batch = np.concatenate([padded, rng.standard_normal((1, T, H))])
-    together, cache = prior.log_prob_forward(params, batch, np.array([length, T]))
+    together, cache = prior.log_prob_and_cache(params, batch, np.array([length, T]))
     np.testing.assert_allclose(together[0], alone[0], rtol=1e-12)
-    _, dz = prior.log_prob_backward(params, cache, np.array([1.0, 0.0]))
-    _, dz_alone = prior.log_prob_backward(params, alone_cache, np.array([1.0]))
+    _, dz = prior.log_prob_vjp(params, cache, np.array([1.0, 0.0]))
+    _, dz_alone = prior.log_prob_vjp(params, alone_cache, np.array([1.0]))
     np.testing.assert_allclose(dz[0, :length], dz_alone[0], rtol=1e-10, atol=1e-12)
     assert np.all(dz[0, length:] == 0)  # padding gets no gradient
-    (eps, _), _ = prior.inverse(params, batch, np.array([length, T]))
+    eps, _, _ = prior.inverse(params, batch, np.array([length, T]))
     np.testing.assert_array_equal(eps[0, length:], batch[0, length:])  # identity on padding
 
 
@@ -137,7 +90,7 @@ def test_sample_matches_forward_of_the_same_noise():
     prior = small_prior("iaf/scf", "nlsq", 2, max_length=4)
     params = prior.init(B.host_rng(0))
     eps = B.rng(3).standard_normal((2, 4, 2))
-    (z, _), _ = prior.forward(params, eps, np.array([4, 4]))
+    z, _, _ = prior.forward(params, eps, np.array([4, 4]))
     np.testing.assert_array_equal(prior.sample(params, 2, 4, seed=3), z)
 
 
@@ -207,7 +160,7 @@ def test_huge_finite_input_gives_finite_log_prob_or_names_the_sequence(kind, dty
     lengths = rng.integers(1, 6, size=batch)
     with np.errstate(all="ignore"):  # overflow on the way to the error
         check_finite_or_named(lambda z, n: prior.log_prob(params, z, n), x, lengths, "z")
-        check_finite_or_named(lambda e, n: prior.forward(params, e, n)[0], x, lengths, "eps")
+        check_finite_or_named(lambda e, n: prior.forward(params, e, n)[:2], x, lengths, "eps")
 
 
 def test_log_prob_of_the_reported_large_inputs():

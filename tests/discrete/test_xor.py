@@ -27,7 +27,7 @@ def test_xor_flow_reproduces_the_paper_table():
     base, flow = example.tables(model)
     np.testing.assert_allclose(base, [[0.63, 0.07], [0.27, 0.03]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(flow, [[0.63, 0.07], [0.03, 0.27]], rtol=0, atol=1e-15)
-    y = B.to_numpy(model.flows[0].forward(model.params["flow_0"], B.asarray(np.eye(2)[example.CONFIGS])))
+    y = B.to_numpy(model.flows[0].forward(model.params["flow_0"], B.asarray(np.eye(2)[example.CONFIGS]))[0])
     assert np.array_equal(y.argmax(-1), [[0, 0], [0, 1], [1, 1], [1, 0]])  # (x1, x1 xor x2)
 
 

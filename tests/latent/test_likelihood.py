@@ -45,7 +45,7 @@ def exact_log_likelihood(model, params, xs):
     eps = GRID
     n = len(eps)
     ones = B.asarray(np.ones(n, dtype=int))
-    (z, _), _ = model.prior.forward(params["prior"], B.asarray(eps[:, None, None]), ones)
+    z, _, _ = model.prior.forward(params["prior"], B.asarray(eps[:, None, None]), ones)
     E = params["inference"]["embed"]["E"]
     out = []
     for x in xs:
