@@ -68,9 +68,10 @@ def case(spec: list[Any]) -> Callable[[], Any]:
                 vjp(x, b, dy)
         return ops
     _, K, network, scale = spec
-    model = build_model("bipartite", K, 64, num_flows=4, scale=scale, hidden=64, network=network, seed=0)
+    model = build_model("bipartite", K, 64, num_flows=4, scale=scale, hidden=64, network=network)
+    params = model.init(B.host_rng(0))
     tokens = B.asarray(rng.integers(0, K, (64, 64)))
-    return lambda: model.loss_and_grads(tokens)
+    return lambda: model.loss_and_grads(params, tokens)
 
 
 def seconds(fn: Callable[[], Any]) -> float:
@@ -190,14 +191,15 @@ def sample_section(repeats: int) -> None:
     lstm = LSTMBaseline(SAMPLE_VOCAB, max(SAMPLE_TS), embed_size=128, hidden_size=256, num_layers=2)
     lstm_params = lstm.init(B.host_rng(0))
     for T in SAMPLE_TS:
-        model = build_model("bipartite", SAMPLE_VOCAB, T, num_flows=8, hidden=128, network="transformer", seed=0)
+        model = build_model("bipartite", SAMPLE_VOCAB, T, num_flows=8, hidden=128, network="transformer")
+        params = model.init(B.host_rng(0))
         net = model.flows[0].network
         heads = net.encoder.blocks[0].num_heads
         for batch in (1, 64):
             runs = {
                 "lstm": lambda: lstm.sample(lstm_params, batch, 1, B.asarray([T] * batch)),
-                "bip": lambda: model.sample(batch, 1),
-                "floor": _matmul_floor(model.params, batch * T, heads, 128 // heads, T, batch),
+                "bip": lambda: model.sample(params, batch, 1),
+                "floor": _matmul_floor(params, batch * T, heads, 128 // heads, T, batch),
             }
             times: dict[str, list[float]] = {name: [] for name in runs}
             for fn in runs.values():

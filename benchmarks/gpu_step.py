@@ -41,13 +41,14 @@ LATENT = dict(vocab_size=51, max_length=12, prior="af/scf", latent_dim=8, embed_
 
 def bipartite_step(batch: int) -> Callable[[], Any]:
     """One training step of the bipartite model on the current backend, as a zero-argument callable."""
-    model = build_model("bipartite", 51, 64, num_flows=4, hidden=64, network="mlp", seed=0)
+    model = build_model("bipartite", 51, 64, num_flows=4, hidden=64, network="mlp")
+    params = model.init(B.host_rng(0))
     tokens = B.asarray(np.random.default_rng(1).integers(0, 51, size=(batch, 64)))
     optimizer = Adam(lr=1e-3)
 
     def step() -> None:
-        _, grads = model.loss_and_grads(tokens)
-        optimizer.step(model.params, grads)
+        _, grads = model.loss_and_grads(params, tokens)
+        optimizer.step(params, grads)
 
     return step
 

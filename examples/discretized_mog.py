@@ -19,6 +19,7 @@ data beside its empirical entropy (the lowest NLL any model can reach on it), an
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     base_only, flow = models.values()
     print(f"\nnegative log-likelihood on the training data (nats, lower is better; {args.steps} steps):")
     print(f"  empirical entropy of the data   {entropy(empirical):6.3f}")
-    print(f"  factorized base alone           {mean_nll(base_only.log_prob, data):6.3f}")
-    print(f"  one bipartite flow + base       {mean_nll(flow.log_prob, data):6.3f}")
-    saved = plot(Path(args.out), draw_images([("data", empirical), ("factorized base", probability_image(base_only)),
-                                              ("1 flow + factorized base", probability_image(flow))]))
+    print(f"  factorized base alone           {mean_nll(partial(base_only[0].log_prob, base_only[1]), data):6.3f}")
+    print(f"  one bipartite flow + base       {mean_nll(partial(flow[0].log_prob, flow[1]), data):6.3f}")
+    saved = plot(Path(args.out), draw_images([("data", empirical), ("factorized base", probability_image(*base_only)),
+                                              ("1 flow + factorized base", probability_image(*flow))]))
     print(f"saved the three probability images to {args.out}" if saved else no_plot_note(args.out))
 
 

@@ -27,7 +27,7 @@ CONFIGS = np.array(xor.CONFIGS)
 
 
 def main() -> None:
-    base, flow = tables(xor_model())
+    base, flow = tables(*xor_model())
     print(format_table("Factorized base p(x1) p(x2), [0.7, 0.3] x [0.9, 0.1]:", base))
     print()
     print(format_table("With the flow f(x1, x2) = (x1, x1 xor x2), p(y) = p_base(f^-1(y)):", flow))

@@ -18,8 +18,7 @@ Example
 >>> from mini_flows.discrete import build_model
 >>> model = build_model("bipartite", vocab_size=4, length=6, network="mlp", hidden=8)
 >>> data = B.asarray(B.host_rng(0).integers(0, 4, (64, 6)))
->>> params, history = fit(lambda p, x: model.loss_and_grads(x, p), model.params, lambda step: data, 3,
-...                       Adam(lr=1e-2))
+>>> params, history = fit(model.loss_and_grads, model.init(B.host_rng(0)), lambda step: data, 3, Adam(lr=1e-2))
 >>> len(history["loss"])
 3
 """

@@ -32,21 +32,27 @@ def test_non_numbers_and_out_of_range_numbers_are_refused(value):
         Adam(lr=value)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(dtype="float16"), "dtype must be float32 or float64, got 'float16'"),
-    (dict(dtype="int64"), "dtype must be float32 or float64"),
-    (dict(dtype="no such type"), "dtype must be float32 or float64"),
-    (dict(scale="yes"), "scale must be True or False, got 'yes'"),
-    (dict(seed=-1), "seed must be None or an integer >= 0, got -1"),
-    (dict(seed=1.5), "seed must be None or an integer >= 0"),
+def test_build_model_names_the_bad_argument():
+    with pytest.raises(ValueError, match="scale must be True or False, got 'yes'"):
+        build_model("bipartite", 5, 4, scale="yes")
+
+
+@pytest.mark.parametrize("dtype,seed,match", [
+    ("float16", 0, "dtype must be float32 or float64, got 'float16'"),
+    ("int64", 0, "dtype must be float32 or float64"),
+    ("no such type", 0, "dtype must be float32 or float64"),
+    ("float64", -1, "seed must be None or an integer >= 0, got -1"),
+    ("float64", 1.5, "seed must be None or an integer >= 0"),
 ])
-def test_build_model_names_the_bad_argument(kwargs, match):
+def test_model_init_names_the_bad_dtype_or_seed(dtype, seed, match):
+    model = build_model("bipartite", 5, 4)
     with pytest.raises(ValueError, match=match):
-        build_model("bipartite", 5, 4, **kwargs)
+        model.init(B.host_rng(seed), dtype)
 
 
 def test_float32_given_as_a_numpy_type_is_accepted():
-    assert build_model("bipartite", 5, 4, dtype=np.float32).dtype == np.float32
+    model = build_model("bipartite", 5, 4)
+    assert model.init(B.host_rng(0), np.float32)["base"]["logits"].dtype == np.float32
 
 
 @pytest.mark.parametrize("out,message", [("", "--out is empty"), ("FILE", "is a file; name a folder")])

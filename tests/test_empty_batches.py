@@ -19,11 +19,12 @@ EMPTY = "is an empty batch .*needs at least one"
                                           ("autoregressive", "lstm"), ("autoregressive", "made")])
 def test_discrete_models_score_no_sequences_and_refuse_a_loss_of_none(kind, network):
     model = build_model(kind, 5, 4, num_flows=2, network=network, hidden=8)
+    params = model.init(B.host_rng(0))
     empty = B.asarray(np.zeros((0, 4), dtype=np.int64))
-    log_p = B.to_numpy(model.log_prob(empty))
+    log_p = B.to_numpy(model.log_prob(params, empty))
     assert log_p.shape == (0,) and log_p.dtype == np.float64
     with pytest.raises(ValueError, match="tokens " + EMPTY):
-        model.loss_and_grads(empty)
+        model.loss_and_grads(params, empty)
 
 
 def test_latent_model_and_lstm_baseline_refuse_a_loss_of_none():

@@ -125,14 +125,14 @@ def _made(rng):
 
 
 def _discrete_model(rng):
-    model = build_model("autoregressive", 5, 4, num_flows=1, scale=True, hidden=8, network="transformer", seed=0)
+    model = build_model("autoregressive", 5, 4, num_flows=1, scale=True, hidden=8, network="transformer")
     tokens = rng.integers(0, 5, size=(6, 4))
 
     def run(p, tokens):
-        loss, grads = model.loss_and_grads(tokens, params=p)
-        return model.log_prob(tokens, params=p), grads
+        loss, grads = model.loss_and_grads(p, tokens)
+        return model.log_prob(p, tokens), grads
 
-    return run, model.params, (tokens,)
+    return run, model.init(B.host_rng(0)), (tokens,)
 
 
 def _continuous_prior(rng):

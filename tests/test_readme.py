@@ -52,16 +52,24 @@ def _check_discrete(ns: dict) -> None:
 
     from mini_flows import backend as B
 
-    model = ns["model"]
-    assert B.to_numpy(model.log_prob(ns["tokens"])).shape == (2,)
+    model, params = ns["model"], ns["model_params"]
+    assert B.to_numpy(model.log_prob(params, ns["tokens"])).shape == (2,)
     every = B.asarray(list(itertools.product(range(5), repeat=4)))
-    assert abs(float(np.exp(B.to_numpy(model.log_prob(every))).sum()) - 1) < 1e-12
+    assert abs(float(np.exp(B.to_numpy(model.log_prob(params, every))).sum()) - 1) < 1e-12
+
+
+def _check_model_parameters(ns: dict) -> None:
+    model = ns["model"]
+    assert sorted(ns["model_params"]) == ["base", "flow_0", "flow_1"]
+    assert all(isinstance(v, dict) for v in ns["model_params"].values())
+    assert model.log_prob.__code__.co_varnames[1:3] == ("params", "tokens")
+    assert model.sample.__code__.co_varnames[1] == model.loss_and_grads.__code__.co_varnames[1] == "params"
 
 
 def _check_gradients(ns: dict) -> None:
     from mini_flows.nn.tree import flatten
 
-    assert flatten(ns["grads"]).keys() == flatten(ns["model"].params).keys() and ns["loss"] > 0
+    assert flatten(ns["grads"]).keys() == flatten(ns["model_params"]).keys() and ns["loss"] > 0
 
 
 def _check_samples(ns: dict) -> None:
@@ -69,7 +77,7 @@ def _check_samples(ns: dict) -> None:
 
     from mini_flows import backend as B
 
-    drawn = B.to_numpy(ns["model"].sample(3, seed=1))
+    drawn = B.to_numpy(ns["model"].sample(ns["model_params"], 3, seed=1))
     assert drawn.shape == (3, 4) and np.issubdtype(drawn.dtype, np.integer) and drawn.min() >= 0 and drawn.max() < 5
 
 
@@ -120,6 +128,7 @@ def _check_parameters(ns: dict) -> None:
 
 
 COMMENT_CHECKS = {
+    "a dict of dicts of arrays; every method takes it first": _check_model_parameters,
     "(2,) nats; summed over all 5^4 sequences, exp(log_prob) is 1": _check_discrete,
     "straight-through gradients, written by hand": _check_gradients,
     "(3, 4) integer tokens": _check_samples,

@@ -22,7 +22,7 @@ from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCateg
 from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
 from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
 from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.nn.tree import Tree, flatten
+from mini_flows.nn.tree import Tree, first_leaf
 
 KINDS = ("autoregressive", "bipartite")
 
@@ -38,15 +38,17 @@ class DiscreteFlowModel:
     """p(y) for integer sequences y : (batch, D) in [0, K), from a base and flows f_1..f_L.
 
     ``flows[0]`` is applied first when sampling (next to the base), ``flows[-1]`` last.
-    Parameters: {"base": ..., "flow_0": ..., "flow_1": ...}; ``params`` holds the model's own
-    (initialised from ``seed`` in ``dtype`` when not given); every method takes an optional
-    ``params`` tree of the same dtype instead, so autograd can differentiate ``forward`` and an
-    optimiser can update ``params`` in place.
+    Parameters are explicit: ``params = model.init(rng, dtype)`` is {"base": ..., "flow_0": ...,
+    "flow_1": ...}, and every method takes them first, so autograd can differentiate ``forward``
+    and ``train.fit`` can train them. ``config``: the ``build_model`` arguments that rebuild the
+    model (``DiscreteFlowModel.from_config``), None for a model assembled by hand.
+
+    Example: ``model = build_model("bipartite", 4, 6)``, ``params = model.init(B.host_rng(0))``,
+    ``model.log_prob(params, tokens)``.
     """
 
-    def __init__(self, base: Any, flows: Sequence[Any] = (), params: Tree | None = None, seed: int = 0,
-                 dtype: Any = "float64"):
-        self.base, self.flows = base, tuple(flows)
+    def __init__(self, base: Any, flows: Sequence[Any] = (), config: dict[str, Any] | None = None):
+        self.base, self.flows, self.config = base, tuple(flows), config
         self.length, self.vocab_size = base.length, base.vocab_size
         for i, flow in enumerate(self.flows):
             if (flow.length, flow.vocab_size) != (self.length, self.vocab_size):
@@ -56,17 +58,22 @@ class DiscreteFlowModel:
                 )
         names = [f"flow_{i}" for i in range(len(self.flows))]
         self.chain = Chain(self.flows[::-1], names[::-1], event_ndim=2)
-        self.params = self.init(B.host_rng(seed), dtype) if params is None else params
-        self.dtype = B.value(next(iter(flatten(self.params).values()))).dtype
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "DiscreteFlowModel":
+        """The model ``build_model(**config)`` builds: rebuilds a model from its ``config``."""
+        return build_model(**config)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        """Fresh parameters from ``rng`` (a host generator, ``B.host_rng(seed)``) in float ``dtype``."""
+        B.float_dtype(dtype)
         params = {"base": self.base.init(rng, dtype)}
         params.update({f"flow_{i}": flow.init(rng, dtype) for i, flow in enumerate(self.flows)})
         return params
 
     def forward(self, params: Tree, tokens: Array) -> tuple[Array, ModelCache]:
         """tokens (batch, D) integers -> log p(tokens) (batch,) in nats, and a cache for ``backward``."""
-        h = tokens_to_one_hot(tokens, self.length, self.vocab_size, self.dtype)
+        h = tokens_to_one_hot(tokens, self.length, self.vocab_size, first_leaf(params).dtype)
         x, _, flow_cache = self.chain.inverse(params, h)  # a zero log-det
         log_p, base_cache = self.base.log_prob(params["base"], x)
         return log_p, ModelCache(flow_cache, base_cache)
@@ -79,33 +86,32 @@ class DiscreteFlowModel:
         grads.update({f"flow_{i}": flow_grads[f"flow_{i}"] for i in range(len(self.flows))})
         return grads
 
-    def log_prob(self, tokens: Array, params: Tree | None = None) -> Array:
+    def log_prob(self, params: Tree, tokens: Array) -> Array:
         """log p(tokens) : (batch,) in nats for integer tokens (batch, D) in [0, K) (an empty batch
         gives an empty array)."""
-        return self.forward(self.params if params is None else params, tokens)[0]
+        return self.forward(params, tokens)[0]
 
-    def loss_and_grads(self, tokens: Array, params: Tree | None = None) -> tuple[float, Tree]:
+    def loss_and_grads(self, params: Tree, tokens: Array) -> tuple[float, Tree]:
         """(mean negative log-likelihood in nats, its gradient tree) on integer tokens (batch, D),
-        batch >= 1 (ValueError for an empty batch)."""
+        batch >= 1 (ValueError for an empty batch); the loss ``train.fit`` takes."""
         check_nonempty_batch("tokens", tokens)
-        params = self.params if params is None else params
         log_p, cache = self.forward(params, tokens)
         batch = log_p.shape[0]
         dlog_p = B.xp().full((batch,), -1.0 / batch, dtype=log_p.dtype)
         return -float(log_p.mean()), self.backward(params, cache, dlog_p)
 
-    def sample(self, n: int, seed: int | None = None, params: Tree | None = None) -> Array:
-        """n integer sequences (n, D): base sample, then f_1, ..., f_L forward."""
+    def sample(self, params: Tree, n: int, seed: int | None = None) -> Array:
+        """n integer sequences (n, D): base sample (noise from ``B.rng(seed)``), then f_1, ..., f_L
+        forward."""
         check_positive_int("n", n)
-        params = self.params if params is None else params
         h = self.base.sample(params["base"], n, seed)
         return one_hot_to_tokens(self.chain.forward(params, h)[0])
 
 
 def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, scale: bool = False,
-                hidden: int = 32, network: str = "transformer", seed: int = 0, base_network: str | None = None,
-                tau: float = 0.1, dtype: Any = "float64") -> DiscreteFlowModel:
-    """A randomly initialised model in the paper's two set-ups (section 4).
+                hidden: int = 32, network: str = "transformer", base_network: str | None = None,
+                tau: float = 0.1) -> DiscreteFlowModel:
+    """A model in the paper's two set-ups (section 4); ``model.init(rng)`` draws its parameters.
 
     kind="autoregressive": an ``AutoregressiveCategorical`` base and ``num_flows``
     ``DiscreteAutoregressiveFlow``s whose orders alternate starting with "reversed" next to the
@@ -116,13 +122,14 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     ``base_network`` ("transformer" or "lstm", autoregressive kind only) defaults to ``network``
     when that is one of them and to "transformer" otherwise. ``scale`` adds the scale sigma to every
     flow; ``hidden`` is every network's width; ``tau`` is the straight-through temperature (the
-    paper fixes 0.1); ``seed`` fixes the initial parameters.
+    paper fixes 0.1). The model's ``config`` holds these arguments, as JSON values.
     """
+    config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
+                  network=network, base_network=base_network, tau=tau)
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
     if not isinstance(scale, bool):
         raise ValueError(f"scale must be True or False, got {scale!r}")
-    B.float_dtype(dtype)
     check_vocab_size(vocab_size)
     check_positive_int("length", length)
     check_positive_int("num_flows", num_flows, minimum=0)
@@ -147,7 +154,7 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
         if base_network is not None:
             raise ValueError("base_network applies to kind='autoregressive' only (the bipartite base is factorized)")
         base = FactorizedCategorical(length, vocab_size)
-    return DiscreteFlowModel(base, flows, seed=seed, dtype=dtype)
+    return DiscreteFlowModel(base, flows, config)
 
 
 def identity_start(model: DiscreteFlowModel, params: Tree, margin: float = 0.3) -> Tree:

@@ -48,7 +48,7 @@ from mini_flows.nn.layers import Dense
 from mini_flows.nn.losses import log_softmax, one_hot
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.mlp import MLP
-from mini_flows.nn.tree import Tree
+from mini_flows.nn.tree import Tree, first_leaf
 from mini_flows.optim import Adam
 from mini_flows.train import fit, linear_decay
 
@@ -176,8 +176,7 @@ class ContextFactorized(_Context):
         return {"dense": g_dense, "logits": dlogits.sum(axis=0)}, dlog_p[:, None, None] * logp
 
 
-def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BASE, hidden: int = 64,
-          seed: int = 0) -> DiscreteFlowModel:
+def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BASE, hidden: int = 64) -> DiscreteFlowModel:
     """p(y | a, b): kind "autoregressive" (ContextLSTMNet base and flows, the first flow reversed)
     or "bipartite" (ContextFactorized base, ContextMLPNet flows keeping even, odd, ... positions)."""
     C = vocab_size * vocab_size
@@ -194,27 +193,27 @@ def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BAS
                                        keep="even" if i % 2 == 0 else "odd") for i in range(num_flows)]
     else:
         raise ValueError(f"kind must be 'autoregressive' or 'bipartite', got {kind!r}")
-    return DiscreteFlowModel(base, flows, seed=seed)
+    return DiscreteFlowModel(base, flows)
 
 
-def condition(model: DiscreteFlowModel, a: Array, b: Array) -> None:
-    """Give every network of ``model`` the context c_d = one_hot(K a_d + b_d) : (batch, D, K^2),
-    the pair of input digits at position d as one token."""
+def condition(model: DiscreteFlowModel, a: Array, b: Array, dtype: Any = "float64") -> None:
+    """Give every network of ``model`` the context c_d = one_hot(K a_d + b_d) : (batch, D, K^2) in
+    ``dtype``, the pair of input digits at position d as one token."""
     K = model.vocab_size
-    c = one_hot(K * B.asarray(a) + B.asarray(b), K * K, model.dtype)
+    c = one_hot(K * B.asarray(a) + B.asarray(b), K * K, dtype)
     parts = [model.base, getattr(model.base, "network", None), *(flow.network for flow in model.flows)]
     for part in parts:
         if isinstance(part, _Context):
             part.context = c
 
 
-def heldout_nll(model: DiscreteFlowModel, a: Array, b: Array, y: Array, chunk: int = 2000) -> float:
+def heldout_nll(model: DiscreteFlowModel, params: Tree, a: Array, b: Array, y: Array, chunk: int = 2000) -> float:
     """-mean log p(y | a, b) over the rows, ``chunk`` at a time."""
     total = 0.0
     for start in range(0, y.shape[0], chunk):
         rows = slice(start, start + chunk)
-        condition(model, a[rows], b[rows])
-        total += float(B.xp().sum(model.log_prob(y[rows])))
+        condition(model, a[rows], b[rows], first_leaf(params).dtype)
+        total += float(B.xp().sum(model.log_prob(params, y[rows])))
     return -total / y.shape[0]
 
 
@@ -227,16 +226,16 @@ def run(settings: Settings) -> Report:
     rows, results = [], {}
     settings.clock.plan(len(SETUPS) * steps)
     for label, (kind, flows, paper) in SETUPS.items():
-        model = build(kind, flows, hidden=hidden, seed=settings.seed)
+        model = build(kind, flows, hidden=hidden)
 
         def batch_at(step: int, model: DiscreteFlowModel = model) -> Array:
             part = slice(step * batch, (step + 1) * batch)
             condition(model, a[part], b[part])
             return y[part]
 
-        model.params, _ = fit(lambda p, x, model=model: model.loss_and_grads(x, p), model.params, batch_at, steps,
-                              Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps), settings.progress(label, steps))
-        results[label] = heldout_nll(model, *test)
+        params, _ = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch_at, steps,
+                        Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps), settings.progress(label, steps))
+        results[label] = heldout_nll(model, params, *test)
         rows.append([label, cell(results[label], paper), cell(results[label] / DIGITS)])
     table = Table(f"Tran et al. 2019, section 4.2: addition of two {DIGITS}-digit numbers, test NLL of the sum",
                   ["NLL (nats)", "per digit"], rows)

@@ -31,6 +31,7 @@ compare our base with our flow, not ours with the paper's.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from mini_flows import backend as B
@@ -43,6 +44,7 @@ from mini_flows.experiments.evaluation import log_probs
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.nn.tree import Tree, first_leaf
 from mini_flows.optim import Adam
 from mini_flows.train import Progress, fit, linear_decay
 
@@ -66,22 +68,26 @@ ISING = {  # (L, J) -> the workshop paper's (AR base, AR flow), nats
 SWEEPS = 500
 
 
-def moved_fraction(model: DiscreteFlowModel, tokens: Array) -> float:
+def moved_fraction(model: DiscreteFlowModel, params: Tree, tokens: Array) -> float:
     """The fraction of sites of ``tokens`` (n, D) that the first flow's inverse changes
     (mu_d != 0): 0 where the flow is the identity on them."""
     flow = model.flows[0]
-    y = tokens_to_one_hot(tokens, model.length, model.vocab_size, model.dtype)
-    x, _, _ = flow.inverse(model.params["flow_0"], y)
+    y = tokens_to_one_hot(tokens, model.length, model.vocab_size, first_leaf(params).dtype)
+    x, _, _ = flow.inverse(params["flow_0"], y)
     return float(B.xp().mean(one_hot_to_tokens(x) != tokens))
 
 
-def controlled_pair(q: int, D: int, hidden: int, seed: int) -> tuple[DiscreteFlowModel, DiscreteFlowModel]:
-    """(AR base, AR flow): LSTM base of width ``hidden`` alone, and the same base (bit-identical
-    initial parameters, same ``seed``) under one reversed LSTM flow started at the identity."""
-    base = build_model("autoregressive", q, D, num_flows=0, hidden=hidden, network="lstm", seed=seed)
-    flow = build_model("autoregressive", q, D, num_flows=1, hidden=hidden, network="lstm", seed=seed)
-    flow.params = identity_start(flow, flow.params)
-    return base, flow
+Pair = dict[str, tuple[DiscreteFlowModel, Tree]]
+"""label ("AR base", "AR flow") -> (model, params)."""
+
+
+def controlled_pair(q: int, D: int, hidden: int, seed: int) -> Pair:
+    """The AR base (an LSTM of width ``hidden``) alone, and the same base (bit-identical initial
+    parameters, same ``seed``) under one reversed LSTM flow started at the identity."""
+    base = build_model("autoregressive", q, D, num_flows=0, hidden=hidden, network="lstm")
+    flow = build_model("autoregressive", q, D, num_flows=1, hidden=hidden, network="lstm")
+    return {"AR base": (base, base.init(B.host_rng(seed))),
+            "AR flow": (flow, identity_start(flow, flow.init(B.host_rng(seed))))}
 
 
 def batch_stream(n: int, steps: int, batch: int, seed: int) -> Array:
@@ -90,17 +96,17 @@ def batch_stream(n: int, steps: int, batch: int, seed: int) -> Array:
     return B.rng(seed).integers(0, n, size=(steps, batch))
 
 
-def train_pair(models: dict[str, DiscreteFlowModel], train: Array, index: Array, lr: float, label: str,
-               progress: Callable[[str, int], Progress] = Progress) -> None:
+def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
+               progress: Callable[[str, int], Progress] = Progress) -> Pair:
     """Adam (``train.fit``, learning rate decaying linearly) on each model in turn, step s on
     ``train[index[s]]``, without gradient clipping: a global-norm clip would let the flow's gradient
     shrink the base's steps, so a flow model whose flow stays the identity would train its base
-    differently from the base alone. ``progress(label, steps)`` makes each progress printer."""
+    differently from the base alone. ``progress(label, steps)`` makes each progress printer.
+    Returns the pair with trained parameters."""
     steps = index.shape[0]
-    for name, model in models.items():
-        model.params, _ = fit(lambda p, x, model=model: model.loss_and_grads(x, p), model.params,
-                              lambda s: train[index[s]], steps, Adam(lr=lr), linear_decay(lr, steps),
-                              progress(f"{name} {label}", steps))
+    return {name: (model, fit(model.loss_and_grads, params, lambda s: train[index[s]], steps, Adam(lr=lr),
+                              linear_decay(lr, steps), progress(f"{name} {label}", steps))[0])
+            for name, (model, params) in pair.items()}
 
 
 def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, label: str,
@@ -110,15 +116,14 @@ def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, l
     one ``batch_stream``) on ``train`` (n, D), their paired difference flow - base with its
     standard error over the test chains, and the fraction of test sites the trained flow moves."""
     train, test = B.asarray(train), B.asarray(test)
-    base, flow = controlled_pair(q, train.shape[1], hidden, seed)
-    models = {"AR base": base, "AR flow": flow}
-    train_pair(models, train, batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress)
+    pair = train_pair(controlled_pair(q, train.shape[1], hidden, seed), train,
+                      batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress)
     xp = B.xp()
-    base_log_p, flow_log_p = log_probs(base.log_prob, test), log_probs(flow.log_prob, test)
+    base_log_p, flow_log_p = (log_probs(partial(model.log_prob, params), test) for model, params in pair.values())
     gain = base_log_p - flow_log_p
     return {"AR base": -float(xp.mean(base_log_p)), "AR flow": -float(xp.mean(flow_log_p)),
             "flow - base": float(xp.mean(gain)), "standard error": float(xp.std(gain) / test.shape[0] ** 0.5),
-            "moved": moved_fraction(flow, test)}
+            "moved": moved_fraction(*pair["AR flow"], test)}
 
 
 def _run(settings: Settings, cases: list[tuple[str, int, Callable[[int, int, int], Any], float, tuple]],

@@ -18,6 +18,7 @@ mean): about 0.99 for the truth, 3/8 for the best factorized fit (the product of
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Callable
 
 from mini_flows import backend as B
@@ -29,6 +30,7 @@ from mini_flows.experiments.evaluation import mean_nll
 from mini_flows.experiments.figures import heatmaps, save_figure
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
 from mini_flows.train import Progress, fit, linear_decay
 
@@ -59,10 +61,10 @@ def all_cells() -> Array:
     return xp.stack([xp.repeat(grid, K), xp.tile(grid, K)], axis=1)
 
 
-def probability_image(model: DiscreteFlowModel) -> Array:
+def probability_image(model: DiscreteFlowModel, params: Tree) -> Array:
     """p(x1, x2) over all 90 x 90 cells, (90, 90), in chunks of 900 to bound memory."""
     cells = all_cells()
-    log_p = [model.log_prob(cells[i:i + 900]) for i in range(0, K * K, 900)]
+    log_p = [model.log_prob(params, cells[i:i + 900]) for i in range(0, K * K, 900)]
     return B.xp().exp(B.xp().concatenate(log_p)).reshape(K, K)
 
 
@@ -78,9 +80,11 @@ def near_modes() -> Array:
 
 
 def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hidden: int = 64, seed: int = 0,
-                 progress: Callable[[str, int], Progress] = Progress, restarts: int = 1) -> dict[str, DiscreteFlowModel]:
+                 progress: Callable[[str, int], Progress] = Progress,
+                 restarts: int = 1) -> dict[str, tuple[DiscreteFlowModel, Tree]]:
     """A factorized base alone and one bipartite flow (MLP of width ``hidden``) on the same base,
-    each trained for ``steps`` Adam steps on minibatches drawn with replacement from ``data``.
+    each trained for ``steps`` Adam steps on minibatches drawn with replacement from ``data``:
+    label -> (model, trained params).
 
     The flow model trains from ``restarts`` initialisations (seeds seed, seed + 1, ...) and the
     one with the lowest NLL on ``data`` is kept: a straight-through flow can stall where its
@@ -88,17 +92,17 @@ def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hi
     ``progress(label, steps)`` makes each model's progress printer."""
     data = B.asarray(data)
 
-    def trained(model: DiscreteFlowModel, label: str) -> DiscreteFlowModel:
+    def trained(model: DiscreteFlowModel, init_seed: int, label: str) -> tuple[DiscreteFlowModel, Tree]:
         rng = B.rng(seed + 1)
-        model.params, _ = fit(lambda p, x: model.loss_and_grads(x, p), model.params,
-                              lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
-                              Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps), progress(label, steps))
-        return model
+        params, _ = fit(model.loss_and_grads, model.init(B.host_rng(init_seed)),
+                        lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
+                        Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps), progress(label, steps))
+        return model, params
 
-    base = trained(build_model("bipartite", K, 2, num_flows=0, seed=seed), LABELS[0])
-    flows = [trained(build_model("bipartite", K, 2, num_flows=1, hidden=hidden, network="mlp", seed=seed + r),
+    base = trained(build_model("bipartite", K, 2, num_flows=0), seed, LABELS[0])
+    flows = [trained(build_model("bipartite", K, 2, num_flows=1, hidden=hidden, network="mlp"), seed + r,
                      LABELS[1] + (f" (start {r + 1})" if restarts > 1 else "")) for r in range(restarts)]
-    return {LABELS[0]: base, LABELS[1]: min(flows, key=lambda model: mean_nll(model.log_prob, data))}
+    return {LABELS[0]: base, LABELS[1]: min(flows, key=lambda pair: mean_nll(partial(pair[0].log_prob, pair[1]), data))}
 
 
 def draw_images(images: list[tuple[str, Array]]) -> Any:
@@ -124,10 +128,10 @@ def run(settings: Settings) -> Report:
     results: dict[str, Any] = {"entropy": table_entropy(B.to_numpy(truth)), "steps": steps, "num_data": num_data,
                                "restarts": restarts}
     verdicts = {LABELS[0]: "misses modes", LABELS[1]: "captures modes"}
-    for label, model in models.items():
-        q = probability_image(model)
+    for label, (model, params) in models.items():
+        q = probability_image(model, params)
         cross = float(-xp.sum(truth * xp.log(q)))
-        train = mean_nll(model.log_prob, data)
+        train = mean_nll(partial(model.log_prob, params), data)
         mass = float(q[near].sum())
         rows.append([label, cell(cross), cell(train), cell(mass, verdicts[label])])
         images.append((label, q))

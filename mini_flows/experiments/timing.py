@@ -52,12 +52,13 @@ def generators(lengths: list[int], sizes: dict[str, int], seed: int) -> dict[str
     flow = LatentFlowModel(VOCAB, longest, prior="iaf/scf", latent_dim=latent, embed_size=embed, hidden_size=hidden,
                            num_layers=layers, flow_hidden_sizes=(hidden,))
     lstm_params, flow_params = lstm.init(B.host_rng(seed)), flow.init(B.host_rng(seed + 1))
-    bipartite = {T: build_model("bipartite", VOCAB, T, num_flows=8, hidden=sizes["bipartite"], network="transformer",
-                                seed=seed) for T in lengths}
+    bipartite = {T: build_model("bipartite", VOCAB, T, num_flows=8, hidden=sizes["bipartite"], network="transformer")
+                 for T in lengths}
+    bipartite_params = {T: model.init(B.host_rng(seed)) for T, model in bipartite.items()}
     return {
         "AR LSTM": lambda T, s: lstm.sample(lstm_params, 1, s, B.asarray([T])),
         "IAF / SCF": lambda T, s: flow.sample(flow_params, 1, s, B.asarray([T])),
-        "bipartite flow": lambda T, s: bipartite[T].sample(1, s),
+        "bipartite flow": lambda T, s: bipartite[T].sample(bipartite_params[T], 1, s),
     }
 
 

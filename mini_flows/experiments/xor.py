@@ -26,6 +26,7 @@ from mini_flows.discrete import DiscreteBipartiteFlow, DiscreteFlowModel, Factor
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.nn.tree import Tree, first_leaf
 from mini_flows.optim import Adam
 from mini_flows.train import fit, linear_decay
 
@@ -34,21 +35,22 @@ PAPER_TABLE = [[0.63, 0.07], [0.03, 0.27]]
 BASE = [[0.7, 0.3], [0.9, 0.1]]
 
 
-def xor_model() -> DiscreteFlowModel:
-    """Base [0.7, 0.3] x [0.9, 0.1] and the flow (x1, x2) -> (x1, x1 xor x2)."""
+def xor_model() -> tuple[DiscreteFlowModel, Tree]:
+    """(model, params): base [0.7, 0.3] x [0.9, 0.1] and the flow (x1, x2) -> (x1, x1 xor x2)."""
     net = MLPNet(length=2, vocab_size=2, hidden=2)
     model = DiscreteFlowModel(FactorizedCategorical(2, 2), [DiscreteBipartiteFlow(net, keep="even")])
-    model.params["base"]["logits"] = B.asarray([[math.log(p) for p in row] for row in BASE])
+    params = model.init(B.host_rng(0))
+    params["base"]["logits"] = B.asarray([[math.log(p) for p in row] for row in BASE])
     # hidden unit k = relu(one_hot(x1)[k]) (inputs flattened as d * K + k; x2 is masked out) ...
     w_in = [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
     # ... and the location logits of position 2 (outputs 2 and 3) are one_hot(x1), so mu_2 = x1
     w_out = [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-    model.params["flow_0"]["network"] = {
+    params["flow_0"]["network"] = {
         "hidden_0": {"W": B.asarray(w_in), "b": B.asarray([0.0, 0.0])},
         "head": {"W": B.asarray(w_out), "b": B.asarray([0.0] * 4)},
         "bias": B.asarray([[0.0, 0.0], [0.0, 0.0]]),
     }
-    return model
+    return model, params
 
 
 def probability_table(log_p: Any) -> list[list[float]]:
@@ -57,14 +59,14 @@ def probability_table(log_p: Any) -> list[list[float]]:
     return [p[:2], p[2:]]
 
 
-def tables(model: DiscreteFlowModel) -> tuple[Any, Any]:
+def tables(model: DiscreteFlowModel, params: Tree) -> tuple[Any, Any]:
     """(base table, model table) as host arrays (2, 2) indexed [x1, x2]: the base's probabilities
     of the four configurations, and the flow model's."""
     xp = B.xp()
     configs = B.asarray(CONFIGS)
-    base_x = (configs[..., None] == xp.arange(2)).astype(model.dtype)
-    base_log_p = model.base.log_prob(model.params["base"], base_x)[0]
-    log_p = model.log_prob(configs)
+    base_x = (configs[..., None] == xp.arange(2)).astype(first_leaf(params).dtype)
+    base_log_p = model.base.log_prob(params["base"], base_x)[0]
+    log_p = model.log_prob(params, configs)
     return B.to_numpy(xp.exp(base_log_p).reshape(2, 2)), B.to_numpy(xp.exp(log_p).reshape(2, 2))
 
 
@@ -78,21 +80,21 @@ def format_table(title: str, p: Any) -> str:
 def run(settings: Settings) -> Report:
     """The hand-set flow's table against the paper's, then a factorized base and a learnt flow
     trained on samples of the table (exact NLL over the four outcomes)."""
-    base_table, flow_table = tables(xor_model())
+    base_table, flow_table = tables(*xor_model())
     steps = settings.pick_steps(1000, 100)
     batch = 128
     data = B.asarray(sample_table(PAPER_TABLE, steps * batch, settings.seed))
     learnt = {
-        "factorized base alone": build_model("bipartite", 2, 2, num_flows=0, seed=settings.seed),
-        "1 learnt flow + base": build_model("bipartite", 2, 2, num_flows=1, hidden=8, network="mlp",
-                                            seed=settings.seed),
+        "factorized base alone": build_model("bipartite", 2, 2, num_flows=0),
+        "1 learnt flow + base": build_model("bipartite", 2, 2, num_flows=1, hidden=8, network="mlp"),
     }
     settings.clock.plan(len(learnt) * steps)
+    learnt_tables = {}
     for label, model in learnt.items():
-        model.params, _ = fit(lambda p, x: model.loss_and_grads(x, p), model.params,
-                              lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
-                              linear_decay(1e-2, steps), settings.progress(label, steps))
-    learnt_tables = {label: probability_table(model.log_prob(B.asarray(CONFIGS))) for label, model in learnt.items()}
+        params, _ = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)),
+                        lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
+                        linear_decay(1e-2, steps), settings.progress(label, steps))
+        learnt_tables[label] = probability_table(model.log_prob(params, B.asarray(CONFIGS)))
 
     truth = [p for row in PAPER_TABLE for p in row]
     entropy = table_entropy(PAPER_TABLE)

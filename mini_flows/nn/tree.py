@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
+from mini_flows import backend as B
 from mini_flows.backend import Array
 
 Tree = Dict[str, Any]
@@ -51,3 +52,11 @@ def tree_map(fn: Callable[..., Array], tree: Tree, *rest: Tree) -> Tree:
 def tree_add(a: Tree, b: Tree) -> Tree:
     """Leafwise sum of two gradient trees of the same structure."""
     return tree_map(lambda x, y: x + y, a, b)
+
+
+def first_leaf(tree: Tree) -> Array:
+    """The first array of a tree (unboxed from autograd), e.g. to read the parameters' dtype."""
+    leaf = B.value(tree)
+    while isinstance(leaf, dict):
+        leaf = B.value(next(iter(leaf.values())))
+    return leaf

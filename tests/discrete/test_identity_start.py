@@ -14,18 +14,19 @@ from mini_flows.nn.tree import flatten
 @given(kind=st.sampled_from(["autoregressive", "bipartite"]), K=st.integers(2, 5), D=st.integers(2, 4),
        flows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
 def test_identity_start_makes_the_model_its_base(kind, K, D, flows, seed):
-    model = build_model(kind, K, D, num_flows=flows, network="lstm" if kind == "autoregressive" else "mlp", seed=seed)
-    before = {name: B.to_numpy(a).copy() for name, a in flatten(model.params).items()}
-    params = identity_start(model, model.params)
-    assert all(np.array_equal(B.to_numpy(a), before[name]) for name, a in flatten(model.params).items())
-    base_alone = DiscreteFlowModel(model.base, (), params={"base": params["base"]})
+    model = build_model(kind, K, D, num_flows=flows, network="lstm" if kind == "autoregressive" else "mlp")
+    start = model.init(B.host_rng(seed))
+    before = {name: B.to_numpy(a).copy() for name, a in flatten(start).items()}
+    params = identity_start(model, start)
+    assert all(np.array_equal(B.to_numpy(a), before[name]) for name, a in flatten(start).items())
+    base_alone, base_params = DiscreteFlowModel(model.base), {"base": params["base"]}
     tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(8, D)))
-    assert np.array_equal(B.to_numpy(model.log_prob(tokens, params)), B.to_numpy(base_alone.log_prob(tokens)))
-    assert np.array_equal(B.to_numpy(model.sample(16, seed=1, params=params)),
-                          B.to_numpy(base_alone.sample(16, seed=1)))
+    assert np.array_equal(B.to_numpy(model.log_prob(params, tokens)), B.to_numpy(base_alone.log_prob(base_params, tokens)))
+    assert np.array_equal(B.to_numpy(model.sample(params, 16, seed=1)),
+                          B.to_numpy(base_alone.sample(base_params, 16, seed=1)))
 
 
 def test_identity_start_needs_a_dense_head():
-    model = build_model("autoregressive", 3, 3, num_flows=1, network="made", seed=0)
+    model = build_model("autoregressive", 3, 3, num_flows=1, network="made")
     with pytest.raises(ValueError, match="flow 0's network has no dense head to zero"):
-        identity_start(model, model.params)
+        identity_start(model, model.init(B.host_rng(0)))

@@ -3,6 +3,8 @@ sampling matches log_prob and is reproducible, bad input raises."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -29,8 +31,8 @@ cases = pytest.mark.parametrize("kind,network", FLOW_CASES)
 def test_model_is_normalised(kind, network, sizes, num_flows, scale, seed):
     """sum over all K^D configurations of p(y) = 1 for random, untrained models."""
     length, K = sizes
-    model = build_model(kind, K, length, num_flows, scale, HIDDEN, network, seed)
-    log_p = B.to_numpy(model.log_prob(B.asarray(all_tokens(length, K))))
+    model = build_model(kind, K, length, num_flows, scale, HIDDEN, network)
+    log_p = B.to_numpy(model.log_prob(model.init(B.host_rng(seed)), B.asarray(all_tokens(length, K))))
     assert abs(float(np.exp(log_p).sum()) - 1) < 1e-9
 
 
@@ -41,12 +43,13 @@ def test_model_is_normalised(kind, network, sizes, num_flows, scale, seed):
 def test_loss_gradient_matches_autograd(kind, network, K, length, batch, num_flows, scale, seed):
     """The hand-written backward through every flow and the base equals autograd on the same
     forward code, where the straight-through argmax is an autograd primitive with the same rule."""
-    model = build_model(kind, K, length, num_flows, scale, HIDDEN, network, seed)
+    model = build_model(kind, K, length, num_flows, scale, HIDDEN, network)
+    params = model.init(B.host_rng(seed))
     rng = B.host_rng(seed)
-    params = tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), model.params)
+    params = tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), params)
     tokens = rng.integers(0, K, size=(batch, length))
-    loss, grads = model.loss_and_grads(tokens, params)
-    assert loss == pytest.approx(-float(np.mean(model.log_prob(tokens, params))), rel=1e-12)
+    loss, grads = model.loss_and_grads(params, tokens)
+    assert loss == pytest.approx(-float(np.mean(model.log_prob(params, tokens))), rel=1e-12)
     (auto,) = autograd_grads(lambda p: -model.forward(p, tokens)[0].mean(), params)
     # Round-off scales with the largest gradient in the model, not with each leaf's own: a flow
     # leaf far behind a saturated straight-through factor can be ~1e-7 while carrying 1e-14 of
@@ -60,13 +63,14 @@ def test_samples_are_valid_reproducible_and_follow_log_prob(kind, network):
     """Sampling (base, then each flow forward) and log_prob (each flow inverse, then the base)
     describe one distribution: sample frequencies match exp(log_prob)."""
     length, K, n = 2, 3, 6000
-    model = build_model(kind, K, length, num_flows=2, scale=True, hidden=HIDDEN, network=network, seed=3)
-    y = B.to_numpy(model.sample(n, seed=5))
+    model = build_model(kind, K, length, num_flows=2, scale=True, hidden=HIDDEN, network=network)
+    params = model.init(B.host_rng(3))
+    y = B.to_numpy(model.sample(params, n, seed=5))
     assert y.shape == (n, length) and np.issubdtype(y.dtype, np.integer) and y.min() >= 0 and y.max() < K
-    assert np.array_equal(y, B.to_numpy(model.sample(n, seed=5)))
-    assert not np.array_equal(y, B.to_numpy(model.sample(n, seed=6)))
+    assert np.array_equal(y, B.to_numpy(model.sample(params, n, seed=5)))
+    assert not np.array_equal(y, B.to_numpy(model.sample(params, n, seed=6)))
     tokens = all_tokens(length, K)
-    p = np.exp(B.to_numpy(model.log_prob(B.asarray(tokens))))
+    p = np.exp(B.to_numpy(model.log_prob(params, B.asarray(tokens))))
     counts = (y[:, None, :] == tokens[None]).all(-1).sum(0)
     assert (np.abs(counts - n * p) <= 5 * np.sqrt(n * p * (1 - p)) + 1).all()
 
@@ -79,22 +83,37 @@ def test_build_model_follows_the_paper_setups():
     bi = build_model("bipartite", 5, 4, num_flows=3, hidden=HIDDEN, network="mlp")
     assert isinstance(bi.base, FactorizedCategorical)
     assert [f.keep for f in bi.flows] == ["even", "odd", "even"]
-    assert sorted(bi.params) == ["base", "flow_0", "flow_1", "flow_2"]
+    assert sorted(bi.init(B.host_rng(0))) == ["base", "flow_0", "flow_1", "flow_2"]
     assert [f.tau for f in ar.flows + bi.flows] == [0.1] * 6
     assert build_model("bipartite", 5, 4, hidden=HIDDEN, tau=0.5).flows[0].tau == 0.5
     same = build_model("bipartite", 5, 4, num_flows=3, hidden=HIDDEN, network="mlp")
     tokens = B.asarray(all_tokens(4, 5)[:50])
-    assert np.array_equal(B.to_numpy(bi.log_prob(tokens)), B.to_numpy(same.log_prob(tokens)))
+    assert np.array_equal(B.to_numpy(bi.log_prob(bi.init(B.host_rng(1)), tokens)),
+                          B.to_numpy(same.log_prob(same.init(B.host_rng(1)), tokens)))
+
+
+def test_a_model_rebuilds_from_its_json_configuration():
+    model = build_model("autoregressive", 5, 4, num_flows=2, scale=True, hidden=HIDDEN, network="lstm", tau=0.2)
+    config = json.loads(json.dumps(model.config))
+    again = DiscreteFlowModel.from_config(config)
+    assert again.config == model.config and [f.order for f in again.flows] == [f.order for f in model.flows]
+    tokens = B.asarray(all_tokens(4, 5)[:20])
+    assert np.array_equal(B.to_numpy(model.log_prob(model.init(B.host_rng(2)), tokens)),
+                          B.to_numpy(again.log_prob(again.init(B.host_rng(2)), tokens)))
+    assert DiscreteFlowModel(FactorizedCategorical(3, 4)).config is None
 
 
 def test_float32_model():
-    model = build_model("autoregressive", 4, 3, scale=True, hidden=HIDDEN, dtype="float32")
+    model = build_model("autoregressive", 4, 3, scale=True, hidden=HIDDEN)
+    params = model.init(B.host_rng(0), "float32")
     tokens = B.asarray(all_tokens(3, 4))
-    log_p = model.log_prob(tokens)
+    log_p = model.log_prob(params, tokens)
     assert log_p.dtype == np.float32
     assert abs(float(np.exp(B.to_numpy(log_p).astype(np.float64)).sum()) - 1) < 1e-5
-    loss, grads = model.loss_and_grads(tokens)
+    loss, grads = model.loss_and_grads(params, tokens)
     assert all(g.dtype == np.float32 for g in tree_leaves(grads))
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        model.init(B.host_rng(0), "int32")
 
 
 def tree_leaves(tree):
@@ -114,10 +133,11 @@ def tree_leaves(tree):
 @pytest.mark.parametrize("kind", ["autoregressive", "bipartite"])
 def test_model_rejects_bad_tokens(kind, tokens, error, match):
     model = build_model(kind, 4, 3, hidden=HIDDEN, network="transformer")
+    params = model.init(B.host_rng(0))
     with pytest.raises(error, match=match):
-        model.log_prob(B.asarray(tokens))
+        model.log_prob(params, B.asarray(tokens))
     with pytest.raises(error, match=match):
-        model.loss_and_grads(B.asarray(tokens))
+        model.loss_and_grads(params, B.asarray(tokens))
 
 
 @pytest.mark.parametrize(
@@ -145,4 +165,5 @@ def test_model_rejects_mismatched_flows():
     with pytest.raises(ValueError, match=r"flow 0 has \(length, vocab_size\) = \(3, 5\)"):
         DiscreteFlowModel(FactorizedCategorical(3, 4), [flow])
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
-        DiscreteFlowModel(FactorizedCategorical(3, 4)).sample(0)
+        model = DiscreteFlowModel(FactorizedCategorical(3, 4))
+        model.sample(model.init(B.host_rng(0)), 0)

@@ -23,11 +23,11 @@ def load_example():
 
 def test_xor_flow_reproduces_the_paper_table():
     example = load_example()
-    model = example.xor_model()
-    base, flow = example.tables(model)
+    model, params = example.xor_model()
+    base, flow = example.tables(model, params)
     np.testing.assert_allclose(base, [[0.63, 0.07], [0.27, 0.03]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(flow, [[0.63, 0.07], [0.03, 0.27]], rtol=0, atol=1e-15)
-    y = B.to_numpy(model.flows[0].forward(model.params["flow_0"], B.asarray(np.eye(2)[example.CONFIGS]))[0])
+    y = B.to_numpy(model.flows[0].forward(params["flow_0"], B.asarray(np.eye(2)[example.CONFIGS]))[0])
     assert np.array_equal(y.argmax(-1), [[0, 0], [0, 1], [1, 1], [1, 0]])  # (x1, x1 xor x2)
 
 

@@ -83,27 +83,30 @@ def test_lstm_network_outputs_ignore_the_present_and_future_bit_for_bit(K, lengt
 def test_conditional_model_sums_to_one_over_every_sum(kind, flows, seed):
     rng = np.random.default_rng(seed)
     length, K = 2, 3
-    model = build(kind, flows, length=length, vocab_size=K, hidden=4, seed=seed % 1000)
+    model = build(kind, flows, length=length, vocab_size=K, hidden=4)
+    params = model.init(B.host_rng(seed % 1000))
     y = all_sequences(length, K)
     a = np.repeat(rng.integers(0, K, size=(1, length)), K**length, axis=0)
     b = np.repeat(rng.integers(0, K, size=(1, length)), K**length, axis=0)
     condition(model, a, b)
-    total = float(B.xp().exp(model.log_prob(y)).sum())
+    total = float(B.xp().exp(model.log_prob(params, y)).sum())
     assert abs(total - 1) < 1e-12
 
 
 def test_networks_need_a_context_of_the_batch():
     model = build("autoregressive", 1, length=3, vocab_size=2, hidden=4)
+    params = model.init(B.host_rng(0))
     y = B.asarray([[0, 1, 1]])
     with pytest.raises(ValueError, match="condition"):
-        model.log_prob(y)
+        model.log_prob(params, y)
     condition(model, [[1, 0, 0], [0, 0, 1]], [[1, 1, 0], [0, 1, 1]])
     with pytest.raises(ValueError, match="condition"):
-        model.log_prob(y)
+        model.log_prob(params, y)
 
 
 def test_heldout_nll_does_not_depend_on_the_chunk():
     rng = np.random.default_rng(0)
     a, b, y = (B.asarray(rng.integers(0, 3, size=(7, 3))) for _ in range(3))
     model = build("bipartite", 2, length=3, vocab_size=3, hidden=4)
-    assert abs(heldout_nll(model, a, b, y, chunk=3) - heldout_nll(model, a, b, y)) < 1e-12
+    params = model.init(B.host_rng(0))
+    assert abs(heldout_nll(model, params, a, b, y, chunk=3) - heldout_nll(model, params, a, b, y)) < 1e-12

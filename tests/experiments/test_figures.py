@@ -17,7 +17,7 @@ from mini_flows.experiments.timing import mean_ci
 
 
 def test_xor_hand_set_flow_gives_the_papers_table():
-    base, flow = xor.tables(xor.xor_model())
+    base, flow = xor.tables(*xor.xor_model())
     np.testing.assert_allclose(base, [[0.63, 0.07], [0.27, 0.03]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(flow, xor.PAPER_TABLE, rtol=0, atol=1e-15)
     assert "x1 = 1    0.03    0.27" in xor.format_table("t", flow)
