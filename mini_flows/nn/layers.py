@@ -1,11 +1,5 @@
-"""Dense (affine) layer and embedding, each with a hand-written backward pass.
-
-The protocol every block with parameters follows (CS231n style, with the config in a small class):
-
-    params = block.init(rng, dtype)              # dict of named arrays
-    y, cache = block.forward(params, x)
-    grads, dx = block.backward(params, cache, dy)  # grads mirrors params; dx matches x
-"""
+"""Dense (affine) layer and embedding, each with a hand-written backward pass; both follow the
+``Block`` convention of ``nn.block``: ``grads, dx = block.backward(params, cache, dy)``."""
 
 from __future__ import annotations
 
