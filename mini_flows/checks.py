@@ -89,3 +89,13 @@ def check_number(name: str, value: Any, *, positive: bool = True) -> float:
     if not ok:
         raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
     return value
+
+
+def broadcast_shapes(s1: Sequence[int], s2: Sequence[int], what: str) -> tuple[int, ...]:
+    """The NumPy broadcast of two shapes (a zero-length axis wins over 1); ValueError
+    "``what`` (s1) and (s2) do not broadcast" where they clash."""
+    n = max(len(s1), len(s2))
+    p1, p2 = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
+    if any(x != y and 1 not in (x, y) for x, y in zip(p1, p2)):
+        raise ValueError(f"{what} {tuple(s1)} and {tuple(s2)} do not broadcast")
+    return tuple(max(x, y) if 0 not in (x, y) else 0 for x, y in zip(p1, p2))

@@ -35,23 +35,13 @@ from typing import Any, Sequence
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float
+from mini_flows.checks import broadcast_shapes, check_float
 from mini_flows.continuous.cubic import K_MAX, nlsq_inverse, one_minus_m
 from mini_flows.continuous.errors import raise_where
 from mini_flows.nn.broadcast import unbroadcast
 
 _S_CLIP = 1e18  # |s| = |d x + g| above this: c / (1 + s^2) < 1e-36 b / d, below round-off of b x; s^2 fits float32
 _K_RAW_CAP = K_MAX * (1 - 2**-49)  # from_raw's |k|: 4 roundings of c d / b in float64 stay below K_MAX
-
-
-def _broadcast_shape(s1: tuple[int, ...], s2: tuple[int, ...], what: str) -> tuple[int, ...]:
-    """The NumPy broadcast of two shapes; ValueError saying ``what`` if they do not broadcast."""
-    n = max(len(s1), len(s2))
-    p1, p2 = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
-    if any(x != y and 1 not in (x, y) for x, y in zip(p1, p2)):
-        raise ValueError(f"{what}: shapes {tuple(s1)} and {tuple(s2)} do not broadcast")
-    return tuple(max(x, y) if 0 not in (x, y) else 0 for x, y in zip(p1, p2))
-
 
 
 def check_alpha(alpha: Any) -> float:
@@ -90,7 +80,7 @@ class ScalarTransform:
         if len(shape) < 1 or shape[-1] != self.num_params:
             raise ValueError(f"raw must have shape (..., {self.num_params}), got {shape}")
         check_float(name, x, like=raw, finite=False)
-        out_shape = _broadcast_shape(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}")
+        out_shape = broadcast_shapes(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}:")
         values = {n: B.value(raw)[..., i] for i, n in enumerate(self.param_names)} | {name: B.value(x)}
         raw_ok, x_ok = xp.isfinite(B.value(raw)), xp.isfinite(B.value(x))
         if not (bool(xp.all(raw_ok)) and bool(xp.all(x_ok))):
@@ -291,7 +281,7 @@ def _check_params(names: Sequence[str], values: tuple[Array, ...]) -> tuple[int,
     shape: tuple[int, ...] = ()
     for name, v in zip(names, values):
         check_float(name, v, like=values[0])
-        shape = _broadcast_shape(shape, tuple(B.value(v).shape), f"the parameters up to {name}")
+        shape = broadcast_shapes(shape, tuple(B.value(v).shape), f"the parameters up to {name}:")
     return shape
 
 
@@ -347,7 +337,7 @@ class NLSq:
 
     def _check(self, name: str, x: Array) -> None:
         check_float(name, x, like=self.a)
-        _broadcast_shape(self.shape, tuple(B.value(x).shape), f"the parameters and {name}")
+        broadcast_shapes(self.shape, tuple(B.value(x).shape), f"the parameters and {name}:")
 
     def forward(self, eps: Array) -> tuple[Array, Array]:
         """z = f(eps) and logdet = log f'(eps), elementwise; eps : (...)."""

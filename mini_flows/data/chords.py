@@ -101,10 +101,9 @@ class ChordSource:
         """n piano rolls: a list of float64 arrays of shapes (T_i, 88) holding 0 and 1."""
         check_positive_int("n", n, minimum=0)
         rng = np.random.default_rng(seed)
-        lengths, steps = sample_chain(rng, n, self.initial, self.transition, self.length_probs,
-                                      lambda states: self.members[states] * (rng.random((n, N_KEYS)) >= self.dropout))
-        rolls = np.stack(steps, axis=1) if steps else np.zeros((n, 0, N_KEYS))
-        return [rolls[i, : lengths[i]] for i in range(n)]
+        return sample_chain(rng, n, self.initial, self.transition, self.length_probs,
+                            lambda states: self.members[states] * (rng.random((n, N_KEYS)) >= self.dropout),
+                            (N_KEYS,), np.float64)
 
     def log_probs(self, rolls: Sequence[Any]) -> np.ndarray:
         """log p(roll) = log p(T) + log p(x_{1:T} | T) in nats for each roll (T, 88): (N,)."""

@@ -41,17 +41,20 @@ def categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 
 def sample_chain(rng: np.random.Generator, n: int, initial: np.ndarray, transition: np.ndarray,
-                 length_probs: np.ndarray, emit: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, list]:
+                 length_probs: np.ndarray, emit: Callable[[np.ndarray], np.ndarray], step_shape: tuple[int, ...] = (),
+                 dtype: Any = np.int64) -> list[np.ndarray]:
     """n runs of a hidden Markov chain: lengths T ~ length_probs, states s_0 ~ initial and
-    s_t ~ transition[s_{t-1}], and ``emit(s_t)`` (which draws from ``rng`` itself) at every step up
-    to the longest T. Returns (lengths (n,), [emit(s_0), emit(s_1), ...])."""
+    s_t ~ transition[s_{t-1}], and ``emit(s_t)`` : (n, *step_shape) (which draws from ``rng``
+    itself) at every step up to the longest T. Returns the n sequences, each (T_i, *step_shape)
+    of ``dtype``."""
     lengths = categorical(rng, np.broadcast_to(length_probs, (n, len(length_probs))))
     states = categorical(rng, np.broadcast_to(initial, (n, len(initial))))
     emitted = []
     for _ in range(int(lengths.max(initial=0))):
         emitted.append(emit(states))
         states = categorical(rng, transition[states])
-    return lengths, emitted
+    runs = np.stack(emitted, axis=1).astype(dtype) if emitted else np.zeros((n, 0, *step_shape), dtype)
+    return [runs[i, : lengths[i]] for i in range(n)]
 
 
 def forward_log_likelihood(
@@ -194,10 +197,8 @@ class HMMSource:
         """n sequences: a list of int64 arrays of shapes (T_i,), tokens in [0, V)."""
         check_positive_int("n", n, minimum=0)
         rng = np.random.default_rng(seed)
-        lengths, chars = sample_chain(rng, n, self.initial, self.transition, self.length_probs,
-                                      lambda states: categorical(rng, self.emission[states]))
-        tokens = np.stack(chars, axis=1) if chars else np.zeros((n, 0), dtype=np.int64)
-        return [tokens[i, : lengths[i]].astype(np.int64) for i in range(n)]
+        return sample_chain(rng, n, self.initial, self.transition, self.length_probs,
+                            lambda states: categorical(rng, self.emission[states]))
 
     def log_probs(self, sequences: Sequence[Any]) -> np.ndarray:
         """log p(x) = log p(T) + log p(x_{1:T} | T) in nats for each sequence: (N,); -inf where p(x) = 0."""

@@ -47,7 +47,7 @@ from autograd.extend import defvjp_argnums, primitive
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.checks import broadcast_shapes, check_float, check_positive_int, check_shape
 from mini_flows.discrete.one_hot import check_exactly_one_hot
 from mini_flows.nn.broadcast import unbroadcast
 from mini_flows.nn.losses import one_hot
@@ -160,21 +160,12 @@ def _check_operands(names: tuple[str, str], a: Array, b: Array) -> int:
     K = va.shape[-1]
     if K < 2:
         raise ValueError(f"{names[0]} has K = {K} categories on its last axis; need K >= 2")
-    _broadcast_shape(names, va.shape[:-1], vb.shape[:-1])
+    broadcast_shapes(va.shape[:-1], vb.shape[:-1], f"the leading axes of {names[0]} and {names[1]},")
     if names[1] == "scale":
         _check_scale(b, K)
     for name, v in zip(names, (va, vb)):
         check_exactly_one_hot(name, v)
     return K
-
-
-def _broadcast_shape(names: tuple[str, str], s1: tuple[int, ...], s2: tuple[int, ...]) -> tuple[int, ...]:
-    """The broadcast of two shapes (NumPy rules); ValueError naming both arguments where they clash."""
-    n = max(len(s1), len(s2))
-    p1, p2 = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
-    if any(d1 != d2 and 1 not in (d1, d2) for d1, d2 in zip(p1, p2)):
-        raise ValueError(f"the leading axes of {names[0]} {tuple(s1)} and {names[1]} {tuple(s2)} do not broadcast")
-    return tuple(max(d1, d2) for d1, d2 in zip(p1, p2))
 
 
 def _check_scale(scale: Array, K: int) -> None:
@@ -189,7 +180,8 @@ def _check_scale(scale: Array, K: int) -> None:
 
 
 def _check_gradient(name: str, d: Array, names: tuple[str, str], a: Array, b: Array) -> None:
-    check_shape(name, d, (*_broadcast_shape(names, a.shape[:-1], b.shape[:-1]), a.shape[-1]))
+    leading = broadcast_shapes(a.shape[:-1], b.shape[:-1], f"the leading axes of {names[0]} and {names[1]},")
+    check_shape(name, d, (*leading, a.shape[-1]))
 
 
 @primitive

@@ -171,7 +171,17 @@ def _mask(mask: Array | None, batch: int, T: int) -> tuple[Array | None, Array]:
     return keep[:, :, None], keep.sum(axis=1)
 
 
-class LSTM:
+class _Sizes:
+    """input_size, hidden_size and num_layers, checked: what both LSTMs are built from."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1):
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("num_layers", num_layers)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+
+
+class LSTM(_Sizes):
     """Multi-layer unidirectional LSTM, eqs. (1)-(3) in the module docstring; layer l > 0 reads the
     outputs of layer l - 1.
 
@@ -184,12 +194,6 @@ class LSTM:
     (0 at padded steps) and h_n, c_n : (num_layers, batch, hidden_size), the state after each
     sequence's last real step (the initial state for an empty sequence, a row of zeros).
     """
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1):
-        check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
-        check_positive_int("num_layers", num_layers)
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         sizes = [self.input_size] + [self.hidden_size] * (self.num_layers - 1)
@@ -256,7 +260,7 @@ class LSTM:
         return grads, d, (xp.stack(dh0[::-1]), xp.stack(dc0[::-1]))
 
 
-class BiLSTM:
+class BiLSTM(_Sizes):
     """Multi-layer bidirectional LSTM.
 
     Each layer runs one LSTM forward in time and another backward in time, starting at each
@@ -270,12 +274,6 @@ class BiLSTM:
     Inputs: x : (batch, T, input_size); mask : (batch, T) of 0/1 (right padding only) or None.
     Returns (outputs, cache) with outputs : (batch, T, 2 hidden_size).
     """
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1):
-        check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
-        check_positive_int("num_layers", num_layers)
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         H = self.hidden_size
