@@ -185,10 +185,11 @@ def sample_section(repeats: int) -> None:
     from mini_flows import backend as B
     from mini_flows.discrete import build_model
     from mini_flows.latent.baseline import LSTMBaseline
+    from mini_flows.latent.config import BaselineConfig
 
     print(f"\nSampling, ms per batch (vocabulary {SAMPLE_VOCAB}; LSTM 2 x 256; 8 bipartite flows of width 128)")
     print(f"{'T':>5}{'batch':>7}{'AR LSTM':>11}{'bipartite':>11}{'floor':>9}{'LSTM/bip':>10}{'bip/floor':>11}")
-    lstm = LSTMBaseline(SAMPLE_VOCAB, max(SAMPLE_TS), embed_size=128, hidden_size=256, num_layers=2)
+    lstm = LSTMBaseline(BaselineConfig(SAMPLE_VOCAB, max(SAMPLE_TS), embed_size=128, hidden_size=256, num_layers=2))
     lstm_params = lstm.init(B.host_rng(0))
     for T in SAMPLE_TS:
         model = build_model("bipartite", SAMPLE_VOCAB, T, num_flows=8, hidden=128, network="transformer")

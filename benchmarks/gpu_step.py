@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.discrete import build_model  # noqa: E402
-from mini_flows.latent import LatentFlowModel  # noqa: E402
+from mini_flows.latent import LatentConfig, LatentFlowModel  # noqa: E402
 from mini_flows.optim import Adam  # noqa: E402
 
 LATENT = dict(vocab_size=51, max_length=12, prior="af/scf", latent_dim=8, embed_size=32, hidden_size=32, num_layers=1,
@@ -55,7 +55,7 @@ def bipartite_step(batch: int) -> Callable[[], Any]:
 
 def latent_step(batch: int) -> Callable[[], Any]:
     """One training step of the latent AF / SCF model on the current backend."""
-    model = LatentFlowModel(**LATENT)
+    model = LatentFlowModel(LatentConfig(**LATENT))
     params = model.init(B.host_rng(0))
     rng = np.random.default_rng(1)
     T = LATENT["max_length"]

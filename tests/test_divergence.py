@@ -8,14 +8,14 @@ import pytest
 
 from mini_flows import backend as B
 from mini_flows.discrete import build_model
-from mini_flows.latent import LatentFlowModel
+from mini_flows.latent import LatentConfig, LatentFlowModel
 from mini_flows.latent.train import train
 from mini_flows.optim import Adam, TrainingDiverged, loss_rise
 from mini_flows.train import Progress, fit
 
 
 def test_latent_training_at_a_huge_learning_rate_names_the_step_the_loss_and_the_fix():
-    model = LatentFlowModel(8, 10, prior="af/scf", latent_dim=4, embed_size=16, hidden_size=16)
+    model = LatentFlowModel(LatentConfig(8, 10, prior="af/scf", latent_dim=4, embed_size=16, hidden_size=16))
     rng = B.host_rng(1)
     data = [(rng.integers(0, 8, (16, 10)), rng.integers(1, 11, 16))]
     with pytest.raises(TrainingDiverged, match=r"training diverged at step 2 \(loss [0-9.]+ at step 1\): .*NaN or "

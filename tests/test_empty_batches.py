@@ -9,6 +9,7 @@ import pytest
 from mini_flows import backend as B
 from mini_flows.discrete import build_model
 from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.config import BaselineConfig
 from mini_flows.latent.train import train
 from tests.latent.common import noise, small_model
 
@@ -35,6 +36,6 @@ def test_latent_model_and_lstm_baseline_refuse_a_loss_of_none():
         model.elbo_and_grads(params, x, lengths, noise(B.host_rng(1), 2, 0, 4, model.H))
     with pytest.raises(ValueError, match="x " + EMPTY):
         train(model, params, [(x, lengths)], steps=1, seed=0)
-    baseline = LSTMBaseline(4, 4, embed_size=3, hidden_size=3)
+    baseline = LSTMBaseline(BaselineConfig(4, 4, embed_size=3, hidden_size=3))
     with pytest.raises(ValueError, match="x " + EMPTY):
         baseline.loss_and_grads(baseline.init(B.host_rng(0)), x, lengths)

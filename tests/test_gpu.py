@@ -17,7 +17,7 @@ import pytest
 from mini_flows import backend as B
 from mini_flows.continuous import build_prior
 from mini_flows.discrete import build_model
-from mini_flows.latent import LatentFlowModel
+from mini_flows.latent import LatentConfig, LatentFlowModel
 from mini_flows.nn import activations, losses
 from mini_flows.nn.layers import Dense, Embedding
 from mini_flows.nn.lstm import LSTM, BiLSTM
@@ -151,8 +151,8 @@ def _continuous_prior(rng):
 
 
 def _latent_model(rng):
-    model = LatentFlowModel(6, 5, prior="af/af", latent_dim=3, embed_size=8, hidden_size=8, num_layers=1,
-                            flow_layers=2, flow_hidden_sizes=(8,))
+    model = LatentFlowModel(LatentConfig(6, 5, prior="af/af", latent_dim=3, embed_size=8, hidden_size=8, num_layers=1,
+                                         flow_layers=2, flow_hidden_sizes=(8,)))
     x, lengths = rng.integers(0, 6, size=(3, 5)), np.array([5, 2, 4])
     noise = rng.standard_normal((2, 3, 5, 3))
 

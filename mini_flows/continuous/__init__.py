@@ -9,7 +9,7 @@ IAF / SCF over latents (batch, T, H). Directions everywhere: ``forward`` maps ba
 from mini_flows.continuous.cubic import nlsq_inverse
 from mini_flows.continuous.errors import FlowRangeError
 from mini_flows.continuous.layers import AF, IAF, SCF, Elementwise, Flow
-from mini_flows.continuous.length import length_encoding, length_mask
+from mini_flows.continuous.length import SequenceContext, length_encoding, sequence_context
 from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
 from mini_flows.continuous.scalar import AffineTransform, NLSq, NLSqTransform
 from mini_flows.continuous.stack import FlowStack
@@ -26,9 +26,10 @@ __all__ = [
     "FlowStack",
     "NLSq",
     "NLSqTransform",
+    "SequenceContext",
     "SequencePrior",
     "build_prior",
     "length_encoding",
-    "length_mask",
     "nlsq_inverse",
+    "sequence_context",
 ]

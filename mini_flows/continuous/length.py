@@ -5,11 +5,15 @@ p(x) = p(x | T) p(T). Every time step t (0-based) of a sequence of length T gets
 vectors of size ``max_length``: the distance from the start, t, and the distance from the end,
 T - 1 - t. Together they encode T itself, not just a relative position. Padded steps (t >= T) get
 an all-zero "distance from the end" vector; nothing real ever depends on them.
+
+``sequence_context`` computes all of this once per batch as a ``SequenceContext``, which every
+length-conditioned block (the sequence priors, the latent model's networks, the LSTM baseline)
+takes instead of rebuilding it from the lengths.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
@@ -30,15 +34,6 @@ def check_lengths(lengths: Array, batch: int, T: int, max_length: int) -> None:
         )
 
 
-def length_mask(lengths: Array, T: int, dtype: Any = "float64") -> Array:
-    """mask[b, t] = 1 where t < lengths[b] (a real step), else 0.
-
-    lengths : (batch,) integers. Returns mask : (batch, T) of ``dtype``.
-    """
-    xp = B.xp()
-    return (xp.arange(T)[None, :] < lengths[:, None]).astype(dtype)
-
-
 def length_encoding(lengths: Array, T: int, max_length: int, dtype: Any = "float64") -> Array:
     """The two one-hot vectors of supplement C at every step, concatenated.
 
@@ -53,3 +48,31 @@ def length_encoding(lengths: Array, T: int, max_length: int, dtype: Any = "float
     from_start = xp.broadcast_to((t[:, None] == k[None, :])[None], (lengths.shape[0], T, max_length))
     from_end = (lengths[:, None, None] - 1 - t[None, :, None]) == k[None, None, :]
     return xp.concatenate([from_start, from_end], axis=-1).astype(dtype)
+
+
+class SequenceContext(NamedTuple):
+    """What a batch's lengths determine, computed once by ``sequence_context``:
+
+    lengths : (batch,) integers; real : (batch, T) booleans, True at real steps (t < lengths[b]);
+    mask : (batch, T), ``real`` as 0/1 in the float dtype; encoding : (batch, T, 2 max_length), the
+    length encoding in that dtype.
+    """
+
+    lengths: Array
+    real: Array
+    mask: Array
+    encoding: Array
+
+    def repeat(self, S: int) -> "SequenceContext":
+        """The context of S copies of the batch, sample-major: (S batch, ...), copy s at rows s batch + b."""
+        xp = B.xp()
+        return SequenceContext(*(xp.broadcast_to(a[None], (S, *a.shape)).reshape(S * a.shape[0], *a.shape[1:])
+                                 for a in self))
+
+
+def sequence_context(lengths: Array, T: int, max_length: int, dtype: Any = "float64") -> SequenceContext:
+    """The ``SequenceContext`` of lengths : (batch,) integers (already checked by ``check_lengths``)
+    over T steps, mask and encoding in float ``dtype``."""
+    lengths = B.asarray(lengths)
+    real = B.xp().arange(T)[None, :] < lengths[:, None]
+    return SequenceContext(lengths, real, real.astype(dtype), length_encoding(lengths, T, max_length, dtype))

@@ -8,11 +8,16 @@ conditioned on a time context c_t from an LSTM and on the length encoding of sup
     no flow in time (AF only):        eps_t = g(z_t; c_t),  c_t = enc_t
 
 with g the hidden flow's ``inverse`` (data -> base). The prior is a ``Bijection`` (``mini_flows.bijection``)
-between z and eps whose context is the lengths. The LSTM reads the previous step's vector
+between z and eps whose context is the batch's ``SequenceContext`` (``continuous.length``), or the
+lengths it is built from. The LSTM reads the previous step's vector
 (zero at t = 0), so c_t sees only earlier steps and the Jacobian d eps / d z is block lower
 triangular (supplement A): log p(z) = sum_t [log N(eps_t; 0, I) + log|det d eps_t / d z_t|].
 AF in time evaluates densities in parallel over t and samples one step after another; IAF in
 time samples in parallel and evaluates densities one step after another.
+
+Dropout (supplement D): ``log_prob_and_cache`` of an AF-in-time prior takes an optional mask m :
+(batch, T, lstm_size) that multiplies the time LSTM's outputs, c_t = [LSTM(z_<t)_t * m_t, enc_t];
+its backward pass applies the same mask.
 
 Padding: steps t >= lengths[b] are padding. The map is the identity there (eps = z) with zero
 log-det, the padded values never reach a real step, and ``log_prob`` sums real steps only.
@@ -34,7 +39,7 @@ from mini_flows.bijection import VJP, Bijection, Result
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.continuous.errors import FlowRangeError, raise_where
 from mini_flows.continuous.layers import first_param
-from mini_flows.continuous.length import check_lengths, length_encoding
+from mini_flows.continuous.length import SequenceContext, check_lengths, sequence_context
 from mini_flows.continuous.scalar import AffineTransform, NLSqTransform
 from mini_flows.continuous.stack import FlowStack
 from mini_flows.nn.lstm import LSTM
@@ -55,11 +60,12 @@ class PriorCache(NamedTuple):
 
 
 class TimeCache(NamedTuple):
-    """The time context's LSTM cache (None without flow in time) and the hidden flow's cache,
-    for all steps at once or for one step."""
+    """The time context's LSTM cache (None without flow in time), the hidden flow's cache and the
+    dropout mask on the LSTM's outputs (or None), for all steps at once or for one step."""
 
     lstm: Any
     flow: Any
+    dropout: Array | None = None
 
 
 class LogProbCache(NamedTuple):
@@ -84,9 +90,10 @@ class SequencePrior(Bijection):
     lstm_size, lstm_layers : the time-context LSTM.
     hidden_sizes : hidden layers of each flow layer's MADE or MLP.
 
-    Inputs: z, eps : (batch, T, H); lengths : (batch,) integers in [1, min(T, max_length)], the
-    context of the Bijection protocol (``forward(params, eps, lengths)``, ``inverse(params, z,
-    lengths)``, logdet : (batch,), dcontext None).
+    Inputs: z, eps : (batch, T, H); the context of the Bijection protocol (``forward(params, eps,
+    context)``, ``inverse(params, z, context)``, logdet : (batch,), dcontext None) is a
+    ``SequenceContext`` of the batch (``sequence_context(lengths, T, max_length, dtype)``, the
+    parameters' dtype) or the lengths : (batch,) integers in [1, min(T, max_length)] themselves.
     Parameters: {"lstm": ..., "flow": ...} ("lstm" absent when time is "none").
     """
 
@@ -116,40 +123,59 @@ class SequencePrior(Bijection):
 
     # -- the bijection -------------------------------------------------------------------------
 
-    def check_inputs(self, params: Tree, v: Array, context: Array, direction: str) -> None:
+    def check_inputs(self, params: Tree, v: Array, context: SequenceContext | Array, direction: str) -> None:
         name = "eps" if direction == "forward" else "z"
         check_float(name, v, like=first_param(params))
         check_shape(name, v, (None, None, self.H))
-        check_lengths(B.asarray(context), v.shape[0], v.shape[1], self.max_length)
+        batch, T = v.shape[:2]
+        if not isinstance(context, SequenceContext):
+            check_lengths(B.asarray(context), batch, T, self.max_length)
+            return
+        check_lengths(context.lengths, batch, T, self.max_length)
+        check_shape("context.encoding", context.encoding, (batch, T, 2 * self.max_length))
+        if B.value(context.encoding).dtype != B.value(v).dtype:
+            raise TypeError(f"context is {B.value(context.encoding).dtype} but {name} is {B.value(v).dtype}; "
+                            "build it with sequence_context(..., dtype) of the parameters' dtype")
 
-    def _inverse(self, params: Tree, z: Array, lengths: Array) -> Result:
+    def check_dropout(self, mask: Array | None = None, z: Array | None = None) -> None:
+        """Raise ValueError unless the prior is AF in time (supplement D trains only those with
+        dropout) and, where given, mask is a non-negative float array (batch, T, lstm_size) of z's dtype."""
+        if self.time != "af":
+            raise ValueError("dropout applies to the prior LSTM of AF-in-time models (supplement D); "
+                             f"the {self.time}/{self.hidden} prior trains without it: pass dropout=0")
+        if mask is not None:
+            check_dropout_mask(mask, (z.shape[0], z.shape[1], self.lstm_size), like=z)
+
+    def _inverse(self, params: Tree, z: Array, context: SequenceContext | Array) -> Result:
         """Data -> base: (eps : (batch, T, H), logdet : (batch,), cache), logdet = log|det d eps/d z|."""
-        run = self._sequential if self.time == "iaf" else self._parallel
-        return _located("inverse", "z", z, lambda: self._masked(params, z, B.asarray(lengths), run, "inverse"))
+        return self._run(params, z, context, "inverse")
 
-    def _forward(self, params: Tree, eps: Array, lengths: Array) -> Result:
+    def _forward(self, params: Tree, eps: Array, context: SequenceContext | Array) -> Result:
         """Base -> data: (z : (batch, T, H), logdet : (batch,), cache), logdet = log|det d z/d eps|."""
-        run = self._sequential if self.time == "af" else self._parallel
-        return _located("forward", "eps", eps, lambda: self._masked(params, eps, B.asarray(lengths), run, "forward"))
+        return self._run(params, eps, context, "forward")
 
     def inverse_vjp(self, params: Tree, cache: PriorCache, deps: Array, dlogdet: Array) -> VJP:
         """(grads, dz, None) from deps : (batch, T, H) and dlogdet : (batch,)."""
-        run = self._sequential_vjp if self.time == "iaf" else self._parallel_vjp
-        return self._masked_vjp(params, cache, deps, dlogdet, run, "inverse")
+        return self._masked_vjp(params, cache, deps, dlogdet, "inverse")
 
     def forward_vjp(self, params: Tree, cache: PriorCache, dz: Array, dlogdet: Array) -> VJP:
         """(grads, deps, None) from dz : (batch, T, H) and dlogdet : (batch,)."""
-        run = self._sequential_vjp if self.time == "af" else self._parallel_vjp
-        return self._masked_vjp(params, cache, dz, dlogdet, run, "forward")
+        return self._masked_vjp(params, cache, dz, dlogdet, "forward")
 
     # -- density and sampling ------------------------------------------------------------------
 
-    def log_prob_and_cache(self, params: Tree, z: Array, lengths: Array) -> tuple[Array, LogProbCache]:
+    def log_prob_and_cache(self, params: Tree, z: Array, context: SequenceContext | Array,
+                           dropout_mask: Array | None = None) -> tuple[Array, LogProbCache]:
         """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for ``log_prob_vjp``.
 
-        Raises FlowRangeError naming the sequence where log p(z | T) is not representable."""
+        dropout_mask : (batch, T, lstm_size) multiplying the time LSTM's outputs (AF in time only),
+        or None. Raises FlowRangeError naming the sequence where log p(z | T) is not representable."""
         xp = B.xp()
-        eps, logdet, cache = self.inverse(params, z, lengths)
+        self.check_inputs(params, z, context, "inverse")
+        if dropout_mask is not None:
+            dropout_mask = B.asarray(dropout_mask)
+            self.check_dropout(dropout_mask, z)
+        eps, logdet, cache = self._run(params, z, context, "inverse", dropout_mask)
         base = -0.5 * (eps * eps).sum(axis=-1) - 0.5 * self.H * _LOG_2PI
         logp = xp.where(cache.real, base, 0.0).sum(axis=1) + logdet
         raise_where(~xp.isfinite(B.value(logp)),
@@ -164,9 +190,9 @@ class SequencePrior(Bijection):
         grads, dz, _ = self.inverse_vjp(params, cache.inverse, deps, dlogp)
         return grads, dz
 
-    def log_prob(self, params: Tree, z: Array, lengths: Array) -> Array:
-        """log p(z | T) : (batch,) for z : (batch, T, H) and lengths : (batch,)."""
-        return self.log_prob_and_cache(params, z, lengths)[0]
+    def log_prob(self, params: Tree, z: Array, context: SequenceContext | Array) -> Array:
+        """log p(z | T) : (batch,) for z : (batch, T, H) and its context (or lengths : (batch,))."""
+        return self.log_prob_and_cache(params, z, context)[0]
 
     def sample(self, params: Tree, n: int, lengths: int | Array, seed: int | None) -> Array:
         """z : (n, max(lengths), H): eps ~ N(0, I), z = forward(eps); padded steps are 0.
@@ -181,31 +207,42 @@ class SequencePrior(Bijection):
         check_lengths(lengths, n, self.max_length, self.max_length)
         T = int(lengths.max())
         dtype = B.value(first_param(params)).dtype
+        context = sequence_context(lengths, T, self.max_length, dtype)
         eps = B.rng(seed).standard_normal((n, T, self.H), dtype=dtype)
-        z, _, _ = self.forward(params, eps, lengths)
-        return xp.where(self._real(lengths, T)[..., None], z, 0.0)
+        z, _, _ = self.forward(params, eps, context)
+        return xp.where(context.real[..., None], z, 0.0)
 
     # -- machinery -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _real(lengths: Array, T: int) -> Array:
-        """(batch, T) booleans: True at real steps."""
-        return B.xp().arange(T)[None, :] < lengths[:, None]
+    def _sequential_in(self, direction: str) -> bool:
+        """Whether ``direction`` runs one step after another: AF in time samples (forward) so, IAF in
+        time evaluates densities (inverse) so; everything else runs all steps at once."""
+        return self.time == ("af" if direction == "forward" else "iaf")
 
-    def _masked(self, params: Tree, x: Array, lengths: Array, run: Any, direction: str) -> Result:
+    def _run(self, params: Tree, x: Array, context: SequenceContext | Array, direction: str,
+             dropout: Array | None = None) -> Result:
         """Run the hidden flow's ``direction`` on x with padding replaced by 0; identity and zero
-        log-det on padding."""
-        xp = B.xp()
-        T = x.shape[1]
-        real = self._real(lengths, T)
-        enc = length_encoding(lengths, T, self.max_length, B.value(x).dtype)
-        y, logdet, steps = run(params, xp.where(real[..., None], x, 0.0), enc, direction)
-        y = xp.where(real[..., None], y, x)
-        return y, xp.where(real, logdet, 0.0).sum(axis=1), PriorCache(steps, real)
+        log-det on padding; FlowRangeError re-raised naming the sequence."""
+        if not isinstance(context, SequenceContext):
+            context = sequence_context(context, x.shape[1], self.max_length, B.value(x).dtype)
+        real = context.real
 
-    def _masked_vjp(self, params: Tree, cache: PriorCache, dy: Array, dlogdet: Array, run: Any, direction: str) -> VJP:
+        def compute() -> Result:
+            xp = B.xp()
+            x_real = xp.where(real[..., None], x, 0.0)
+            if self._sequential_in(direction):
+                y, logdet, steps = self._sequential(params, x_real, context.encoding, direction)
+            else:
+                y, logdet, steps = self._parallel(params, x_real, context.encoding, direction, dropout)
+            y = xp.where(real[..., None], y, x)
+            return y, xp.where(real, logdet, 0.0).sum(axis=1), PriorCache(steps, real)
+
+        return _located(direction, "eps" if direction == "forward" else "z", x, compute)
+
+    def _masked_vjp(self, params: Tree, cache: PriorCache, dy: Array, dlogdet: Array, direction: str) -> VJP:
         xp = B.xp()
         real = cache.real
+        run = self._sequential_vjp if self._sequential_in(direction) else self._parallel_vjp
         grads, dx = run(params, cache.steps, dy * real[..., None], dlogdet[:, None] * real, direction)
         return grads, xp.where(real[..., None], dx, dy), None
 
@@ -216,17 +253,20 @@ class SequencePrior(Bijection):
         """The hidden flow's ``direction`` on x : (..., H) with context cond, unchecked."""
         return getattr(self.flow, direction)(params["flow"], x, cond, check=False)
 
-    def _parallel(self, params: Tree, x: Array, enc: Array, direction: str) -> Result:
-        """All steps at once: the LSTM reads x shifted one step right, y_t = g(x_t; c_t) with g the
-        hidden flow's ``direction``. With no flow in time, c_t is the length encoding alone."""
+    def _parallel(self, params: Tree, x: Array, enc: Array, direction: str, dropout: Array | None) -> Result:
+        """All steps at once: the LSTM reads x shifted one step right (its outputs times the
+        dropout mask, if any), y_t = g(x_t; c_t) with g the hidden flow's ``direction``. With no
+        flow in time, c_t is the length encoding alone."""
         xp = B.xp()
         if self.lstm is None:
             y, logdet, flow_cache = self._hidden(params, x, enc, direction)
             return y, logdet, TimeCache(None, flow_cache)
         shifted = xp.concatenate([xp.zeros_like(B.value(x[:, :1])), x[:, :-1]], axis=1)
         (h, _), lstm_cache = self.lstm.forward(params["lstm"], shifted)
+        if dropout is not None:
+            h = h * dropout
         y, logdet, flow_cache = self._hidden(params, x, self._cond(h, enc), direction)
-        return y, logdet, TimeCache(lstm_cache, flow_cache)
+        return y, logdet, TimeCache(lstm_cache, flow_cache, dropout)
 
     def _parallel_vjp(self, params: Tree, cache: TimeCache, dy: Array, dlogdet: Array,
                       direction: str) -> tuple[Tree, Array]:
@@ -234,7 +274,10 @@ class SequencePrior(Bijection):
         flow_grads, dx, dcond = self.flow.vjp(direction)(params["flow"], cache.flow, dy, dlogdet)
         if self.lstm is None:
             return {"flow": flow_grads}, dx
-        lstm_grads, dshifted, _ = self.lstm.backward(params["lstm"], cache.lstm, dcond[..., : self.lstm_size])
+        dh = dcond[..., : self.lstm_size]
+        if cache.dropout is not None:
+            dh = dh * cache.dropout
+        lstm_grads, dshifted, _ = self.lstm.backward(params["lstm"], cache.lstm, dh)
         dx = dx + xp.concatenate([dshifted[:, 1:], xp.zeros_like(dshifted[:, :1])], axis=1)
         return {"lstm": lstm_grads, "flow": flow_grads}, dx
 
@@ -258,7 +301,7 @@ class SequencePrior(Bijection):
         dy_next = xp.zeros_like(dy[:, 0])  # reaches y_t through the LSTM input of step t + 1
         dstate, grads = None, None
         for t in reversed(range(dy.shape[1])):
-            lstm_cache, flow_cache = cache[t]
+            lstm_cache, flow_cache, _ = cache[t]
             flow_grads, dx_t, dcond = self.flow.vjp(direction)(params["flow"], flow_cache, dy[:, t] + dy_next,
                                                                dlogdet[:, t])
             dx[:, t] = dx_t
@@ -268,6 +311,14 @@ class SequencePrior(Bijection):
             step = {"lstm": lstm_grads, "flow": flow_grads}
             grads = step if grads is None else tree_add(grads, step)
         return grads, dx
+
+
+def check_dropout_mask(mask: Array, shape: tuple[int, ...], like: Array) -> None:
+    """Raise unless ``mask`` is a finite, non-negative float array of ``like``'s dtype and the given shape."""
+    check_float("dropout_mask", mask, like=like)
+    check_shape("dropout_mask", mask, shape)
+    if bool(B.xp().any(B.value(mask) < 0)):
+        raise ValueError("dropout_mask must be non-negative")
 
 
 def _located(method: str, name: str, x: Array, compute: Callable[[], _Out]) -> _Out:

@@ -28,6 +28,7 @@ from mini_flows.experiments.sequences import BATCH, LATENT, SIZES, lstm_nll, tra
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate
 
@@ -70,12 +71,13 @@ def run(settings: Settings) -> Report:
     rows, results = [], {}
     for label, prior, transform, paper in ROWS:
         if prior is None:
-            model: Any = LSTMBaseline(vocab, max_length, **SIZES)
+            model: Any = LSTMBaseline(BaselineConfig(vocab, max_length, **SIZES))
             model.fit_lengths(lengths)
             params = train_lstm(label, model, train_set, steps, settings)
             scores = {"nll": lstm_nll(model, params, test_set)}
         else:
-            model = LatentFlowModel(vocab, max_length, prior=prior, transform=transform, **SIZES, **LATENT)
+            model = LatentFlowModel(LatentConfig(vocab, max_length, prior=prior, transform=transform, **SIZES,
+                                                 **LATENT))
             model.fit_lengths(lengths)
             params = train_latent(label, model, train_set, steps, settings, samples[0])
             scores = {"diverged": True} if params is None else evaluate(

@@ -27,6 +27,7 @@ from mini_flows.experiments.sequences import BATCH, LATENT, SIZES, lstm_nll, tra
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate
 
@@ -65,12 +66,12 @@ def run(settings: Settings) -> Report:
     for label, prior, paper in ROWS:
         scores: dict[str, Any]
         if prior is None:
-            model: Any = LSTMBaseline(KEYS, max_length, output="bernoulli", **SIZES)
+            model: Any = LSTMBaseline(BaselineConfig(KEYS, max_length, output="bernoulli", **SIZES))
             model.fit_lengths(lengths)
             params = train_lstm(label, model, train_set, steps, settings)
             scores = {"nll": lstm_nll(model, params, test_set)}  # exact, nats per step
         else:
-            model = LatentFlowModel(KEYS, max_length, prior=prior, output="bernoulli", **SIZES, **LATENT)
+            model = LatentFlowModel(LatentConfig(KEYS, max_length, prior=prior, output="bernoulli", **SIZES, **LATENT))
             model.fit_lengths(lengths)
             params = train_latent(label, model, train_set, steps, settings, samples[0])
             scores = {"diverged": True} if params is None else evaluate(

@@ -30,6 +30,7 @@ from mini_flows.experiments.figures import save_figure
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
 
 VOCAB = 51
@@ -48,9 +49,9 @@ def generators(lengths: list[int], sizes: dict[str, int], seed: int) -> dict[str
     """name -> (T, seed) -> one generated sequence of length T."""
     embed, hidden, layers, latent = sizes["embed"], sizes["hidden"], sizes["layers"], sizes["latent"]
     longest = max(lengths)
-    lstm = LSTMBaseline(VOCAB, longest, embed_size=embed, hidden_size=hidden, num_layers=layers)
-    flow = LatentFlowModel(VOCAB, longest, prior="iaf/scf", latent_dim=latent, embed_size=embed, hidden_size=hidden,
-                           num_layers=layers, flow_hidden_sizes=(hidden,))
+    lstm = LSTMBaseline(BaselineConfig(VOCAB, longest, embed_size=embed, hidden_size=hidden, num_layers=layers))
+    flow = LatentFlowModel(LatentConfig(VOCAB, longest, prior="iaf/scf", latent_dim=latent, embed_size=embed,
+                                        hidden_size=hidden, num_layers=layers, flow_hidden_sizes=(hidden,)))
     lstm_params, flow_params = lstm.init(B.host_rng(seed)), flow.init(B.host_rng(seed + 1))
     bipartite = {T: build_model("bipartite", VOCAB, T, num_flows=8, hidden=sizes["bipartite"], network="transformer")
                  for T in lengths}

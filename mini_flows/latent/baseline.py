@@ -28,77 +28,75 @@ frames); they never change a score.
 
 Example
 -------
->>> model = LSTMBaseline(5, max_length=4, embed_size=3, hidden_size=3)
+>>> model = LSTMBaseline(BaselineConfig(5, max_length=4, embed_size=3, hidden_size=3))
 >>> params = model.init(B.host_rng(0))
 >>> log_p = model.log_prob(params, B.asarray([[0, 1, 2, 3], [4, 4, 0, 0]]), B.asarray([4, 2]))
 >>> tokens, lengths = model.sample(params, 2, seed=1)
->>> rolls = LSTMBaseline(88, max_length=4, embed_size=3, hidden_size=3, output="bernoulli")
+>>> rolls = LSTMBaseline(BaselineConfig(88, max_length=4, embed_size=3, hidden_size=3, output="bernoulli"))
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_nonempty_batch, check_positive_int, check_shape, check_tokens
-from mini_flows.continuous.length import check_lengths, length_encoding, length_mask
-from mini_flows.latent.dropout import check_dropout_mask, dropout_mask
+from mini_flows.continuous.length import SequenceContext, check_lengths, sequence_context
+from mini_flows.continuous.priors import check_dropout_mask
+from mini_flows.latent.config import OUTPUTS, BaselineConfig, ConfiguredModel
+from mini_flows.latent.dropout import check_dropout_rate, dropout_mask
 from mini_flows.latent.emission import draw
-from mini_flows.latent.inference import OUTPUTS
-from mini_flows.latent.length_prior import LengthPrior
 from mini_flows.nn import init, losses
 from mini_flows.nn.layers import Dense
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.tree import Tree
 
 
-class LSTMBaseline:
-    """p(T) prod_t p(x_t | x_<t, T) with an LSTM over [s_{t-1} E, enc_t].
+class BaselineCache(NamedTuple):
+    """``LSTMBaseline.forward``'s cache: the symbols s_{t-1} read at each step, the LSTM's cache, the
+    dropout mask (or None), the output layer's cache, its output o when tied (else None), the
+    loss's cache and mask : (batch, T), 1 at real steps."""
 
-    Parameters
-    ----------
-    vocab_size : K, the number of token values (categorical) or of binary keys per step (bernoulli,
-        88 for piano rolls).
-    max_length : the longest sequence (size of each one-hot length vector and support of p(T)).
-    embed_size, hidden_size, num_layers : the embedding and the LSTM (supplement D: 500, 500, 2).
-    tie_weights : output weights tied to the input embedding through a projection to embed_size
-        (the flow model's emission does the same); otherwise a Dense(hidden_size, K) layer.
-    dropout : the probability of dropping each LSTM output unit during training (supplement D).
-    output : "categorical" (x : (batch, T) integers) or "bernoulli" (x : (batch, T, K) of 0/1).
+    previous: Array
+    lstm: Any
+    dropout: Array | None
+    out: Any
+    o: Array | None
+    nll: Any
+    mask: Array
+
+
+class LSTMBaseline(ConfiguredModel):
+    """p(T) prod_t p(x_t | x_<t, T) with an LSTM over [s_{t-1} E, enc_t], built from a
+    ``BaselineConfig`` (its fields are documented there).
 
     Parameters tree: {"embed": {"E": (K + 1, embed_size)} (row K is <s>), "lstm": ..., "out": ...,
     "bias" : (K,)}, with "out" a Dense(hidden_size, embed_size) when tied, else a Dense(hidden_size,
-    K) without its own bias.
-    The length prior p(T) is not trained by gradient: it lives in ``self.length_prior`` (uniform
-    until ``fit_lengths``), the same ``LengthPrior`` the latent flow model uses.
+    K) without its own bias. p(T), ``config`` and ``from_config`` are ``ConfiguredModel``'s, as for
+    the latent flow model.
     """
 
-    def __init__(self, vocab_size: int, max_length: int, embed_size: int = 500, hidden_size: int = 500,
-                 num_layers: int = 2, tie_weights: bool = True, dropout: float = 0.0, output: str = "categorical"):
-        check_positive_int("vocab_size", vocab_size)
-        check_positive_int("max_length", max_length)
-        check_positive_int("embed_size", embed_size)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.K, self.max_length, self.tie_weights, self.dropout = vocab_size, max_length, bool(tie_weights), dropout
-        self.embed_size, self.output = embed_size, output
-        self.lstm = LSTM(embed_size + 2 * max_length, hidden_size, num_layers)
-        self.out = Dense(hidden_size, embed_size if self.tie_weights else vocab_size, bias=self.tie_weights)
-        self.length_prior = LengthPrior(max_length)
-        self.unit = "bits/char" if output == "categorical" else "nats/step"
+    config_type = BaselineConfig
+
+    def __init__(self, config: BaselineConfig):
+        check_positive_int("vocab_size", config.vocab_size)
+        check_positive_int("max_length", config.max_length)
+        check_positive_int("embed_size", config.embed_size)
+        check_dropout_rate(config.dropout)
+        if config.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+        super().__init__(config)
+        self.K, self.max_length, self.tie_weights = config.vocab_size, config.max_length, bool(config.tie_weights)
+        self.embed_size, self.output = config.embed_size, config.output
+        self.lstm = LSTM(config.embed_size + 2 * config.max_length, config.hidden_size, config.num_layers)
+        self.out = Dense(config.hidden_size, config.embed_size if self.tie_weights else config.vocab_size,
+                         bias=self.tie_weights)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         E = init.normal(rng, (self.K + 1, self.embed_size), 1.0 / self.embed_size**0.5, dtype)
         return {"embed": {"E": E}, "lstm": self.lstm.init(rng, dtype), "out": self.out.init(rng, dtype),
                 "bias": init.zeros((self.K,), dtype)}
-
-    def fit_lengths(self, lengths: Array) -> None:
-        """Set p(T) to the add-one smoothed empirical distribution of ``lengths`` : (N,)."""
-        self.length_prior = LengthPrior.fit(lengths, self.max_length)
 
     # -- log p(x | T) and its gradient ---------------------------------------------------------
 
@@ -106,9 +104,9 @@ class LSTMBaseline:
         """Raise ValueError unless x is (batch, T) (categorical) or (batch, T, K) (bernoulli)."""
         check_shape("x", x, (None, None) if self.output == "categorical" else (None, None, self.K))
 
-    def _prepare(self, x: Array, lengths: Array) -> tuple[Array, Array]:
+    def _prepare(self, params: Tree, x: Array, lengths: Array) -> tuple[Array, SequenceContext]:
         """Validate; return x as integers (tokens, or 0/1 keys) with padding replaced by 0, and
-        lengths, on the backend."""
+        the batch's context, on the backend."""
         xp = B.xp()
         x, lengths = B.asarray(x), B.asarray(lengths)
         if self.output == "categorical" and not B.is_integer(x):
@@ -118,15 +116,15 @@ class LSTMBaseline:
         if T < 1:
             raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         check_lengths(lengths, batch, T, self.max_length)
-        real = xp.arange(T)[None, :] < lengths[:, None]
+        context = sequence_context(lengths, T, self.max_length, B.value(params["embed"]["E"]).dtype)
         if self.output == "categorical":
-            x = xp.where(real, x, 0)
+            x = xp.where(context.real, x, 0)
             check_tokens("x", x, self.K)
-            return x, lengths
-        x = xp.where(real[..., None], x, 0)
+            return x, context
+        x = xp.where(context.real[..., None], x, 0)
         if not bool(xp.all((x == 0) | (x == 1))):
             raise ValueError("x must hold only 0 and 1 at real steps (a piano roll)")
-        return (x == 1).astype(lengths.dtype), lengths
+        return (x == 1).astype(lengths.dtype), context
 
     def _start(self, n: int, dtype: Any) -> Array:
         """s_{-1} for n sequences: the token K (categorical) or the indicator e_K : (n, K + 1) (bernoulli)."""
@@ -145,13 +143,14 @@ class LSTMBaseline:
         """s E : (..., embed_size), a row lookup for tokens."""
         return E[s] if self.output == "categorical" else s @ E
 
-    def _logits(self, params: Tree, h: Array) -> tuple[Array, Any]:
-        """l : (..., K) from LSTM outputs h : (..., hidden_size)."""
+    def _logits(self, params: Tree, h: Array) -> tuple[Array, Any, Array | None]:
+        """(l : (..., K), the output layer's cache, its output o when tied, else None) from LSTM
+        outputs h : (..., hidden_size)."""
         o, out_cache = self.out.forward(params["out"], h)
         if not self.tie_weights:
-            return o + params["bias"], (out_cache, None)
+            return o + params["bias"], out_cache, None
         E = params["embed"]["E"][: self.K]
-        return o @ E.T + params["bias"], (out_cache, o)
+        return o @ E.T + params["bias"], out_cache, o
 
     def _nll_forward(self, logits: Array, x: Array) -> tuple[Array, Any]:
         """-log p(x_t | x_<t, T) : (batch, T) from logits : (batch, T, K) and validated x."""
@@ -166,7 +165,7 @@ class LSTMBaseline:
         return losses.bernoulli_nll_backward(cache, dnll)
 
     def forward(self, params: Tree, x: Array, lengths: Array,
-                dropout_mask: Array | None = None) -> tuple[Array, Any]:
+                dropout_mask: Array | None = None) -> tuple[Array, BaselineCache]:
         """log p(x | T) : (batch,) in nats, summed over real steps, and a cache for ``backward``.
 
         x : (batch, T) integers, in [0, K) at real steps (categorical), or (batch, T, K) holding 0
@@ -175,27 +174,25 @@ class LSTMBaseline:
         LSTM outputs (``dropout.dropout_mask``), or None.
         """
         xp = B.xp()
-        x, lengths = self._prepare(x, lengths)
+        x, context = self._prepare(params, x, lengths)
         E = params["embed"]["E"]
         dtype = B.value(E).dtype
         batch, T = x.shape[:2]
         if dropout_mask is not None:
             check_dropout_mask(dropout_mask, (batch, T, self.lstm.hidden_size), like=E)
         previous = xp.concatenate([self._start(batch, dtype)[:, None], self._symbols(x, dtype)[:, :-1]], axis=1)
-        enc = length_encoding(lengths, T, self.max_length, dtype)
-        mask = length_mask(lengths, T, dtype)
-        (h, _), lstm_cache = self.lstm.forward(params["lstm"], xp.concatenate([self._embed(E, previous), enc], axis=-1),
-                                               mask)
+        inputs = xp.concatenate([self._embed(E, previous), context.encoding], axis=-1)
+        (h, _), lstm_cache = self.lstm.forward(params["lstm"], inputs, context.mask)
         if dropout_mask is not None:
             h = h * dropout_mask
-        logits, logits_cache = self._logits(params, h)
+        logits, out_cache, o = self._logits(params, h)
         nll, nll_cache = self._nll_forward(logits, x)
-        cache = (previous, lstm_cache, dropout_mask, logits_cache, nll_cache, mask)
-        return -(mask * nll).sum(axis=1), cache
+        cache = BaselineCache(previous, lstm_cache, dropout_mask, out_cache, o, nll_cache, context.mask)
+        return -(context.mask * nll).sum(axis=1), cache
 
-    def backward(self, params: Tree, cache: Any, dlogp: Array) -> Tree:
+    def backward(self, params: Tree, cache: BaselineCache, dlogp: Array) -> Tree:
         """The gradient tree of sum_b dlogp[b] log p(x_b | T_b), from dlogp : (batch,)."""
-        previous, lstm_cache, drop, (out_cache, o), nll_cache, mask = cache
+        previous, lstm_cache, drop, out_cache, o, nll_cache, mask = cache
         dl = self._nll_backward(nll_cache, -dlogp[:, None] * mask)
         K = self.K
         grads: Tree = {"bias": dl.reshape(-1, K).sum(axis=0)}
@@ -228,21 +225,15 @@ class LSTMBaseline:
         """
         check_nonempty_batch("x", x)
         x, mask = B.asarray(x), None
-        if self.dropout > 0 and rng is not None:
+        if self.hparams.dropout > 0 and rng is not None:
             self._check_x_shape(x)
             batch, T = x.shape[:2]
             dtype = B.value(params["embed"]["E"]).dtype
-            mask = dropout_mask(rng, self.dropout, (batch, T, self.lstm.hidden_size), dtype)
+            mask = dropout_mask(rng, self.hparams.dropout, (batch, T, self.lstm.hidden_size), dtype)
         log_p, cache = self.forward(params, x, lengths, mask)
         scale = 1.0 / float(B.to_numpy(lengths).sum())
         grads = self.backward(params, cache, B.xp().full(log_p.shape, -scale, dtype=log_p.dtype))
         return -float(B.to_numpy(log_p).sum()) * scale, grads
-
-    def per_token(self, nats: Array, lengths: Array) -> float:
-        """sum(nats) / sum(lengths) in ``self.unit``: bits per character (categorical; divided by
-        log 2) or nats per time step (bernoulli)."""
-        total = float(B.to_numpy(B.value(nats)).sum()) / float(B.to_numpy(lengths).sum())
-        return total / math.log(2) if self.output == "categorical" else total
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -268,15 +259,16 @@ class LSTMBaseline:
         T = int(lengths.max())
         E = params["embed"]["E"]
         dtype = B.value(E).dtype
-        encoding = length_encoding(lengths, T, self.max_length, dtype)
+        context = sequence_context(lengths, T, self.max_length, dtype)
         zeros = xp.zeros((self.lstm.num_layers, n, self.lstm.hidden_size), dtype)
         state, s = (zeros, zeros), self._start(n, dtype)
         drawn = []
         for t in range(T):
-            state = self.lstm.step(params["lstm"], xp.concatenate([self._embed(E, s), encoding[:, t]], axis=-1), state)
-            logits, _ = self._logits(params, state[0][-1])
+            state = self.lstm.step(params["lstm"], xp.concatenate([self._embed(E, s), context.encoding[:, t]], axis=-1),
+                                   state)
+            logits, _, _ = self._logits(params, state[0][-1])
             drawn.append(self._draw(logits, rng))
             s = self._symbols(drawn[-1], dtype)
-        real = xp.arange(T)[None, :] < lengths[:, None]
         x = xp.stack(drawn, axis=1)
+        real = context.real
         return xp.where(real if self.output == "categorical" else real[..., None], x, 0), lengths

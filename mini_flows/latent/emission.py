@@ -17,12 +17,12 @@ log p(x | z, T) = sum over real steps t < T of log p(x_t | z); padded steps cont
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.continuous.length import length_encoding, length_mask
-from mini_flows.latent.inference import OUTPUTS
+from mini_flows.continuous.length import SequenceContext
+from mini_flows.latent.config import OUTPUTS, LatentConfig
 from mini_flows.nn import init, losses
 from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.layers import Dense
@@ -45,48 +45,61 @@ def draw(logits: Array, u: Array, output: str) -> Array:
     return xp.minimum((cdf < u[..., None]).sum(axis=-1), logits.shape[-1] - 1)
 
 
+class LogitsCache(NamedTuple):
+    """``Emission.logits_forward``'s cache: the BiLSTM's and the projection's caches, the projection
+    o : (batch, T, embed_size) and the embedding E."""
+
+    lstm: Any
+    proj: Any
+    o: Array
+    E: Array
+
+
+class EmissionCache(NamedTuple):
+    """``Emission.log_prob_forward``'s cache: the logits' cache, the loss's cache and mask : (batch, T)."""
+
+    logits: LogitsCache
+    nll: Any
+    mask: Array
+
+
 class Emission:
     """p(x_t | z, T) with features [z_t, f_{t-1}, b_{t+1}] from a BiLSTM over z.
 
-    Parameters
-    ----------
-    vocab_size : K (tokens or keys); latent_dim : H; max_length : size of each one-hot length vector.
-    embed_size : size of the tied output embedding E : (K, embed_size).
-    hidden_size, num_layers : the BiLSTM.
-    output : "categorical" or "bernoulli".
+    Built from a ``LatentConfig``: vocab_size K (tokens or keys), latent_dim H, max_length (size of
+    each one-hot length vector), embed_size (of the tied output embedding E : (K, embed_size)),
+    hidden_size and num_layers (the BiLSTM), output ("categorical" or "bernoulli").
 
     Parameters tree: {"bilstm": ..., "proj": Dense(H + 2 hidden, embed_size), "bias": (K,)}; E is
-    passed in (it lives in the inference network's parameters).
+    passed in (the model holds it once, shared with the inference network).
     """
 
-    def __init__(self, vocab_size: int, latent_dim: int, max_length: int, embed_size: int, hidden_size: int,
-                 num_layers: int = 1, output: str = "categorical"):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.K, self.H, self.max_length, self.hidden_size, self.output = (
-            vocab_size, latent_dim, max_length, hidden_size, output)
-        self.bilstm = BiLSTM(latent_dim + 2 * max_length, hidden_size, num_layers)
-        self.proj = Dense(latent_dim + 2 * hidden_size, embed_size)
+    def __init__(self, config: LatentConfig):
+        if config.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+        self.K, self.H, self.hidden_size, self.output = (
+            config.vocab_size, config.latent_dim, config.hidden_size, config.output)
+        self.bilstm = BiLSTM(config.latent_dim + 2 * config.max_length, config.hidden_size, config.num_layers)
+        self.proj = Dense(config.latent_dim + 2 * config.hidden_size, config.embed_size)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {"bilstm": self.bilstm.init(rng, dtype), "proj": self.proj.init(rng, dtype),
                 "bias": init.zeros((self.K,), dtype)}
 
-    def logits_forward(self, params: Tree, E: Array, z: Array, lengths: Array) -> tuple[Array, Any]:
-        """l : (batch, T, K) from z : (batch, T, H), lengths : (batch,) and E : (K, embed_size)."""
+    def logits_forward(self, params: Tree, E: Array, z: Array, context: SequenceContext) -> tuple[Array, LogitsCache]:
+        """l : (batch, T, K) from z : (batch, T, H), the batch's context and E : (K, embed_size)."""
         xp = B.xp()
         batch, T, _ = z.shape
         dtype = B.value(z).dtype
-        enc = length_encoding(lengths, T, self.max_length, dtype)
-        h, lstm_cache = self.bilstm.forward(params["bilstm"], xp.concatenate([z, enc], axis=-1),
-                                            length_mask(lengths, T, dtype))
+        h, lstm_cache = self.bilstm.forward(params["bilstm"], xp.concatenate([z, context.encoding], axis=-1),
+                                            context.mask)
         zeros = xp.zeros((batch, 1, self.hidden_size), dtype)
         f_before = xp.concatenate([zeros, h[:, :-1, : self.hidden_size]], axis=1)  # f_{t-1}
         b_after = xp.concatenate([h[:, 1:, self.hidden_size :], zeros], axis=1)  # b_{t+1}; 0 past each length
         o, proj_cache = self.proj.forward(params["proj"], xp.concatenate([z, f_before, b_after], axis=-1))
-        return o @ E.T + params["bias"], (lstm_cache, proj_cache, o, E)
+        return o @ E.T + params["bias"], LogitsCache(lstm_cache, proj_cache, o, E)
 
-    def logits_backward(self, params: Tree, cache: Any, dl: Array) -> tuple[Tree, Array, Array]:
+    def logits_backward(self, params: Tree, cache: LogitsCache, dl: Array) -> tuple[Tree, Array, Array]:
         """(grads, dE, dz) from dl : (batch, T, K)."""
         xp = B.xp()
         lstm_cache, proj_cache, o, E = cache
@@ -102,24 +115,21 @@ class Emission:
         grads = {"bilstm": lstm_grads, "proj": proj_grads, "bias": dl.reshape(-1, K).sum(axis=0)}
         return grads, dE, dz + dinput[..., :H]
 
-    def log_prob_forward(self, params: Tree, E: Array, z: Array, x: Array, lengths: Array) -> tuple[Array, Any]:
+    def log_prob_forward(self, params: Tree, E: Array, z: Array, x: Array,
+                         context: SequenceContext) -> tuple[Array, EmissionCache]:
         """log p(x | z, T) : (batch,) in nats, summed over real steps.
 
         z : (batch, T, H); x : (batch, T) integers in [0, K) (categorical) or (batch, T, K) of 0/1
-        in z's dtype (bernoulli), padding already replaced by valid values; lengths : (batch,).
+        in z's dtype (bernoulli), padding already replaced by valid values; context : the batch's.
         """
-        l, cache = self.logits_forward(params, E, z, lengths)
-        real = length_mask(lengths, z.shape[1], B.value(z).dtype)
-        if self.output == "categorical":
-            nll, ce_cache = losses.cross_entropy_forward(l, x)
-            return -(real * nll).sum(axis=1), (cache, ce_cache, real)
-        nll, bern_cache = losses.bernoulli_nll_forward(l, x)
-        return -(real * nll).sum(axis=1), (cache, bern_cache, real)
+        l, cache = self.logits_forward(params, E, z, context)
+        forward = losses.cross_entropy_forward if self.output == "categorical" else losses.bernoulli_nll_forward
+        nll, nll_cache = forward(l, x)
+        return -(context.mask * nll).sum(axis=1), EmissionCache(cache, nll_cache, context.mask)
 
-    def log_prob_backward(self, params: Tree, cache: Any, dlogp: Array) -> tuple[Tree, Array, Array]:
+    def log_prob_backward(self, params: Tree, cache: EmissionCache, dlogp: Array) -> tuple[Tree, Array, Array]:
         """(grads, dE, dz) from dlogp : (batch,)."""
-        logits_cache, out_cache, real = cache
-        d = dlogp[:, None] * real  # d/d log p(x_t | z)
+        d = dlogp[:, None] * cache.mask  # d/d log p(x_t | z)
         backward = losses.cross_entropy_backward if self.output == "categorical" else losses.bernoulli_nll_backward
-        dl = backward(out_cache, -d)
-        return self.logits_backward(params, logits_cache, dl)
+        dl = backward(cache.nll, -d)
+        return self.logits_backward(params, cache.logits, dl)

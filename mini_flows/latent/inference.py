@@ -6,8 +6,8 @@
     q(z | x)     = prod_t N(z_t; mu_t, s_t^2 I_H)
 
 and the reparameterisation z = mu + exp(log s^2 / 2) * noise with noise ~ N(0, I) given by the
-caller, so a fixed noise gives a fixed sample. The matrix E : (K, embed_size) is the one the
-emission ties its output weights to (supplement D).
+caller, so a fixed noise gives a fixed sample. The embedding E : (K, embed_size) is passed in: the
+model holds it once, shared with the emission, which ties its output weights to it (supplement D).
 
 Padding: steps t >= lengths[b] are masked in the BiLSTM; mu and log s^2 there are meaningless and
 every user ignores them.
@@ -16,75 +16,74 @@ every user ignores them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
-from mini_flows.continuous.length import length_encoding, length_mask
-from mini_flows.nn import init
+from mini_flows.continuous.length import SequenceContext
+from mini_flows.latent.config import OUTPUTS, LatentConfig
 from mini_flows.nn.layers import Dense
 from mini_flows.nn.lstm import BiLSTM
 from mini_flows.nn.tree import Tree
 
-OUTPUTS = ("categorical", "bernoulli")
 _LOG_2PI = math.log(2 * math.pi)
+
+
+class InferenceCache(NamedTuple):
+    """``InferenceNetwork.forward``'s cache: the validated x, the BiLSTM's and the output layer's caches."""
+
+    x: Array
+    lstm: Any
+    out: Any
 
 
 class InferenceNetwork:
     """q(z_t | x) = N(mu_t, diag exp(logvar_t)) for every step t.
 
-    Parameters
-    ----------
-    vocab_size : K, the number of token values ("categorical") or of binary keys per step ("bernoulli").
-    latent_dim : H.
-    max_length : size of each one-hot length vector.
-    embed_size, hidden_size, num_layers : the embedding and the BiLSTM.
-    output : "categorical" (x : (batch, T) integers) or "bernoulli" (x : (batch, T, K) of 0/1).
+    Built from a ``LatentConfig``: vocab_size K, latent_dim H, max_length (size of each one-hot
+    length vector), embed_size, hidden_size and num_layers (the BiLSTM), output ("categorical": x :
+    (batch, T) integers; "bernoulli": x : (batch, T, K) of 0/1).
 
-    Parameters tree: {"embed": {"E": (K, embed_size)}, "bilstm": ..., "out": Dense(2 hidden, 2H)}.
+    Parameters tree: {"bilstm": ..., "out": Dense(2 hidden, 2H)}; the embedding E : (K, embed_size)
+    is an argument of ``forward``, its gradient a result of ``backward``.
     """
 
-    def __init__(self, vocab_size: int, latent_dim: int, max_length: int, embed_size: int, hidden_size: int,
-                 num_layers: int = 1, output: str = "categorical"):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        for name, n in (("vocab_size", vocab_size), ("latent_dim", latent_dim), ("max_length", max_length),
-                        ("embed_size", embed_size)):
-            check_positive_int(name, n)
-        self.K, self.H, self.max_length, self.embed_size, self.output = (
-            vocab_size, latent_dim, max_length, embed_size, output)
-        self.bilstm = BiLSTM(embed_size + 2 * max_length, hidden_size, num_layers)
-        self.out = Dense(2 * hidden_size, 2 * latent_dim)
+    def __init__(self, config: LatentConfig):
+        if config.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+        for name in ("vocab_size", "latent_dim", "max_length", "embed_size"):
+            check_positive_int(name, getattr(config, name))
+        self.K, self.H, self.embed_size, self.output = (
+            config.vocab_size, config.latent_dim, config.embed_size, config.output)
+        self.bilstm = BiLSTM(config.embed_size + 2 * config.max_length, config.hidden_size, config.num_layers)
+        self.out = Dense(2 * config.hidden_size, 2 * config.latent_dim)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        embed = {"E": init.normal(rng, (self.K, self.embed_size), 1.0 / self.embed_size**0.5, dtype)}
-        return {"embed": embed, "bilstm": self.bilstm.init(rng, dtype), "out": self.out.init(rng, dtype)}
+        return {"bilstm": self.bilstm.init(rng, dtype), "out": self.out.init(rng, dtype)}
 
-    def forward(self, params: Tree, x: Array, lengths: Array) -> tuple[tuple[Array, Array], Any]:
-        """((mu, logvar), cache), each (batch, T, H), for validated x (padding already zeroed) and lengths."""
+    def forward(self, params: Tree, E: Array, x: Array,
+                context: SequenceContext) -> tuple[tuple[Array, Array], InferenceCache]:
+        """((mu, logvar), cache), each (batch, T, H), from E : (K, embed_size), validated x (padding
+        already zeroed) and the batch's context."""
         xp = B.xp()
-        E = params["embed"]["E"]
         e = E[x] if self.output == "categorical" else x @ E
-        T = x.shape[1]
-        dtype = B.value(E).dtype
-        enc = length_encoding(lengths, T, self.max_length, dtype)
-        mask = length_mask(lengths, T, dtype)
-        h, lstm_cache = self.bilstm.forward(params["bilstm"], xp.concatenate([e, enc], axis=-1), mask)
+        h, lstm_cache = self.bilstm.forward(params["bilstm"], xp.concatenate([e, context.encoding], axis=-1),
+                                            context.mask)
         out, out_cache = self.out.forward(params["out"], h)
-        return (out[..., : self.H], out[..., self.H :]), (x, lstm_cache, out_cache)
+        return (out[..., : self.H], out[..., self.H :]), InferenceCache(x, lstm_cache, out_cache)
 
-    def backward(self, params: Tree, cache: Any, dmu: Array, dlogvar: Array) -> Tree:
-        """Parameter gradients from dmu, dlogvar : (batch, T, H) (x carries no gradient)."""
+    def backward(self, params: Tree, cache: InferenceCache, dmu: Array, dlogvar: Array) -> tuple[Tree, Array]:
+        """(parameter gradients, dE : (K, embed_size)) from dmu, dlogvar : (batch, T, H) (x carries no gradient)."""
         xp = B.xp()
-        x, lstm_cache, out_cache = cache
-        out_grads, dh = self.out.backward(params["out"], out_cache, xp.concatenate([dmu, dlogvar], axis=-1))
-        lstm_grads, dinput = self.bilstm.backward(params["bilstm"], lstm_cache, dh)
+        out_grads, dh = self.out.backward(params["out"], cache.out, xp.concatenate([dmu, dlogvar], axis=-1))
+        lstm_grads, dinput = self.bilstm.backward(params["bilstm"], cache.lstm, dh)
         de = dinput[..., : self.embed_size].reshape(-1, self.embed_size)
+        x = cache.x
         if self.output == "categorical":
             x = (x.reshape(-1)[:, None] == xp.arange(self.K)[None, :]).astype(de.dtype)
         dE = x.reshape(-1, self.K).T @ de
-        return {"embed": {"E": dE}, "bilstm": lstm_grads, "out": out_grads}
+        return {"bilstm": lstm_grads, "out": out_grads}, dE
 
 
 def reparameterise(mu: Array, logvar: Array, noise: Array) -> Array:

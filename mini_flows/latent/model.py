@@ -26,8 +26,7 @@ lengths : (batch,) integers in [1, min(T, max_length)]; noise : (S, batch, T, H)
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
@@ -39,77 +38,84 @@ from mini_flows.checks import (
     check_shape,
     check_tokens,
 )
-from mini_flows.continuous.length import check_lengths
-from mini_flows.continuous.priors import build_prior
-from mini_flows.latent.dropout import check_dropout_mask, with_dropout
-from mini_flows.latent.emission import Emission, draw
-from mini_flows.latent.inference import OUTPUTS, InferenceNetwork, log_q, reparameterise
-from mini_flows.latent.length_prior import LengthPrior
+from mini_flows.continuous.length import SequenceContext, check_lengths, sequence_context
+from mini_flows.continuous.priors import LogProbCache, build_prior
+from mini_flows.latent.config import OUTPUTS, ConfiguredModel, LatentConfig
+from mini_flows.latent.emission import Emission, EmissionCache, draw
+from mini_flows.latent.inference import InferenceCache, InferenceNetwork, log_q, reparameterise
+from mini_flows.nn import init
 from mini_flows.nn.tree import Tree
 
 
-class LatentFlowModel:
-    """p(T) p(z | T) prod_t p(x_t | z, T) with an inference network q(z | x).
+class Inputs(NamedTuple):
+    """A validated batch on the backend: x with padding replaced by 0 (in the parameters' dtype for
+    bernoulli), its context, noise : (S, batch, T, H) and the dropout mask (or None)."""
 
-    Parameters
-    ----------
-    vocab_size : K, token values ("categorical") or binary keys per step ("bernoulli", 88 for piano).
-    max_length : the longest sequence (size of the length encoding and support of p(T)).
-    prior : "af/af", "af/scf", "iaf/scf", "none/af" (Table 1's AF only: no dependence across
-        time) or "af/none" (Table 2's "- AF hidden").
-    transform : "nlsq" or "affine" (Table 2's "- NLSq").
-    output : "categorical" or "bernoulli".
-    latent_dim : H, the size of each z_t (supplement D: 50).
-    embed_size, hidden_size, num_layers : embedding and every LSTM (supplement D: 500, 500, 2 layers).
-    flow_layers : layers of the hidden flow (None: 5 for AF in time, 3 for IAF, as in supplement D).
-    flow_hidden_sizes, activation : the MADE / MLP inside every flow layer.
-    prior_lstm_size : the prior's time-context LSTM (None: hidden_size).
+    x: Array
+    context: SequenceContext
+    noise: Array
+    dropout_mask: Array | None
 
-    Parameters tree: {"inference": ..., "prior": ..., "emission": ...}; the length prior p(T) is
-    not trained by gradient and lives in ``self.length_prior`` (uniform until ``fit_lengths``).
+
+class ElboCache(NamedTuple):
+    """What ``elbo_and_grads`` needs from the forward pass: the inference network's cache, logvar :
+    (batch, T, H), the prior's and the emission's caches (over the S batch samples)."""
+
+    inference: InferenceCache
+    logvar: Array
+    prior: LogProbCache
+    emission: EmissionCache
+
+
+class LatentFlowModel(ConfiguredModel):
+    """p(T) p(z | T) prod_t p(x_t | z, T) with an inference network q(z | x), built from a
+    ``LatentConfig`` (its fields are documented there).
+
+    Parameters tree: {"embed": {"E": (K, embed_size)}, "inference": ..., "prior": ..., "emission":
+    ...}: the embedding is held once and shared by the inference network (its input) and the
+    emission (its tied output weights), so its gradient is the sum of both uses. The length prior
+    p(T) (not trained by gradient), ``config`` (JSON values, p(T)'s counts included) and
+    ``from_config`` are ``ConfiguredModel``'s.
 
     Example
     -------
-    >>> model = LatentFlowModel(5, max_length=4, prior="af/scf", latent_dim=2, embed_size=3, hidden_size=3)
+    >>> model = LatentFlowModel(LatentConfig(5, max_length=4, prior="af/scf", latent_dim=2, embed_size=3,
+    ...                                      hidden_size=3))
     >>> params = model.init(B.host_rng(0))
     >>> noise = B.rng(1).standard_normal((2, 1, 4, 2))
     >>> rec, kl, grads = model.elbo_and_grads(params, B.asarray([[0, 1, 2, 3]]), B.asarray([4]), noise)
     """
 
-    def __init__(self, vocab_size: int, max_length: int, prior: str = "af/af", transform: str = "nlsq",
-                 output: str = "categorical", latent_dim: int = 50, embed_size: int = 500, hidden_size: int = 500,
-                 num_layers: int = 2, flow_layers: int | None = None, flow_hidden_sizes: Sequence[int] = (500,),
-                 activation: str = "relu", prior_lstm_size: int | None = None):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        check_positive_int("vocab_size", vocab_size)
-        check_positive_int("hidden_size", hidden_size)
-        self.K, self.max_length, self.output, self.H = vocab_size, max_length, output, latent_dim
-        sizes = (latent_dim, max_length, embed_size, hidden_size, num_layers, output)
-        self.inference = InferenceNetwork(vocab_size, *sizes)
-        self.prior = build_prior(prior, latent_dim, transform, num_layers=flow_layers, max_length=max_length,
-                                 lstm_size=prior_lstm_size or hidden_size, lstm_layers=num_layers,
-                                 hidden_sizes=flow_hidden_sizes, activation=activation)
-        self.emission = Emission(vocab_size, *sizes)
-        self.length_prior = LengthPrior(max_length)
-        self.unit = "bits/char" if output == "categorical" else "nats/step"
+    config_type = LatentConfig
+
+    def __init__(self, config: LatentConfig):
+        if config.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+        check_positive_int("vocab_size", config.vocab_size)
+        check_positive_int("hidden_size", config.hidden_size)
+        self.K, self.max_length, self.output, self.H = (
+            config.vocab_size, config.max_length, config.output, config.latent_dim)
+        self.inference = InferenceNetwork(config)
+        self.prior = build_prior(config.prior, config.latent_dim, config.transform, num_layers=config.flow_layers,
+                                 max_length=config.max_length, lstm_size=config.prior_lstm_size or config.hidden_size,
+                                 lstm_layers=config.num_layers, hidden_sizes=config.flow_hidden_sizes,
+                                 activation=config.activation)
+        self.emission = Emission(config)
+        super().__init__(config)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {"inference": self.inference.init(rng, dtype), "prior": self.prior.init(rng, dtype),
+        embed_size = self.hparams.embed_size
+        E = init.normal(rng, (self.K, embed_size), 1.0 / embed_size**0.5, dtype)
+        return {"embed": {"E": E}, "inference": self.inference.init(rng, dtype), "prior": self.prior.init(rng, dtype),
                 "emission": self.emission.init(rng, dtype)}
-
-    def fit_lengths(self, lengths: Array) -> None:
-        """Set p(T) to the add-one smoothed empirical distribution of ``lengths`` : (N,)."""
-        self.length_prior = LengthPrior.fit(lengths, self.max_length)
 
     # -- the ELBO and its gradient -------------------------------------------------------------
 
     def _prepare(self, params: Tree, x: Array, lengths: Array, noise: Array,
-                 dropout_mask: Array | None = None) -> tuple[Array, Array, Array, Array, Array | None]:
-        """Validate and move to the backend; return x with padding replaced by 0 (in the parameters'
-        dtype for bernoulli), lengths, real : (batch, T) booleans, noise and the dropout mask."""
+                 dropout_mask: Array | None = None) -> Inputs:
+        """Validate (the dropout mask is the prior's to check) and move to the backend."""
         xp = B.xp()
-        E = params["inference"]["embed"]["E"]
+        E = params["embed"]["E"]
         x, lengths, noise = B.asarray(x), B.asarray(lengths), B.asarray(noise)
         if self.output == "categorical":
             if not B.is_integer(x):
@@ -121,49 +127,44 @@ class LatentFlowModel:
         if T < 1:
             raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         check_lengths(lengths, batch, T, self.max_length)
-        real = xp.arange(T)[None, :] < lengths[:, None]
+        context = sequence_context(lengths, T, self.max_length, B.value(E).dtype)
         check_float("noise", noise, like=E)
         check_shape("noise", noise, (None, batch, T, self.H))
-        S = noise.shape[0]
-        if S < 1:
+        if noise.shape[0] < 1:
             raise ValueError("noise must hold at least one sample (S >= 1)")
-        if dropout_mask is not None:
-            dropout_mask = B.asarray(dropout_mask)
-            check_dropout_mask(dropout_mask, (S * batch, T, self.prior.lstm_size), like=E)
         if self.output == "categorical":
-            x = xp.where(real, x, 0)
+            x = xp.where(context.real, x, 0)
             check_tokens("x", x, self.K)
         else:
-            x = xp.where(real[..., None], x, 0)
+            x = xp.where(context.real[..., None], x, 0)
             if not bool(xp.all((x == 0) | (x == 1))):
                 raise ValueError("x must hold only 0 and 1 at real steps (a piano roll)")
             x = x.astype(B.value(E).dtype)
-        return x, lengths, real, noise, dropout_mask
+        return Inputs(x, context, noise, dropout_mask)
 
-    def _forward(self, params: Tree, x: Array, lengths: Array, real: Array, noise: Array,
-                 dropout_mask: Array | None) -> tuple[tuple[Array, Array, Array], Any]:
+    def _forward(self, params: Tree, inputs: Inputs) -> tuple[tuple[Array, Array, Array], ElboCache]:
         """(rec_s, logq_s, logp_s), each (S, batch), on validated inputs; the same code runs on autograd."""
         xp = B.xp()
+        x, context, noise, dropout_mask = inputs
         S, batch, T, H = noise.shape
-        (mu, logvar), inference_cache = self.inference.forward(params["inference"], x, lengths)
+        E = params["embed"]["E"]
+        (mu, logvar), inference_cache = self.inference.forward(params["inference"], E, x, context)
         z = reparameterise(mu, logvar, noise).reshape(S * batch, T, H)
-        lengths_s, x_s = (xp.broadcast_to(a[None], (S, *a.shape)).reshape(S * batch, *a.shape[1:])
-                          for a in (lengths, x))  # sample-major, like z
-        prior = with_dropout(self.prior, dropout_mask)
-        logp, prior_cache = prior.log_prob_and_cache(params["prior"], z, lengths_s)
-        E = params["inference"]["embed"]["E"]
-        rec, emission_cache = self.emission.log_prob_forward(params["emission"], E, z, x_s, lengths_s)
-        terms = (rec.reshape(S, batch), log_q(logvar, noise, real), logp.reshape(S, batch))
-        return terms, (inference_cache, logvar, prior, prior_cache, emission_cache)
+        context_s = context.repeat(S)  # sample-major, like z
+        x_s = xp.broadcast_to(x[None], (S, *x.shape)).reshape(S * batch, *x.shape[1:])
+        logp, prior_cache = self.prior.log_prob_and_cache(params["prior"], z, context_s, dropout_mask)
+        rec, emission_cache = self.emission.log_prob_forward(params["emission"], E, z, x_s, context_s)
+        terms = (rec.reshape(S, batch), log_q(logvar, noise, context.real), logp.reshape(S, batch))
+        return terms, ElboCache(inference_cache, logvar, prior_cache, emission_cache)
 
     def loss(self, params: Tree, x: Array, lengths: Array, noise: Array, kl_weight: float = 1.0,
              dropout_mask: Array | None = None) -> Array:
         """L = -sum_b (rec_b - kl_weight kl_b) / sum_b T_b, the scalar that ``elbo_and_grads`` differentiates."""
         _check_kl_weight(kl_weight)
-        x, lengths, real, noise, dropout_mask = self._prepare(params, x, lengths, noise, dropout_mask)
-        (rec, logq, logp), _ = self._forward(params, x, lengths, real, noise, dropout_mask)
+        inputs = self._prepare(params, x, lengths, noise, dropout_mask)
+        (rec, logq, logp), _ = self._forward(params, inputs)
         per_sequence = (rec - kl_weight * (logq - logp)).mean(axis=0)
-        return -per_sequence.sum() / float(B.value(lengths).sum())
+        return -per_sequence.sum() / float(B.value(inputs.context.lengths).sum())
 
     def elbo_and_grads(self, params: Tree, x: Array, lengths: Array, noise: Array, kl_weight: float = 1.0,
                        dropout_mask: Array | None = None) -> tuple[Array, Array, Tree]:
@@ -175,23 +176,23 @@ class LatentFlowModel:
         """
         _check_kl_weight(kl_weight)
         check_nonempty_batch("x", x)
-        x, lengths, real, noise, dropout_mask = self._prepare(params, x, lengths, noise, dropout_mask)
-        (rec_s, logq, logp), cache = self._forward(params, x, lengths, real, noise, dropout_mask)
-        inference_cache, logvar, prior, prior_cache, emission_cache = cache
+        inputs = self._prepare(params, x, lengths, noise, dropout_mask)
+        (rec_s, logq, logp), cache = self._forward(params, inputs)
+        real, noise = inputs.context.real, inputs.noise
         S, batch, T, H = noise.shape
-        scale = 1.0 / (S * float(lengths.sum()))
+        scale = 1.0 / (S * float(inputs.context.lengths.sum()))
         d_rec = B.xp().full((S * batch,), -scale, dtype=rec_s.dtype)  # dL / d rec_s
-        emission_grads, dE, dz = self.emission.log_prob_backward(params["emission"], emission_cache, d_rec)
-        prior_grads, dz_prior = prior.log_prob_vjp(params["prior"], prior_cache, kl_weight * d_rec)
+        emission_grads, dE_emission, dz = self.emission.log_prob_backward(params["emission"], cache.emission, d_rec)
+        prior_grads, dz_prior = self.prior.log_prob_vjp(params["prior"], cache.prior, kl_weight * d_rec)
         dz = (dz + dz_prior).reshape(S, batch, T, H)
         # z = mu + exp(logvar / 2) noise, and log q = -1/2 sum (noise^2 + logvar + log 2 pi) over real steps
         dmu = dz.sum(axis=0)
         dlogq = kl_weight * scale  # dL / d log q(z_s | x), the same for every s
-        dlogvar = 0.5 * B.xp().exp(0.5 * logvar) * (dz * noise).sum(axis=0) \
-            - 0.5 * S * dlogq * real[..., None].astype(logvar.dtype)  # (a bool mask would promote to float64)
-        inference_grads = self.inference.backward(params["inference"], inference_cache, dmu, dlogvar)
-        inference_grads["embed"]["E"] = inference_grads["embed"]["E"] + dE
-        grads = {"inference": inference_grads, "prior": prior_grads, "emission": emission_grads}
+        dlogvar = 0.5 * B.xp().exp(0.5 * cache.logvar) * (dz * noise).sum(axis=0) \
+            - 0.5 * S * dlogq * real[..., None].astype(cache.logvar.dtype)  # (a bool mask would promote to float64)
+        inference_grads, dE_inference = self.inference.backward(params["inference"], cache.inference, dmu, dlogvar)
+        grads = {"embed": {"E": dE_inference + dE_emission}, "inference": inference_grads, "prior": prior_grads,
+                 "emission": emission_grads}
         return rec_s.mean(axis=0), (logq - logp).mean(axis=0), grads
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -199,8 +200,7 @@ class LatentFlowModel:
     def sample_terms(self, params: Tree, x: Array, lengths: Array, noise: Array) -> tuple[Array, Array]:
         """Per-sample terms (rec_s, kl_s), each (S, batch) in nats: log p(x | z_s, T) and
         log q(z_s | x) - log p(z_s | T). Their difference is the log importance weight."""
-        x, lengths, real, noise, _ = self._prepare(params, x, lengths, noise)
-        (rec, logq, logp), _ = self._forward(params, x, lengths, real, noise, None)
+        (rec, logq, logp), _ = self._forward(params, self._prepare(params, x, lengths, noise))
         return rec, logq - logp
 
     def elbo(self, params: Tree, x: Array, lengths: Array, noise: Array) -> tuple[Array, Array]:
@@ -218,12 +218,6 @@ class LatentFlowModel:
         log_px = self.importance_sampled_log_likelihood(params, x, lengths, noise)
         return log_px + self.length_prior.log_prob(lengths).astype(B.value(log_px).dtype)
 
-    def per_token(self, nats: Array, lengths: Array) -> float:
-        """sum(nats) / sum(lengths) in ``self.unit``: bits per character (categorical; divided by
-        log 2) or nats per time step (bernoulli; the polyphonic-music "nats per note" is per frame)."""
-        total = float(B.to_numpy(B.value(nats)).sum()) / float(B.to_numpy(lengths).sum())
-        return total / math.log(2) if self.output == "categorical" else total
-
     # -- generation ----------------------------------------------------------------------------
 
     def sample(self, params: Tree, n: int, seed: int | None, lengths: Array | None = None,
@@ -239,11 +233,12 @@ class LatentFlowModel:
         rng = B.rng(seed)
         lengths = self.length_prior.lengths_for(n, rng, lengths)
         T = int(lengths.max())
-        E = params["inference"]["embed"]["E"]
+        E = params["embed"]["E"]
+        context = sequence_context(lengths, T, self.max_length, B.value(E).dtype)
         eps = rng.standard_normal((n, T, self.H), dtype=B.value(E).dtype)
-        z, _, _ = self.prior.forward(params["prior"], eps, lengths)
-        logits, _ = self.emission.logits_forward(params["emission"], E, z, lengths)
-        real = xp.arange(T)[None, :] < lengths[:, None]
+        z, _, _ = self.prior.forward(params["prior"], eps, context)
+        logits, _ = self.emission.logits_forward(params["emission"], E, z, context)
+        real = context.real
         u = rng.random(logits.shape[:-1] if self.output == "categorical" else logits.shape)
         if self.output == "categorical":
             return xp.where(real, logits.argmax(axis=-1) if greedy else draw(logits, u, self.output), 0), lengths

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
-from mini_flows.latent.dropout import check_dropout_prior, dropout_mask
+from mini_flows.latent.dropout import check_dropout_rate, dropout_mask
 from mini_flows.latent.model import LatentFlowModel, log_mean_exp
 from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
@@ -86,10 +86,10 @@ def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any
     check_positive_int("samples", samples)
     schedule = _check_schedule(kl_schedule)
     if dropout:
-        dropout_mask(B.rng(0), dropout, (1,))  # validates p before any work
-        check_dropout_prior(model.prior)
+        check_dropout_rate(dropout)
+        model.prior.check_dropout()
     rng = B.rng(seed)
-    dtype = B.value(params["inference"]["embed"]["E"]).dtype
+    dtype = B.value(params["embed"]["E"]).dtype
     data = _batch_source(data_batches)
 
     def batch_at(step: int) -> tuple[Array, Array, Array, float, Array | None]:
@@ -129,7 +129,7 @@ def evaluate(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[
     check_positive_int("samples", samples)
     check_positive_int("chunk", chunk)
     rng = B.rng(seed)
-    dtype = B.value(params["inference"]["embed"]["E"]).dtype
+    dtype = B.value(params["embed"]["E"]).dtype
     totals = {"ll": 0.0, "length": 0.0, "rec": 0.0, "kl": 0.0}
     tokens = sequences = 0
     for x, lengths in data_batches:

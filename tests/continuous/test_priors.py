@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.continuous import FlowRangeError
-from mini_flows.continuous.length import length_encoding, length_mask
+from mini_flows.continuous.length import length_encoding, sequence_context
 from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
 from tests.bijections import prior_case
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
@@ -34,7 +34,7 @@ def test_log_prob_vjp_matches_autograd(kind, transform, data):
     prior, params, z, lengths, rng = prior_case(kind, transform).draw(data, None)
     logp, cache = prior.log_prob_and_cache(params, z, lengths)
     eps, logdet, _ = prior.inverse(params, z, lengths)
-    real = length_mask(lengths, z.shape[1])
+    real = sequence_context(lengths, z.shape[1], prior.max_length).mask
     want = (real * (-0.5 * (eps**2).sum(-1) - 0.5 * z.shape[2] * np.log(2 * np.pi))).sum(1)
     np.testing.assert_allclose(logp, want + logdet, rtol=1e-12)
     dlogp = rng.standard_normal(logp.shape)
@@ -71,7 +71,57 @@ def test_length_encoding_is_two_one_hots():
     np.testing.assert_array_equal(enc[0, :3, 5:].argmax(-1), [2, 1, 0])  # distance from the end
     np.testing.assert_array_equal(enc[0, 3, 5:], 0)  # padding: no distance from the end
     np.testing.assert_array_equal(enc[1, 0, 5:], [1, 0, 0, 0, 0])
-    np.testing.assert_array_equal(length_mask(np.array([3, 1]), 4), [[1, 1, 1, 0], [1, 0, 0, 0]])
+    context = sequence_context(np.array([3, 1]), 4, 5, "float32")
+    np.testing.assert_array_equal(context.encoding, enc)
+    assert context.encoding.dtype == context.mask.dtype == np.float32
+    np.testing.assert_array_equal(context.mask, [[1, 1, 1, 0], [1, 0, 0, 0]])
+    np.testing.assert_array_equal(context.real, context.mask == 1)
+    twice = context.repeat(2)  # sample-major: copy s of sequence b at row s * 2 + b
+    for field, original in zip(twice, context):
+        np.testing.assert_array_equal(field, np.concatenate([original, original]))
+
+
+@pytest.mark.parametrize("kind", ["af/af", "af/scf", "none/af", "iaf/scf"])
+@given(data=st.data())
+def test_a_sequence_context_is_the_same_as_its_lengths(kind, data):
+    prior, params, z, lengths, rng = prior_case(kind, "nlsq").draw(data, None)
+    context = sequence_context(lengths, z.shape[1], prior.max_length)
+    np.testing.assert_array_equal(prior.log_prob(params, z, context), prior.log_prob(params, z, lengths))
+    for direction in ("forward", "inverse"):
+        run = getattr(prior, direction)
+        for a, b in zip(run(params, z, context)[:2], run(params, z, lengths)[:2]):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="context is float32 but z is float64"):
+        prior.log_prob(params, z, sequence_context(lengths, z.shape[1], prior.max_length, "float32"))
+    with pytest.raises(ValueError, match="context.encoding must have shape"):
+        prior.log_prob(params, z, sequence_context(lengths, z.shape[1], prior.max_length + 1))
+
+
+@pytest.mark.parametrize("kind", ["af/af", "af/scf"])
+@given(data=st.data())
+def test_dropout_on_the_time_lstm_matches_autograd(kind, data):
+    """log p(z | T) with the time LSTM's outputs times a mask: a mask of ones changes nothing, and
+    the backward pass equals autograd's on the same masked forward code."""
+    prior, params, z, lengths, rng = prior_case(kind, "nlsq").draw(data, None)
+    shape = (*z.shape[:2], prior.lstm_size)
+    ones = prior.log_prob_and_cache(params, z, lengths, np.ones(shape))[0]
+    np.testing.assert_array_equal(ones, prior.log_prob(params, z, lengths))
+    mask = (rng.random(shape) > 0.4) / 0.6
+    logp, cache = prior.log_prob_and_cache(params, z, lengths, mask)
+    dlogp = rng.standard_normal(logp.shape)
+    auto = autograd_grads(lambda p, z: vjp_loss(prior.log_prob_and_cache(p, z, lengths, mask)[0], dlogp), params, z)
+    assert_grads_close(prior.log_prob_vjp(params, cache, dlogp), auto)
+    with pytest.raises(ValueError, match=r"dropout_mask must have shape"):
+        prior.log_prob_and_cache(params, z, lengths, np.ones((*shape[:2], shape[2] + 1)))
+    with pytest.raises(ValueError, match="dropout_mask must be non-negative"):
+        prior.log_prob_and_cache(params, z, lengths, -np.ones(shape))
+
+
+def test_dropout_needs_a_prior_that_is_af_in_time():
+    for kind in ("iaf/scf", "none/af"):
+        prior = small_prior(kind, "nlsq", 2, max_length=3)
+        with pytest.raises(ValueError, match="AF-in-time"):
+            prior.log_prob_and_cache(prior.init(B.host_rng(0)), np.zeros((1, 2, 2)), np.array([2]), np.ones((1, 2, 3)))
 
 
 @pytest.mark.parametrize("kind", PRIORS)

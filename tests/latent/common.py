@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mini_flows import backend as B
-from mini_flows.latent import LatentFlowModel
+from mini_flows.continuous.length import SequenceContext, sequence_context
+from mini_flows.latent import LatentConfig, LatentFlowModel
 from mini_flows.nn.tree import tree_map
 
 
@@ -13,9 +14,9 @@ def small_model(kind: str = "af/af", output: str = "categorical", K: int = 4, H:
                 hidden: int = 3, embed: int = 3, layers: int = 1, flow_layers: int = 2,
                 transform: str = "nlsq") -> LatentFlowModel:
     """tanh flow networks: bounded raw parameters keep random draws well conditioned."""
-    return LatentFlowModel(K, max_length, prior=kind, transform=transform, output=output, latent_dim=H,
-                           embed_size=embed, hidden_size=hidden, num_layers=layers, flow_layers=flow_layers,
-                           flow_hidden_sizes=(4,), activation="tanh")
+    return LatentFlowModel(LatentConfig(K, max_length, prior=kind, transform=transform, output=output, latent_dim=H,
+                                        embed_size=embed, hidden_size=hidden, num_layers=layers,
+                                        flow_layers=flow_layers, flow_hidden_sizes=(4,), activation="tanh"))
 
 
 def noisy_params(model: LatentFlowModel, rng: np.random.Generator, scale: float = 0.3, dtype: str = "float64"):
@@ -38,3 +39,8 @@ def random_lengths(rng: np.random.Generator, batch: int, T: int) -> np.ndarray:
 def noise(rng: np.random.Generator, S: int, batch: int, T: int, H: int) -> np.ndarray:
     return rng.standard_normal((S, batch, T, H))
 
+
+
+def context(model: LatentFlowModel, lengths: np.ndarray, T: int, dtype: str = "float64") -> SequenceContext:
+    """The model's context of lengths over T steps, on the backend."""
+    return sequence_context(B.asarray(lengths), T, model.max_length, dtype)

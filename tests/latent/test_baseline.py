@@ -4,7 +4,9 @@ follows the model, and bad input raises."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ from hypothesis import given, note, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.config import BaselineConfig
 from mini_flows.latent.dropout import dropout_mask
-from mini_flows.nn.tree import tree_map
+from mini_flows.nn.tree import flatten, tree_map
 from mini_flows.optim import Adam
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
 
@@ -33,7 +36,8 @@ def configs(draw):
     lengths = draw(st.lists(st.integers(1, T), min_size=batch, max_size=batch))
     note(f"{output}, K {K}, E {E}, H {H}, layers {layers}, tie {tie}, T {T}, max_length {max_length}, "
          f"lengths {lengths}")
-    model = LSTMBaseline(K, max_length, embed_size=E, hidden_size=H, num_layers=layers, tie_weights=tie, output=output)
+    model = LSTMBaseline(BaselineConfig(K, max_length, embed_size=E, hidden_size=H, num_layers=layers, tie_weights=tie,
+                                        output=output))
     return model, batch, T, np.asarray(lengths)
 
 
@@ -70,7 +74,7 @@ def test_backward_matches_autograd(seed, config, with_dropout):
 @given(seeds, configs())
 def test_loss_and_grads_is_the_mean_nll_per_token_with_its_dropout(seed, config):
     model, batch, T, lengths = config
-    model.dropout = 0.25
+    model = LSTMBaseline(dataclasses.replace(model.hparams, dropout=0.25))
     rng = B.host_rng(seed)
     params = model.init(rng)
     x = _data(rng, model, batch, T, lengths)
@@ -88,8 +92,8 @@ def test_loss_and_grads_is_the_mean_nll_per_token_with_its_dropout(seed, config)
 def test_probabilities_of_every_sequence_sum_to_one(seed, output, K, layers, tie, extra):
     """sum over x of p(x | T) = 1 for each T, and sum over T and x of p(x) = 1, by enumeration."""
     max_length = 3
-    model = LSTMBaseline(K + (output == "categorical"), max_length + extra, embed_size=2, hidden_size=3,
-                         num_layers=layers, tie_weights=tie, output=output)
+    model = LSTMBaseline(BaselineConfig(K + (output == "categorical"), max_length + extra, embed_size=2, hidden_size=3,
+                                        num_layers=layers, tie_weights=tie, output=output))
     params = tree_map(lambda a: 3 * a, model.init(B.host_rng(seed)))  # large weights: every input matters
     model.fit_lengths(np.asarray([1, 3, 3, 2 + extra]))
     total = 0.0
@@ -141,7 +145,7 @@ def test_sampling_gives_valid_sequences_and_lengths(seed, config, n):
 @pytest.mark.parametrize("output, K", [("categorical", 3), ("bernoulli", 2)])
 def test_sample_frequencies_match_the_model_probabilities(output, K):
     T, n = 2, 100000
-    model = LSTMBaseline(K, T, embed_size=2, hidden_size=3, output=output)
+    model = LSTMBaseline(BaselineConfig(K, T, embed_size=2, hidden_size=3, output=output))
     params = tree_map(lambda a: 4 * a, model.init(B.host_rng(5)))  # large weights: every input matters
     x, _ = model.sample(params, n, seed=6, lengths=np.full(n, T))
     every = _every_sequence(model, T)
@@ -156,7 +160,7 @@ def test_training_learns_a_pattern_only_the_length_encoding_reveals(output):
     which only the length conditioning tells an autoregressive model; after training every step
     is near certain."""
     K, max_length = 3, 5
-    model = LSTMBaseline(K, max_length, embed_size=8, hidden_size=16, num_layers=1, output=output)
+    model = LSTMBaseline(BaselineConfig(K, max_length, embed_size=8, hidden_size=16, num_layers=1, output=output))
     params = model.init(B.host_rng(0))
     lengths = np.arange(1, max_length + 1)
     x = np.where(np.arange(max_length)[None, :] < lengths[:, None],
@@ -174,7 +178,7 @@ def test_training_learns_a_pattern_only_the_length_encoding_reveals(output):
 def test_bernoulli_start_is_not_silence():
     """s_{-1} = e_K, a start indicator, while a silent frame is s = 0: in an untied model an all-silent
     piece reads row K of E (at step 0) and no other row."""
-    model = LSTMBaseline(2, 3, embed_size=2, hidden_size=3, tie_weights=False, output="bernoulli")
+    model = LSTMBaseline(BaselineConfig(2, 3, embed_size=2, hidden_size=3, tie_weights=False, output="bernoulli"))
     params = model.init(B.host_rng(0))
     log_p, cache = model.forward(params, np.zeros((1, 3, 2)), np.asarray([3]))
     dE = model.backward(params, cache, np.ones(1))["embed"]["E"]
@@ -186,7 +190,7 @@ def test_bernoulli_start_is_not_silence():
 @pytest.mark.parametrize("output, x", [("categorical", [[0, 1, 3], [2, 0, 0]]),
                                        ("bernoulli", np.eye(4)[[[0, 1, 3], [2, 0, 0]]])])
 def test_float32_keeps_its_dtype(output, x):
-    model = LSTMBaseline(4, 3, embed_size=2, hidden_size=2, output=output)
+    model = LSTMBaseline(BaselineConfig(4, 3, embed_size=2, hidden_size=2, output=output))
     params = model.init(B.host_rng(0), "float32")
     x, lengths = np.asarray(x), np.asarray([3, 1])
     assert model.log_prob(params, x, lengths).dtype == np.float32
@@ -195,6 +199,22 @@ def test_float32_keeps_its_dtype(output, x):
     np.testing.assert_allclose(model.log_prob(params, x, lengths),
                                model.log_prob(model.init(B.host_rng(0)), x, lengths), rtol=1e-5)
     assert model.sample(params, 2, seed=0)[0].dtype == (np.float32 if output == "bernoulli" else np.int64)
+
+
+@pytest.mark.parametrize("output", ["categorical", "bernoulli"])
+def test_config_survives_json_and_rebuilds_an_equal_model(output):
+    model = LSTMBaseline(BaselineConfig(4, 5, embed_size=2, hidden_size=3, num_layers=2, tie_weights=False,
+                                        dropout=0.25, output=output))
+    model.fit_lengths(np.asarray([1, 4, 4]))
+    config = json.loads(json.dumps(model.config))
+    assert config == model.config and config["length_counts"] == [1, 0, 0, 2, 0] and config["dropout"] == 0.25
+    again = LSTMBaseline.from_config(config)
+    assert again.hparams == model.hparams
+    params = model.init(B.host_rng(0))
+    for a, b in zip(flatten(again.init(B.host_rng(0))).values(), flatten(params).values()):
+        np.testing.assert_array_equal(a, b)
+    x, lengths = _data(B.host_rng(1), model, 2, 5, np.asarray([5, 3])), np.asarray([5, 3])
+    np.testing.assert_array_equal(again.log_prob(params, x, lengths), model.log_prob(params, x, lengths))
 
 
 LENGTH_ERRORS = [
@@ -207,7 +227,7 @@ LENGTH_ERRORS = [
 
 
 def test_bad_tokens_raise():
-    model = LSTMBaseline(4, 3, embed_size=2, hidden_size=2)
+    model = LSTMBaseline(BaselineConfig(4, 3, embed_size=2, hidden_size=2))
     params = model.init(B.host_rng(0))
     tokens, lengths = np.asarray([[0, 1, 3], [2, 0, 0]]), np.asarray([3, 1])
     bad = [
@@ -228,7 +248,7 @@ def test_bad_tokens_raise():
     for kwargs in ({"dropout": 1.0}, {"dropout": -0.1}, {"max_length": 0}, {"vocab_size": 0}, {"embed_size": 0},
                    {"output": "gaussian"}):
         with pytest.raises(ValueError):
-            LSTMBaseline(**{"vocab_size": 4, "max_length": 3, **kwargs})
+            LSTMBaseline(BaselineConfig(**{"vocab_size": 4, "max_length": 3, **kwargs}))
     with pytest.raises(ValueError, match="n must be"):
         model.sample(params, 0, seed=0)
     with pytest.raises(ValueError, match="lengths must"):
@@ -236,7 +256,7 @@ def test_bad_tokens_raise():
 
 
 def test_bad_frames_raise():
-    model = LSTMBaseline(4, 3, embed_size=2, hidden_size=2, output="bernoulli")
+    model = LSTMBaseline(BaselineConfig(4, 3, embed_size=2, hidden_size=2, output="bernoulli"))
     params = model.init(B.host_rng(0))
     frames, lengths = np.eye(4)[[[0, 1, 3], [2, 0, 0]]], np.asarray([3, 1])
     bad = [
@@ -255,5 +275,5 @@ def test_bad_frames_raise():
         with pytest.raises(error, match=message):
             model.loss_and_grads(params, x, L)
     with pytest.raises(ValueError, match=r"x must have shape \(\*, \*, 4\)"):
-        LSTMBaseline(4, 3, embed_size=2, hidden_size=2, output="bernoulli", dropout=0.5).loss_and_grads(
-            params, frames[..., :3], lengths, B.rng(0))
+        dropping = LSTMBaseline(BaselineConfig(4, 3, embed_size=2, hidden_size=2, output="bernoulli", dropout=0.5))
+        dropping.loss_and_grads(params, frames[..., :3], lengths, B.rng(0))

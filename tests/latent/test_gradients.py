@@ -13,7 +13,7 @@ from mini_flows import backend as B
 from mini_flows.continuous.priors import PRIORS
 from mini_flows.latent import dropout_mask
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
-from tests.latent.common import noise, noisy_params, random_lengths, random_x, small_model
+from tests.latent.common import context, noise, noisy_params, random_lengths, random_x, small_model
 
 pytestmark = pytest.mark.autograd
 
@@ -59,26 +59,28 @@ def test_elbo_gradient_matches_autograd(kind, output, data, S, kl_weight, use_dr
 @given(data=st.data())
 def test_inference_network_backward_matches_autograd(output, data):
     model, params, x, lengths, rng = data.draw(models("af/af", output))
-    net, p = model.inference, params["inference"]
-    (mu, logvar), cache = net.forward(p, x, lengths)
+    net, p, E = model.inference, params["inference"], params["embed"]["E"]
+    ctx = context(model, lengths, x.shape[1])
+    (mu, logvar), cache = net.forward(p, E, x, ctx)
     dmu, dlogvar = rng.standard_normal(mu.shape), rng.standard_normal(logvar.shape)
 
-    def loss(p):
-        mu, logvar = net.forward(p, x, lengths)[0]
+    def loss(p, E):
+        mu, logvar = net.forward(p, E, x, ctx)[0]
         return vjp_loss(mu, dmu) + vjp_loss(logvar, dlogvar)
 
-    assert_grads_close(net.backward(p, cache, dmu, dlogvar), autograd_grads(loss, p)[0])
+    assert_grads_close(net.backward(p, cache, dmu, dlogvar), autograd_grads(loss, p, E))
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
 @given(data=st.data())
 def test_emission_backward_matches_autograd(output, data):
     model, params, x, lengths, rng = data.draw(models("af/af", output))
-    em, p, E = model.emission, params["emission"], params["inference"]["embed"]["E"]
+    em, p, E = model.emission, params["emission"], params["embed"]["E"]
     z = rng.standard_normal((*x.shape[:2], model.H))
-    logp, cache = em.log_prob_forward(p, E, z, x, lengths)
+    ctx = context(model, lengths, x.shape[1])
+    logp, cache = em.log_prob_forward(p, E, z, x, ctx)
     dlogp = rng.standard_normal(logp.shape)
-    auto = autograd_grads(lambda p, E, z: vjp_loss(em.log_prob_forward(p, E, z, x, lengths)[0], dlogp), p, E, z)
+    auto = autograd_grads(lambda p, E, z: vjp_loss(em.log_prob_forward(p, E, z, x, ctx)[0], dlogp), p, E, z)
     assert_grads_close(em.log_prob_backward(p, cache, dlogp), auto)
 
 
@@ -90,10 +92,10 @@ def test_emission_sees_z_t_only_directly(seed, T):
     rng = B.host_rng(seed)
     params = noisy_params(model, rng)
     params["emission"]["proj"]["W"][: model.H] = 0.0
-    E, lengths = params["inference"]["embed"]["E"], np.array([T])
+    E, ctx = params["embed"]["E"], context(model, np.array([T]), T)
     z = rng.standard_normal((1, T, model.H))
     with B.use_autograd():
-        J = autograd.jacobian(lambda z: model.emission.logits_forward(params["emission"], E, z, lengths)[0])(z)
+        J = autograd.jacobian(lambda z: model.emission.logits_forward(params["emission"], E, z, ctx)[0])(z)
     blocks = np.abs(J[0, :, :, 0]).sum(axis=(1, 3))  # blocks[t, s] = sum |d l_t / d z_s|
     assert np.all(np.diag(blocks) == 0)
     assert np.all(blocks[~np.eye(T, dtype=bool)] > 0)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mini_flows import backend as B
-from tests.latent.common import small_model
+from tests.latent.common import context, small_model
 
 CASES = [(kind, output, seed) for kind in ("af/af", "af/none") for output in ("categorical", "bernoulli")
          for seed in (0, 1, 2)]
@@ -46,11 +46,11 @@ def exact_log_likelihood(model, params, xs):
     n = len(eps)
     ones = B.asarray(np.ones(n, dtype=int))
     z, _, _ = model.prior.forward(params["prior"], B.asarray(eps[:, None, None]), ones)
-    E = params["inference"]["embed"]["E"]
+    E = params["embed"]["E"]
     out = []
     for x in xs:
         x_n = B.asarray(np.repeat(x[None], n, axis=0))
-        log_px = B.to_numpy(model.emission.log_prob_forward(params["emission"], E, z, x_n, ones)[0])
+        log_px = B.to_numpy(model.emission.log_prob_forward(params["emission"], E, z, x_n, context(model, ones, 1))[0])
         out.append(math.log(np.trapezoid(GAUSS * np.exp(log_px), eps)))
     return np.array(out)
 

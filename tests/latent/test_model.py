@@ -4,6 +4,7 @@ length prior, and clear errors for bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,9 +13,9 @@ from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.continuous.priors import PRIORS
-from mini_flows.latent import LatentFlowModel, LengthPrior, dropout_mask, log_mean_exp
+from mini_flows.latent import LatentConfig, LatentFlowModel, LengthPrior, dropout_mask, log_mean_exp
 from mini_flows.nn.tree import flatten
-from tests.latent.common import noise, noisy_params, random_lengths, random_x, small_model
+from tests.latent.common import context, noise, noisy_params, random_lengths, random_x, small_model
 
 host, dev = B.to_numpy, B.asarray
 seeds = st.integers(0, 2**32 - 1)
@@ -23,8 +24,8 @@ OUTPUTS = ("categorical", "bernoulli")
 
 def _naive_log_p_x_given_z(model, params, z, x, lengths):
     """sum over real t of log p(x_t | z), from the logits by the textbook formulas."""
-    E = params["inference"]["embed"]["E"]
-    logits = host(model.emission.logits_forward(params["emission"], E, dev(z), dev(lengths))[0])
+    E = params["embed"]["E"]
+    logits = host(model.emission.logits_forward(params["emission"], E, dev(z), context(model, lengths, z.shape[1]))[0])
     real = np.arange(z.shape[1])[None, :] < lengths[:, None]
     if model.output == "categorical":
         logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -44,7 +45,8 @@ def test_terms_match_definitions_and_importance_sampling_bounds_elbo(kind, outpu
     params = noisy_params(model, rng)
     x, lengths, eps = random_x(model, rng, batch, T), random_lengths(rng, batch, T), noise(rng, S, batch, T, 2)
     rec_s, kl_s = map(host, model.sample_terms(params, x, lengths, eps))
-    mu, logvar = map(host, model.inference.forward(params["inference"], dev(x), dev(lengths))[0])
+    mu, logvar = map(host, model.inference.forward(params["inference"], params["embed"]["E"], dev(x),
+                                                   context(model, lengths, T))[0])
     real = (np.arange(T)[None, :] < lengths[:, None])[..., None]
     for s in range(S):
         z = mu + np.exp(logvar / 2) * eps[s]
@@ -179,6 +181,30 @@ def test_dropout_mask_and_its_effect_on_the_prior():
     assert np.all(host(zeros[2]["prior"]["lstm"]["layer0"]["W_x"]) == 0)  # no gradient reaches the LSTM
 
 
+@pytest.mark.parametrize("kind, output", [("af/scf", "bernoulli"), ("iaf/scf", "categorical")])
+def test_config_survives_json_and_rebuilds_an_equal_model(kind, output):
+    """from_config(config) after a JSON round trip: the same configuration, p(T) included, the same
+    initial parameters for the same generator and the same log-likelihoods for the same parameters."""
+    model = LatentFlowModel(LatentConfig(5, 6, prior=kind, transform="affine", output=output, latent_dim=2,
+                                         embed_size=3, hidden_size=4, num_layers=1, flow_layers=2,
+                                         flow_hidden_sizes=(4, 3), activation="tanh", prior_lstm_size=5))
+    model.fit_lengths(np.array([2, 2, 5]))
+    config = json.loads(json.dumps(model.config))
+    assert config == model.config and config["length_counts"] == [0, 2, 0, 0, 1, 0]
+    again = LatentFlowModel.from_config(config)
+    assert again.config == model.config and again.hparams == model.hparams
+    params = model.init(B.host_rng(0))
+    assert list(params) == ["embed", "inference", "prior", "emission"] and "embed" not in params["inference"]
+    for a, b in zip(_leaves(again.init(B.host_rng(0))), _leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    rng = B.host_rng(1)
+    x, lengths, eps = random_x(model, rng, 3, 6), random_lengths(rng, 3, 6), noise(rng, 2, 3, 6, 2)
+    np.testing.assert_array_equal(host(again.log_likelihood(params, x, lengths, eps)),
+                                  host(model.log_likelihood(params, x, lengths, eps)))
+    with pytest.raises(ValueError, match="length_counts"):
+        LatentFlowModel.from_config({key: value for key, value in config.items() if key != "length_counts"})
+
+
 def _bad_cases():
     x, eps = np.zeros((2, 3), int), np.zeros((2, 2, 3, 2))
     return [
@@ -226,13 +252,13 @@ def test_bad_piano_rolls_and_configuration_raise():
         model.elbo(params, np.zeros((1, 2, 4)), np.array([2]), eps)
     model.elbo(params, np.concatenate([np.ones((1, 1, 3)), np.full((1, 1, 3), np.nan)], 1), np.array([1]), eps)
     with pytest.raises(ValueError, match="output must be one of"):
-        LatentFlowModel(3, 4, output="gaussian")
+        LatentFlowModel(LatentConfig(3, 4, output="gaussian"))
     with pytest.raises(ValueError, match="unknown prior"):
-        LatentFlowModel(3, 4, prior="iaf/af")
+        LatentFlowModel(LatentConfig(3, 4, prior="iaf/af"))
     with pytest.raises(ValueError, match="unknown transform"):
-        LatentFlowModel(3, 4, transform="spline")
+        LatentFlowModel(LatentConfig(3, 4, transform="spline"))
     with pytest.raises(ValueError, match="vocab_size"):
-        LatentFlowModel(0, 4)
+        LatentFlowModel(LatentConfig(0, 4))
 
 
 def test_bad_sampling_and_dropout_requests_raise():

@@ -13,7 +13,7 @@ from mini_flows import backend as B
 from mini_flows.data.chords import make_chords
 from mini_flows.data.hmm import make_hmm
 from mini_flows.data.text import batches
-from mini_flows.latent import LatentFlowModel, LengthPrior
+from mini_flows.latent import LatentConfig, LatentFlowModel, LengthPrior
 from mini_flows.latent.train import KL_MIN, evaluate, kl_weight, train
 from mini_flows.nn.tree import flatten
 from mini_flows.train import Progress
@@ -134,8 +134,8 @@ def test_training_on_the_hmm_source_approaches_its_entropy_rate():
     unigram_bits = (-np.log2(unigram[test_chars]).sum() + length_nats / math.log(2)) / len(test_chars)
     source_bits = source.nll_bits_per_char(test_set)
 
-    model = LatentFlowModel(4, 8, prior="af/af", latent_dim=3, embed_size=8, hidden_size=8, num_layers=1,
-                            flow_layers=2, flow_hidden_sizes=(16,))
+    model = LatentFlowModel(LatentConfig(4, 8, prior="af/af", latent_dim=3, embed_size=8, hidden_size=8, num_layers=1,
+                                         flow_layers=2, flow_hidden_sizes=(16,)))
     model.fit_lengths(train_lengths)
     params = model.init(B.host_rng(0))
     test_batches = list(batches(test_set, 128, None))
@@ -152,8 +152,8 @@ def test_training_on_the_hmm_source_approaches_its_entropy_rate():
 def test_training_on_chord_piano_rolls_lowers_the_nll():
     source = make_chords(0, n_chords=3, min_length=4, max_length=8)
     train_set, test_set = source.sample(256, seed=1), source.sample(128, seed=2)
-    model = LatentFlowModel(88, 8, prior="af/scf", output="bernoulli", latent_dim=4, embed_size=8, hidden_size=8,
-                            num_layers=1, flow_layers=2, flow_hidden_sizes=(16,))
+    model = LatentFlowModel(LatentConfig(88, 8, prior="af/scf", output="bernoulli", latent_dim=4, embed_size=8,
+                                         hidden_size=8, num_layers=1, flow_layers=2, flow_hidden_sizes=(16,)))
     model.fit_lengths(np.array([len(r) for r in train_set]))
     params = model.init(B.host_rng(0))
     test_batches = list(batches(test_set, 128, None))
