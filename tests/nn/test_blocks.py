@@ -18,24 +18,24 @@ from mini_flows.nn.transformer import TransformerBlock, TransformerEncoder
 from mini_flows.nn.tree import flatten
 
 rng = np.random.default_rng(0)
-x3 = B.asarray(rng.standard_normal((2, 5, 4)))
-BLOCKS = {  # name -> (block, forward's inputs, how many gradients backward returns after grads)
-    "Dense": (Dense(4, 3), (x3,), 1),
-    "Embedding": (Embedding(6, 3), (B.asarray(rng.integers(0, 6, (2, 5))),), 1),
-    "MLP": (MLP(4, [8], 3), (x3,), 1),
-    "MADE": (MADE(4, [8], 2), (x3[:, 0],), 2),
-    "MADE with cond": (MADE(4, [8], 2, cond_size=3), (x3[:, 0], B.asarray(rng.standard_normal((2, 3)))), 2),
-    "LSTM": (LSTM(4, 3, num_layers=2), (x3,), 2),
-    "BiLSTM": (BiLSTM(4, 3), (x3,), 1),
-    "LayerNorm": (LayerNorm(4), (x3,), 1),
-    "MultiHeadAttention": (MultiHeadAttention(4, 2), (x3,), 1),
-    "TransformerBlock": (TransformerBlock(4, 2, 8), (x3,), 1),
-    "TransformerEncoder": (TransformerEncoder(4, 2, 8, num_layers=2, max_len=5), (x3,), 1),
+X = rng.standard_normal((2, 5, 4))
+BLOCKS = {  # name -> (block, forward's inputs on the host, how many gradients backward returns after grads)
+    "Dense": (Dense(4, 3), (X,), 1),
+    "Embedding": (Embedding(6, 3), (rng.integers(0, 6, (2, 5)),), 1),
+    "MLP": (MLP(4, [8], 3), (X,), 1),
+    "MADE": (MADE(4, [8], 2), (X[:, 0],), 2),
+    "MADE with cond": (MADE(4, [8], 2, cond_size=3), (X[:, 0], rng.standard_normal((2, 3))), 2),
+    "LSTM": (LSTM(4, 3, num_layers=2), (X,), 2),
+    "BiLSTM": (BiLSTM(4, 3), (X,), 1),
+    "LayerNorm": (LayerNorm(4), (X,), 1),
+    "MultiHeadAttention": (MultiHeadAttention(4, 2), (X,), 1),
+    "TransformerBlock": (TransformerBlock(4, 2, 8), (X,), 1),
+    "TransformerEncoder": (TransformerEncoder(4, 2, 8, num_layers=2, max_len=5), (X,), 1),
 }
 
 
 def like(value):
-    """A cotangent of the shape of ``value`` (arrays, or a tuple of them as LSTM returns)."""
+    """A cotangent of the shape of ``value`` (arrays, or a tuple of them as LSTM returns), on the backend."""
     if isinstance(value, tuple):
         return tuple(like(v) for v in value)
     return B.asarray(rng.standard_normal(B.value(value).shape))
@@ -43,7 +43,8 @@ def like(value):
 
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_every_block_follows_the_one_convention(name):
-    block, inputs, slots = BLOCKS[name]
+    block, host_inputs, slots = BLOCKS[name]
+    inputs = tuple(B.asarray(a) for a in host_inputs)
     assert isinstance(block, Block)
     params = block.init(B.host_rng(1))
     out, cache = block.forward(params, *inputs)
