@@ -13,6 +13,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_positive_int, check_shape, check_tokens
 from mini_flows.nn.losses import one_hot
+from mini_flows.nn.sampling import categorical_draw
 
 
 def check_vocab_size(vocab_size: Any) -> None:
@@ -53,11 +54,7 @@ def one_hot_to_tokens(x: Array) -> Array:
 
 
 def sample_categorical(probs: Array, u: Array) -> Array:
-    """Inverse-CDF sampling: probabilities (..., K) and uniforms u (...) in [0, 1) -> one-hot (..., K)
-    of the token k with cdf[k - 1] <= u < cdf[k] (clipped to K - 1 against round-off in cdf[K - 1])."""
-    xp = B.xp()
+    """Probabilities (..., K) and uniforms u (...) in [0, 1) -> one-hot (..., K) of the token
+    ``nn.sampling.categorical_draw`` picks (inverse CDF)."""
     probs = B.value(probs)
-    K = probs.shape[-1]
-    cdf = xp.cumsum(probs, axis=-1)
-    tokens = xp.minimum((cdf <= u[..., None]).sum(axis=-1), K - 1)
-    return one_hot(tokens, K, probs.dtype)
+    return one_hot(categorical_draw(probs, u), probs.shape[-1], probs.dtype)

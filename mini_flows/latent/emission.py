@@ -27,22 +27,22 @@ from mini_flows.nn import init, losses
 from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.layers import Dense
 from mini_flows.nn.lstm import BiLSTM
+from mini_flows.nn.sampling import categorical_draw
 from mini_flows.nn.tree import Tree
 
 
 def draw(logits: Array, u: Array, output: str) -> Array:
     """x ~ p(x | logits) from uniforms u in [0, 1), by inverse CDF.
 
-    categorical: logits (..., K), u (...) -> tokens (...), the k with cdf[k - 1] <= u < cdf[k]
-    (clipped to K - 1 against round-off in cdf[K - 1]); bernoulli: logits (..., K), u (..., K) ->
-    booleans (..., K), key k on where u_k < sigmoid(l_k).
+    categorical: logits (..., K), u (...) -> tokens (...), ``nn.sampling.categorical_draw`` of
+    softmax(logits); bernoulli: logits (..., K), u (..., K) -> booleans (..., K), key k on where
+    u_k < sigmoid(l_k).
     """
     if output == "bernoulli":
         return u < sigmoid(logits)
     xp = B.xp()
     p = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-    cdf = xp.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
-    return xp.minimum((cdf < u[..., None]).sum(axis=-1), logits.shape[-1] - 1)
+    return categorical_draw(p / p.sum(axis=-1, keepdims=True), u)
 
 
 class LogitsCache(NamedTuple):

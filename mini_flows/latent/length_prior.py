@@ -17,6 +17,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
 from mini_flows.continuous.length import check_lengths
+from mini_flows.nn.sampling import categorical_draw
 
 
 class LengthPrior:
@@ -60,10 +61,8 @@ class LengthPrior:
     def sample(self, n: int, rng: Any) -> Array:
         """n lengths : (n,) integers drawn by inverse CDF from ``rng`` (a ``B.rng`` generator)."""
         check_positive_int("n", n)
-        xp = B.xp()
-        cdf = xp.cumsum(xp.exp(B.asarray(self.log_probs, "float64")))
-        u = rng.random(n) * cdf[-1]
-        return xp.minimum(xp.searchsorted(cdf, u, side="right"), self.max_length - 1) + 1
+        probs = B.xp().exp(B.asarray(self.log_probs, "float64"))
+        return categorical_draw(probs / probs.sum(), rng.random(n)) + 1
 
     def lengths_for(self, n: int, rng: Any, lengths: Array | None = None) -> Array:
         """The lengths of n sequences to generate: ``lengths`` : (n,) as given, checked to lie in
