@@ -41,8 +41,9 @@ class Bijection(ABC):
 
     Shape contract: x, y : (*lead, *event) with ``event_ndim`` event axes (1 for a vector layer,
     (D, K) for a discrete flow, (T, H) for a sequence prior); logdet : lead; the context (a
-    conditioning array (*lead, C), sequence lengths, or None) is the same in both directions and
-    for every member of a ``Chain``. Caches are opaque to everyone but their producer.
+    conditioning array (*lead, C), a sequence prior's ``SequenceContext`` or lengths, or None) is
+    the same in both directions and for every member of a ``Chain``. Caches are opaque to everyone
+    but their producer.
 
     Subclass requirements
     ---------------------

@@ -127,6 +127,44 @@ def _check_parameters(ns: dict) -> None:
     assert all((B.to_numpy(a) == B.to_numpy(flatten(again)[k])).all() for k, a in flatten(ns["params"]).items())
 
 
+def _check_training_data(ns: dict) -> None:
+    import numpy as np
+
+    from mini_flows import backend as B
+
+    data = B.to_numpy(ns["data"])
+    assert data.shape == (5000, 3) and data.min() >= 0 and data.max() < 4
+
+
+def _check_restored_flow(ns: dict) -> None:
+    import numpy as np
+    import pytest
+
+    from mini_flows import backend as B
+    from mini_flows.checkpoint import load_checkpoint
+    from mini_flows.nn.tree import flatten
+
+    saved, restored = flatten(ns["flow_params"]), flatten(ns["same_params"])
+    assert saved.keys() == restored.keys()
+    assert all(np.array_equal(B.to_numpy(saved[k]), B.to_numpy(restored[k])) for k in saved)
+    assert len(ns["history"]["loss"]) == 300 and {"grad_norm", "seconds"} <= set(ns["history"])
+    with pytest.raises(ValueError, match="flow.npz is a checkpoint of another model: its vocab_size is 4, the "
+                                         "model's is 5"):
+        load_checkpoint("flow.npz", config={**ns["flow"].config, "vocab_size": 5})
+
+
+def _check_rebuilt_latent(ns: dict) -> None:
+    assert ns["same_latent"].config == ns["latent"].config
+    assert ns["same_latent"].length_prior.counts == ns["latent"].length_prior.counts
+
+
+def _check_latent_scores(ns: dict) -> None:
+    import math
+
+    scores = ns["scores"]
+    assert scores["unit"] == "bits/char" and math.isfinite(scores["nll"]) and scores["sequences"] == 100
+
+
 COMMENT_CHECKS = {
     "a dict of dicts of arrays; every method takes it first": _check_model_parameters,
     "(2,) nats; summed over all 5^4 sequences, exp(log_prob) is 1": _check_discrete,
@@ -137,12 +175,18 @@ COMMENT_CHECKS = {
     "(4,) nats": _check_prior_density,
     'or "cupy"; MINI_FLOWS_BACKEND sets the default': _check_backends,
     "nested dicts of arrays; the same values on every backend": _check_parameters,
+    "(5000, 3) tokens in [0, 4)": _check_training_data,
+    "bit for bit": _check_restored_flow,
+    "p(T) included": _check_rebuilt_latent,
+    "importance-sampled NLL, bits per character": _check_latent_scores,
 }
 
 
-def test_every_comment_in_the_readme_snippets_is_true():
-    """Each snippet runs as written, and each of its comments is a claim checked here (a comment
-    added to the README without a check fails this test)."""
+def test_every_comment_in_the_readme_snippets_is_true(tmp_path, monkeypatch):
+    """Each snippet runs as written (in a scratch folder: the training snippet writes checkpoints),
+    and each of its comments is a claim checked here (a comment added to the README without a
+    check fails this test)."""
+    monkeypatch.chdir(tmp_path)
     seen = []
     for code in _snippets():
         namespace = _run(code)
