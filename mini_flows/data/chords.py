@@ -24,10 +24,10 @@ import numpy as np
 
 from mini_flows.checks import check_positive_int
 from mini_flows.data.hmm import (
+    MarkovChainSource,
     check_length_probs,
     check_stochastic,
     forward_log_likelihood,
-    sample_chain,
     uniform_lengths,
 )
 from mini_flows.data.piano import N_KEYS, notes_to_roll
@@ -59,7 +59,7 @@ def as_rolls(rolls: Sequence[Any]) -> list[np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ChordSource:
+class ChordSource(MarkovChainSource):
     """A Markov chain over chords with note dropout, emitting piano rolls (T, 88).
 
     Attributes
@@ -70,7 +70,11 @@ class ChordSource:
     dropout : probability in [0, 1) that a note of the current chord is silent
     length_probs : (T_max + 1,), p(T) indexed by T, with p(0) = 0
     members : (C, 88), derived from ``chords``
+
+    ``sample(n, seed)`` gives float64 piano rolls (T_i, 88) holding 0 and 1.
     """
+
+    step_shape, step_dtype = (N_KEYS,), np.float64
 
     chords: tuple[tuple[int, ...], ...]
     initial: np.ndarray
@@ -92,18 +96,9 @@ class ChordSource:
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
 
-    @property
-    def mean_length(self) -> float:
-        """E[T]."""
-        return float(np.arange(len(self.length_probs)) @ self.length_probs)
-
-    def sample(self, n: int, seed: int) -> list[np.ndarray]:
-        """n piano rolls: a list of float64 arrays of shapes (T_i, 88) holding 0 and 1."""
-        check_positive_int("n", n, minimum=0)
-        rng = np.random.default_rng(seed)
-        return sample_chain(rng, n, self.initial, self.transition, self.length_probs,
-                            lambda states: self.members[states] * (rng.random((n, N_KEYS)) >= self.dropout),
-                            (N_KEYS,), np.float64)
+    def emit(self, rng: np.random.Generator, states: np.ndarray) -> np.ndarray:
+        """The chord's keys, each silent with probability ``dropout``: frames (n, 88)."""
+        return self.members[states] * (rng.random((len(states), N_KEYS)) >= self.dropout)
 
     def log_probs(self, rolls: Sequence[Any]) -> np.ndarray:
         """log p(roll) = log p(T) + log p(x_{1:T} | T) in nats for each roll (T, 88): (N,)."""

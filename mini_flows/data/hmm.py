@@ -14,6 +14,7 @@ References: Rabiner, "A tutorial on hidden Markov models", Proc. IEEE 1989 (scal
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import string
@@ -151,8 +152,41 @@ def poisson_lengths(mean: float, min_length: int, max_length: int) -> np.ndarray
     return p / p.sum()
 
 
+class MarkovChainSource(abc.ABC):
+    """What the HMM and chord sources share: lengths T ~ ``length_probs``, hidden states
+    s_1 ~ ``initial``, s_{t+1} ~ ``transition[s_t]``, and one emission per step (``emit``) of
+    shape ``step_shape`` and dtype ``step_dtype``."""
+
+    initial: np.ndarray
+    transition: np.ndarray
+    length_probs: np.ndarray
+    step_shape: tuple[int, ...] = ()
+    step_dtype: Any = np.int64
+
+    @abc.abstractmethod
+    def emit(self, rng: np.random.Generator, states: np.ndarray) -> np.ndarray:
+        """One step's emissions (n, *step_shape) for hidden states (n,), drawn from ``rng``."""
+
+    @property
+    def max_length(self) -> int:
+        """The longest length with p(T) > 0."""
+        return int(np.flatnonzero(self.length_probs)[-1])
+
+    @property
+    def mean_length(self) -> float:
+        """E[T]."""
+        return float(np.arange(len(self.length_probs)) @ self.length_probs)
+
+    def sample(self, n: int, seed: int) -> list[np.ndarray]:
+        """n sequences drawn from ``seed``: a list of arrays (T_i, *step_shape) of ``step_dtype``."""
+        check_positive_int("n", n, minimum=0)
+        rng = np.random.default_rng(seed)
+        return sample_chain(rng, n, self.initial, self.transition, self.length_probs,
+                            lambda states: self.emit(rng, states), self.step_shape, self.step_dtype)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class HMMSource:
+class HMMSource(MarkovChainSource):
     """A hidden Markov character source with a length distribution.
 
     Attributes
@@ -161,6 +195,8 @@ class HMMSource:
     transition : (S, S), A[i, j] = p(s_{t+1} = j | s_t = i)
     emission : (S, V), B[s, v] = p(x_t = v | s_t = s)
     length_probs : (T_max + 1,), p(T) indexed by T, with p(0) = 0 (no empty sequences)
+
+    ``sample(n, seed)`` gives int64 token sequences (T_i,) in [0, V).
     """
 
     initial: np.ndarray
@@ -183,22 +219,9 @@ class HMMSource:
         """V, the number of characters."""
         return self.emission.shape[1]
 
-    @property
-    def max_length(self) -> int:
-        """The longest length with p(T) > 0."""
-        return int(np.flatnonzero(self.length_probs)[-1])
-
-    @property
-    def mean_length(self) -> float:
-        """E[T]."""
-        return float(np.arange(len(self.length_probs)) @ self.length_probs)
-
-    def sample(self, n: int, seed: int) -> list[np.ndarray]:
-        """n sequences: a list of int64 arrays of shapes (T_i,), tokens in [0, V)."""
-        check_positive_int("n", n, minimum=0)
-        rng = np.random.default_rng(seed)
-        return sample_chain(rng, n, self.initial, self.transition, self.length_probs,
-                            lambda states: categorical(rng, self.emission[states]))
+    def emit(self, rng: np.random.Generator, states: np.ndarray) -> np.ndarray:
+        """x_t ~ B[s_t]: tokens (n,)."""
+        return categorical(rng, self.emission[states])
 
     def log_probs(self, sequences: Sequence[Any]) -> np.ndarray:
         """log p(x) = log p(T) + log p(x_{1:T} | T) in nats for each sequence: (N,); -inf where p(x) = 0."""

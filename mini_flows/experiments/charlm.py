@@ -23,8 +23,15 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import load_text, make_hmm
 from mini_flows.data.text import batches
-from mini_flows.experiments.figures import save_figure, table_bars
-from mini_flows.experiments.sequences import BATCH, LATENT, SIZES, lstm_nll, train_latent, train_lstm
+from mini_flows.experiments.sequences import (
+    LATENT,
+    SIZES,
+    lstm_nll,
+    sequence_report,
+    train_latent,
+    train_lstm,
+    training_note,
+)
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
@@ -88,11 +95,6 @@ def run(settings: Settings) -> Report:
         rows.append(["HMM source (exact)", cell(exact), cell(None), cell(None)])
     table = Table("Ziegler and Rush 2019, Tables 1 and 2: character-level language models, test bits per character",
                   ["NLL", "reconst.", "KL"], rows)
-    notes = [about, f"{steps} Adam steps of batch {BATCH} per model; ELBO with {samples[0]} samples, NLL by importance "
-             f"sampling with {samples[1]}; toy sizes (embedding 16, LSTM 32, latent 4), the paper's are 500/500/50",
+    notes = [about, training_note(steps, samples) + ", the paper's are 500/500/50",
              "the paper's numbers are for the Penn Treebank (--data FILE runs on a text file)"]
-    if any(r.get("diverged") for r in results.values()):
-        notes.append("a row of dashes: that model diverged (non-finite gradients)")
-    report = Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
-    save_figure(settings, "charlm.png", table_bars(table, ["NLL"], "test bits per character"), report)
-    return report
+    return sequence_report(settings, table, notes, results, exact, steps, "charlm.png", "test bits per character")

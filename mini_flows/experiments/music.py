@@ -22,8 +22,15 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import load_piano, make_chords
 from mini_flows.data.text import batches
-from mini_flows.experiments.figures import save_figure, table_bars
-from mini_flows.experiments.sequences import BATCH, LATENT, SIZES, lstm_nll, train_latent, train_lstm
+from mini_flows.experiments.sequences import (
+    LATENT,
+    SIZES,
+    lstm_nll,
+    sequence_report,
+    train_latent,
+    train_lstm,
+    training_note,
+)
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
@@ -84,12 +91,7 @@ def run(settings: Settings) -> Report:
     table = Table("Ziegler and Rush 2019, Table 3: polyphonic music, test NLL in nats per time step",
                   ["NLL", "reconst.", "KL", "paper: Piano / MuseData / JSB"], rows,
                   note="paper's Nottingham value in parentheses")
-    notes = [about, f"{steps} Adam steps of batch {BATCH} per model; ELBO with {samples[0]} samples, NLL by importance "
-             f"sampling with {samples[1]}; toy sizes (embedding 16, LSTM 32, latent 4)",
+    notes = [about, training_note(steps, samples),
              "LSTM row: exact NLL; its keys are independent given the past, so a chord change it cannot foresee "
              "costs it every key, which a latent z can capture"]
-    if any(r.get("diverged") for r in results.values()):
-        notes.append("a row of dashes: that model diverged (non-finite gradients)")
-    report = Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
-    save_figure(settings, "music.png", table_bars(table, ["NLL"], "test NLL (nats per time step)"), report)
-    return report
+    return sequence_report(settings, table, notes, results, exact, steps, "music.png", "test NLL (nats per time step)")

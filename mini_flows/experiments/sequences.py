@@ -13,7 +13,9 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.data.text import batches
+from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
+from mini_flows.experiments.tables import Report, Table
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import train
@@ -55,6 +57,24 @@ def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, set
     params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed)), shuffled(train_set, settings.seed), steps,
                     Adam(lr=LR, clip_norm=CLIP), reporter=settings.progress(label, steps))
     return params
+
+
+def training_note(steps: int, samples: tuple[int, int]) -> str:
+    """The note saying how every model trained and was scored (``samples``: ELBO samples in
+    training, importance samples at test)."""
+    return (f"{steps} Adam steps of batch {BATCH} per model; ELBO with {samples[0]} samples, NLL by importance "
+            f"sampling with {samples[1]}; toy sizes (embedding 16, LSTM 32, latent 4)")
+
+
+def sequence_report(settings: Settings, table: Table, notes: list[str], results: dict[str, Any], exact: float | None,
+                    steps: int, figure: str, ylabel: str) -> Report:
+    """The report of a sequence experiment: a note where a model diverged, the models' scores, the
+    source's exact NLL and the steps for results.json, and the NLL column as bars in ``figure``."""
+    if any(r.get("diverged") for r in results.values()):
+        notes.append("a row of dashes: that model diverged (non-finite gradients)")
+    report = Report(table, notes, results={"models": results, "source_nll": exact, "steps": steps})
+    save_figure(settings, figure, table_bars(table, ["NLL"], ylabel), report)
+    return report
 
 
 def lstm_nll(model: LSTMBaseline, params: Any, test_set: list) -> float:

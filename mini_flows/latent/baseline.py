@@ -252,14 +252,11 @@ class LSTMBaseline(ConfiguredModel):
         Returns (x, lengths): x : (n, max T) integers in [0, K) (categorical) or (n, max T, K) 0/1
         floats in the parameters' dtype (bernoulli), 0 at padding.
         """
-        check_positive_int("n", n)
         xp = B.xp()
-        rng = B.rng(seed)
-        lengths = self.length_prior.lengths_for(n, rng, lengths)
-        T = int(lengths.max())
+        rng, context = self.generation_start(params, n, seed, lengths)
+        lengths, T = context.lengths, context.real.shape[1]
         E = params["embed"]["E"]
         dtype = B.value(E).dtype
-        context = sequence_context(lengths, T, self.max_length, dtype)
         zeros = xp.zeros((self.lstm.num_layers, n, self.lstm.hidden_size), dtype)
         state, s = (zeros, zeros), self._start(n, dtype)
         drawn = []

@@ -17,7 +17,10 @@ from typing import Any, TypeVar
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
+from mini_flows.checks import check_positive_int
+from mini_flows.continuous.length import SequenceContext, sequence_context
 from mini_flows.latent.length_prior import LengthPrior
+from mini_flows.nn.tree import Tree
 
 OUTPUTS = ("categorical", "bernoulli")
 LENGTH_COUNTS = "length_counts"
@@ -124,6 +127,17 @@ class ConfiguredModel:
         model = cls(hparams)
         model.length_prior = length_prior
         return model
+
+    def generation_start(self, params: Tree, n: int, seed: int | None,
+                         lengths: Array | None) -> tuple[Any, SequenceContext]:
+        """What generating n sequences starts from: the generator ``B.rng(seed)``, which has drawn
+        the lengths T ~ p(T) (unless ``lengths`` : (n,) is given), and their context over max T
+        steps in the embedding's dtype."""
+        check_positive_int("n", n)
+        rng = B.rng(seed)
+        lengths = self.length_prior.lengths_for(n, rng, lengths)
+        dtype = B.value(params["embed"]["E"]).dtype
+        return rng, sequence_context(lengths, int(lengths.max()), self.hparams.max_length, dtype)
 
     def fit_lengths(self, lengths: Array) -> None:
         """Set p(T) to the add-one smoothed empirical distribution of ``lengths`` : (N,)."""

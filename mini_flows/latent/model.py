@@ -228,13 +228,10 @@ class LatentFlowModel(ConfiguredModel):
 
         Returns (x, lengths): x : (n, max T) integer tokens or (n, max T, K) 0/1 floats, 0 at padding.
         """
-        check_positive_int("n", n)
         xp = B.xp()
-        rng = B.rng(seed)
-        lengths = self.length_prior.lengths_for(n, rng, lengths)
-        T = int(lengths.max())
+        rng, context = self.generation_start(params, n, seed, lengths)
+        lengths, T = context.lengths, context.real.shape[1]
         E = params["embed"]["E"]
-        context = sequence_context(lengths, T, self.max_length, B.value(E).dtype)
         eps = rng.standard_normal((n, T, self.H), dtype=B.value(E).dtype)
         z, _, _ = self.prior.forward(params["prior"], eps, context)
         logits, _ = self.emission.logits_forward(params["emission"], E, z, context)
