@@ -22,15 +22,8 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import load_piano, make_chords
 from mini_flows.data.text import batches
-from mini_flows.experiments.sequences import (
-    LATENT,
-    SIZES,
-    lstm_nll,
-    sequence_report,
-    train_latent,
-    train_lstm,
-    training_note,
-)
+from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
+from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.latent.baseline import LSTMBaseline
