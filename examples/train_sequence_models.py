@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 from mini_flows import backend as B
 from mini_flows.nn import losses
@@ -22,6 +21,7 @@ from mini_flows.nn.layers import Dense, Embedding
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.transformer import TransformerEncoder
 from mini_flows.optim import Adam
+from mini_flows.train import Progress, fit
 
 VOCAB, LENGTH, DELAY, HIDDEN, BATCH = 8, 16, 3, 32, 32
 
@@ -65,18 +65,13 @@ class LanguageModel:
 
 
 def train(body: str, steps: int, seed: int) -> None:
+    """Adam on the language model with ``train.fit``, printing the running loss six times."""
     model = LanguageModel(body)
-    params = model.init(B.host_rng(seed))
-    optimizer = Adam(lr=3e-3, clip_norm=1.0)
     data = B.rng(seed)
     floor = (DELAY - 1) / LENGTH * math.log(VOCAB)
     print(f"\n{body}: per-token loss, nats (chance {math.log(VOCAB):.3f}, learnt rule {floor:.3f})")
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        loss, grads = model.loss_and_grads(params, delayed_copy_batch(data, BATCH))
-        optimizer.step(params, grads)
-        if step == 1 or step % max(1, steps // 6) == 0 or step == steps:
-            print(f"  step {step:4d}  loss {loss:.3f}  ({time.perf_counter() - start:.1f} s)")
+    fit(model.loss_and_grads, model.init(B.host_rng(seed)), lambda step: delayed_copy_batch(data, BATCH), steps,
+        Adam(lr=3e-3, clip_norm=1.0), reporter=Progress(body, steps, reports=6))
 
 
 def main() -> None:
