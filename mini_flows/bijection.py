@@ -106,6 +106,33 @@ class Bijection(ABC):
         return getattr(self, f"{direction}_vjp")
 
 
+class DirectedBijection(Bijection):
+    """A bijection written once for both directions: a subclass implements
+    ``_apply(params, v, context, direction) -> (value, logdet, cache)`` and
+    ``_apply_vjp(params, cache, dvalue, dlogdet, direction) -> (grads, dinput, dcontext)``, and
+    ``forward``, ``inverse`` and both VJPs route to them with their direction."""
+
+    @abstractmethod
+    def _apply(self, params: Tree, v: Array, context: Any, direction: str) -> Result:
+        """``direction``'s map of v, unchecked: (value, logdet, cache)."""
+
+    @abstractmethod
+    def _apply_vjp(self, params: Tree, cache: Any, dvalue: Array, dlogdet: Array, direction: str) -> VJP:
+        """The backward pass of ``_apply`` in ``direction``."""
+
+    def _forward(self, params: Tree, x: Array, context: Any) -> Result:
+        return self._apply(params, x, context, "forward")
+
+    def _inverse(self, params: Tree, y: Array, context: Any) -> Result:
+        return self._apply(params, y, context, "inverse")
+
+    def forward_vjp(self, params: Tree, cache: Any, dy: Array, dlogdet: Array) -> VJP:
+        return self._apply_vjp(params, cache, dy, dlogdet, "forward")
+
+    def inverse_vjp(self, params: Tree, cache: Any, dx: Array, dlogdet: Array) -> VJP:
+        return self._apply_vjp(params, cache, dx, dlogdet, "inverse")
+
+
 class Inverse(Bijection):
     """The bijection ``bijection`` with its directions exchanged: Inverse(b).forward is b.inverse,
     Inverse(b).inverse is b.forward, and likewise the backward passes; parameters are b's.

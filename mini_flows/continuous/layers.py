@@ -28,12 +28,11 @@ Discrete Sequences (2019).
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import Any, Callable, NamedTuple, Sequence
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.bijection import VJP, Bijection, Inverse, Result
+from mini_flows.bijection import VJP, DirectedBijection, Inverse, Result
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.continuous.scalar import Swapped
 from mini_flows.nn.mlp import MLP
@@ -79,7 +78,7 @@ def _configure(layer: Any, dim: int, cond_size: int, transform: Any) -> None:
     layer.dim, layer.cond_size, layer.transform = dim, cond_size, transform
 
 
-class Flow(Bijection):
+class Flow(DirectedBijection):
     """A layer z <-> eps on vectors of ``dim`` entries, conditioned on ``cond`` (or nothing): the
     Bijection protocol with base eps, data z and context cond.
 
@@ -88,8 +87,9 @@ class Flow(Bijection):
 
     Subclass requirements: call ``_configure(self, dim, cond_size, transform)`` (an
     AffineTransform or NLSqTransform) and implement ``init(rng, dtype) -> params``,
-      ``_apply(params, x, cond, direction) -> (y, logdet, cache)``
+      ``_apply(params, x, cond, direction) -> (y, logdet : (...), cache)``
       ``_apply_vjp(params, cache, dy, dlogdet, direction) -> (grads, dx, dcond)``
+    (``DirectedBijection`` routes forward, inverse and their VJPs to them)
     with the scalar transform's map and backward of that direction from ``_scalar(direction)``.
     """
 
@@ -121,27 +121,6 @@ class Flow(Bijection):
         t = self.transform
         return (t.solve, t.solve_backward) if direction == "forward" else (t.formula, t.formula_backward)
 
-    @abstractmethod
-    def _apply(self, params: Tree, x: Array, cond: Array | None, direction: str) -> Result:
-        """``direction``'s map of x : (..., dim): (y, logdet : (...), cache)."""
-
-    @abstractmethod
-    def _apply_vjp(self, params: Tree, cache: Any, dy: Array, dlogdet: Array, direction: str) -> VJP:
-        """The backward pass of ``_apply`` in ``direction``."""
-
-    def _forward(self, params: Tree, eps: Array, cond: Array | None) -> Result:
-        return self._apply(params, eps, cond, "forward")
-
-    def _inverse(self, params: Tree, z: Array, cond: Array | None) -> Result:
-        return self._apply(params, z, cond, "inverse")
-
-    def forward_vjp(self, params: Tree, cache: Any, dz: Array, dlogdet: Array) -> VJP:
-        """(grads, deps, dcond) from dz : (..., dim) and dlogdet : (...)."""
-        return self._apply_vjp(params, cache, dz, dlogdet, "forward")
-
-    def inverse_vjp(self, params: Tree, cache: Any, deps: Array, dlogdet: Array) -> VJP:
-        """(grads, dz, dcond) from deps : (..., dim) and dlogdet : (...)."""
-        return self._apply_vjp(params, cache, deps, dlogdet, "inverse")
 
 
 class NetworkCache(NamedTuple):

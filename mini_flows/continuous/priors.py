@@ -35,7 +35,7 @@ from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.bijection import VJP, Bijection, Result
+from mini_flows.bijection import VJP, DirectedBijection, Result
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.continuous.errors import FlowRangeError, raise_where
 from mini_flows.continuous.layers import first_param
@@ -75,7 +75,7 @@ class LogProbCache(NamedTuple):
     eps: Array
 
 
-class SequencePrior(Bijection):
+class SequencePrior(DirectedBijection):
     """p(z_{1:T} | T) as a flow from a standard normal eps, AF or IAF in time, a layered flow in hidden.
 
     Parameters
@@ -146,22 +146,6 @@ class SequencePrior(Bijection):
         if mask is not None:
             check_dropout_mask(mask, (z.shape[0], z.shape[1], self.lstm_size), like=z)
 
-    def _inverse(self, params: Tree, z: Array, context: SequenceContext | Array) -> Result:
-        """Data -> base: (eps : (batch, T, H), logdet : (batch,), cache), logdet = log|det d eps/d z|."""
-        return self._run(params, z, context, "inverse")
-
-    def _forward(self, params: Tree, eps: Array, context: SequenceContext | Array) -> Result:
-        """Base -> data: (z : (batch, T, H), logdet : (batch,), cache), logdet = log|det d z/d eps|."""
-        return self._run(params, eps, context, "forward")
-
-    def inverse_vjp(self, params: Tree, cache: PriorCache, deps: Array, dlogdet: Array) -> VJP:
-        """(grads, dz, None) from deps : (batch, T, H) and dlogdet : (batch,)."""
-        return self._masked_vjp(params, cache, deps, dlogdet, "inverse")
-
-    def forward_vjp(self, params: Tree, cache: PriorCache, dz: Array, dlogdet: Array) -> VJP:
-        """(grads, deps, None) from dz : (batch, T, H) and dlogdet : (batch,)."""
-        return self._masked_vjp(params, cache, dz, dlogdet, "forward")
-
     # -- density and sampling ------------------------------------------------------------------
 
     def log_prob_and_cache(self, params: Tree, z: Array, context: SequenceContext | Array,
@@ -175,7 +159,7 @@ class SequencePrior(Bijection):
         if dropout_mask is not None:
             dropout_mask = B.asarray(dropout_mask)
             self.check_dropout(dropout_mask, z)
-        eps, logdet, cache = self._run(params, z, context, "inverse", dropout_mask)
+        eps, logdet, cache = self._apply(params, z, context, "inverse", dropout_mask)
         base = -0.5 * (eps * eps).sum(axis=-1) - 0.5 * self.H * _LOG_2PI
         logp = xp.where(cache.real, base, 0.0).sum(axis=1) + logdet
         raise_where(~xp.isfinite(B.value(logp)),
@@ -219,10 +203,11 @@ class SequencePrior(Bijection):
         time evaluates densities (inverse) so; everything else runs all steps at once."""
         return self.time == ("af" if direction == "forward" else "iaf")
 
-    def _run(self, params: Tree, x: Array, context: SequenceContext | Array, direction: str,
-             dropout: Array | None = None) -> Result:
-        """Run the hidden flow's ``direction`` on x with padding replaced by 0; identity and zero
-        log-det on padding; FlowRangeError re-raised naming the sequence."""
+    def _apply(self, params: Tree, x: Array, context: SequenceContext | Array, direction: str,
+               dropout: Array | None = None) -> Result:
+        """Run the hidden flow's ``direction`` on x : (batch, T, H) with padding replaced by 0:
+        (y : (batch, T, H), logdet : (batch,), cache), identity and zero log-det on padding;
+        FlowRangeError re-raised naming the sequence."""
         if not isinstance(context, SequenceContext):
             context = sequence_context(context, x.shape[1], self.max_length, B.value(x).dtype)
         real = context.real
@@ -239,7 +224,8 @@ class SequencePrior(Bijection):
 
         return _located(direction, "eps" if direction == "forward" else "z", x, compute)
 
-    def _masked_vjp(self, params: Tree, cache: PriorCache, dy: Array, dlogdet: Array, direction: str) -> VJP:
+    def _apply_vjp(self, params: Tree, cache: PriorCache, dy: Array, dlogdet: Array, direction: str) -> VJP:
+        """(grads, dx, None) from dy : (batch, T, H) and dlogdet : (batch,)."""
         xp = B.xp()
         real = cache.real
         run = self._sequential_vjp if self._sequential_in(direction) else self._parallel_vjp
