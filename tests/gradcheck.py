@@ -63,3 +63,13 @@ def assert_grads_close(hand: Any, auto: Any, rtol: float = 1e-8, floor: float = 
         err = float(np.max(np.abs(hv - av))) if av.size else 0.0
         safe_note(f"{name}: max abs error {err:.3e}, gradient scale {scale:.3e}")
         assert err <= rtol * scale, f"{name}: max abs error {err:.3e} > {rtol:g} x scale {scale:.3e}"
+
+
+def tree_floor(auto: Any, floor: float = 1e-6) -> float:
+    """A floor for ``assert_grads_close`` at the largest gradient anywhere in ``auto``: round-off
+    scales with the model's largest gradients, not with each leaf's own, so a leaf whose true
+    gradient is (nearly) zero carries round-off from gradients of order 1 or more upstream (a
+    key bias, to which softmax attention is invariant; a flow behind a saturated straight-through
+    factor)."""
+    values = [np.asarray(B.to_numpy(a)) for a in _leaves(auto).values()]
+    return max([floor] + [float(np.max(np.abs(v))) for v in values if v.size])
