@@ -49,10 +49,11 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.discrete.one_hot import check_vocab_size
-from mini_flows.nn import activations, init
+from mini_flows.nn import init
 from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.lstm import LSTM
 from mini_flows.nn.made import MADE
+from mini_flows.nn.mlp import MLP
 from mini_flows.nn.transformer import TransformerEncoder
 from mini_flows.nn.tree import Tree
 
@@ -249,7 +250,8 @@ class MLPNet(_Network):
     value of every input position, summed (the paper's "embedding layer which returns a trainable
     location parameter for every unique combination of inputs", section 4.3, when one position
     is kept).
-    Parameters: "hidden_0", ... Dense, "head" Dense, "bias" (D, heads K).
+    Parameters: "hidden_0", ... Dense, "head" Dense (an ``nn.MLP`` with those layer names),
+    "bias" (D, heads K).
     """
 
     autoregressive = False
@@ -257,34 +259,21 @@ class MLPNet(_Network):
     def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False, num_layers: int = 1):
         super().__init__(length, vocab_size, hidden, scale)
         check_positive_int("num_layers", num_layers, minimum=0)
-        sizes = [length * vocab_size] + [hidden] * num_layers
-        self.layers = [Dense(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-        self.head = Dense(sizes[-1], length * self.n_out)
+        self.mlp = MLP(length * vocab_size, [hidden] * num_layers, length * self.n_out, "relu",
+                       names=[f"hidden_{i}" for i in range(num_layers)] + ["head"])
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        params = {f"hidden_{i}": layer.init(rng, dtype) for i, layer in enumerate(self.layers)}
-        return {**params, "head": self.head.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
+        return {**self.mlp.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
 
     def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
         self._check(params, h)
-        a, caches = h.reshape(h.shape[0], self.length * self.vocab_size), []
-        for i, layer in enumerate(self.layers):
-            z, z_cache = layer.forward(params[f"hidden_{i}"], a)
-            a, a_cache = activations.relu_forward(z)
-            caches.append((z_cache, a_cache))
-        raw, o_cache = self.head.forward(params["head"], a)
-        return self._heads(raw.reshape(h.shape[0], self.length, self.n_out), params["bias"]), (caches, o_cache)
+        raw, cache = self.mlp.forward(params, h.reshape(h.shape[0], self.length * self.vocab_size))
+        return self._heads(raw.reshape(h.shape[0], self.length, self.n_out), params["bias"]), cache
 
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
-        caches, o_cache = cache
         draw, dbias = self._heads_backward(dloc, dscale)
-        g_head, da = self.head.backward(params["head"], o_cache, draw.reshape(draw.shape[0], self.length * self.n_out))
-        grads = {}
-        for i in reversed(range(len(self.layers))):
-            z_cache, a_cache = caches[i]
-            grads[f"hidden_{i}"], da = self.layers[i].backward(
-                params[f"hidden_{i}"], z_cache, activations.relu_backward(a_cache, da))
-        return {**dict(reversed(grads.items())), "head": g_head, "bias": dbias}, da.reshape(draw.shape[0], self.length, self.vocab_size)
+        grads, da = self.mlp.backward(params, cache, draw.reshape(draw.shape[0], self.length * self.n_out))
+        return {**grads, "bias": dbias}, da.reshape(draw.shape[0], self.length, self.vocab_size)
 
 
 def make_network(name: str, length: int, vocab_size: int, hidden: int = 32, scale: bool = False,
