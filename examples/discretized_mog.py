@@ -18,18 +18,22 @@ data beside its empirical entropy (the lowest NLL any model can reach on it), an
 
 from __future__ import annotations
 
-import argparse
-from functools import partial
-from pathlib import Path
+from mini_flows.threads import one_blas_thread
 
-import numpy as np
+one_blas_thread()  # before NumPy loads: these models' matrix products are small
 
-from mini_flows import backend as B
-from mini_flows.data import mog_samples
-from mini_flows.experiments.evaluation import mean_nll
-from mini_flows.experiments.figures import no_plot_note, plot
-from mini_flows.experiments.mog2d import K, draw_images, entropy, histogram, probability_image, train_models
-from mini_flows.experiments.mog2d import LOW, WIDTH  # noqa: F401  (the grid: cell i starts at LOW + i WIDTH)
+import argparse  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.data import mog_samples  # noqa: E402
+from mini_flows.experiments.evaluation import mean_nll  # noqa: E402
+from mini_flows.experiments.figures import no_plot_note, plot  # noqa: E402
+from mini_flows.experiments.mog2d import K, draw_images, entropy, histogram, probability_image, train_models  # noqa: E402
+from mini_flows.experiments.mog2d import LOW, WIDTH  # noqa: F401, E402  (the grid: cell i starts at LOW + i WIDTH)
 
 
 def sample_mog(n: int, rng: np.random.Generator) -> np.ndarray:

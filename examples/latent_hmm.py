@@ -16,9 +16,13 @@ threads make these small matmuls several times slower.
 
 from __future__ import annotations
 
-import sys
+from mini_flows.threads import one_blas_thread
 
-from mini_flows.cli import main  # which asks for one BLAS thread before NumPy loads
+one_blas_thread()  # before NumPy loads: these models' matrix products are small
+
+import sys  # noqa: E402
+
+from mini_flows.cli import main  # which asks for one BLAS thread before NumPy loads  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["run", "charlm", *sys.argv[1:]]))

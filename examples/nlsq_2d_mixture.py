@@ -17,13 +17,17 @@ between them (visible as streaks in its image), which NLSq's bumps make unnecess
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from mini_flows.threads import one_blas_thread
 
-from mini_flows import backend as B
-from mini_flows.continuous import AffineTransform, FlowStack, NLSqTransform
-from mini_flows.experiments.figures import no_plot_note, plot
-from mini_flows.experiments.nlsq import (
+one_blas_thread()  # before NumPy loads: these models' matrix products are small
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.continuous import AffineTransform, FlowStack, NLSqTransform  # noqa: E402
+from mini_flows.experiments.figures import no_plot_note, plot  # noqa: E402
+from mini_flows.experiments.nlsq import (  # noqa: E402
     density_image,
     draw_2d,
     guarded_log_prob,
@@ -31,7 +35,7 @@ from mini_flows.experiments.nlsq import (
     sample_mixture,
     train_flow,
 )
-from mini_flows.train import Progress
+from mini_flows.train import Progress  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,13 +16,17 @@ matplotlib is installed.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from mini_flows.threads import one_blas_thread
 
-from mini_flows import backend as B
-from mini_flows.continuous.cubic import K_MAX
-from mini_flows.experiments.figures import no_plot_note, plot
-from mini_flows.experiments.nlsq import LAYERS, density, draw_1d, find_modes, hand_set_layers, sample_map, trapezoid
+one_blas_thread()  # before NumPy loads: these models' matrix products are small
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.continuous.cubic import K_MAX  # noqa: E402
+from mini_flows.experiments.figures import no_plot_note, plot  # noqa: E402
+from mini_flows.experiments.nlsq import LAYERS, density, draw_1d, find_modes, hand_set_layers, sample_map, trapezoid  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

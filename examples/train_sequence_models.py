@@ -12,16 +12,20 @@ from the ones before them; one that has learnt the rule pays log(vocab) nats for
 
 from __future__ import annotations
 
-import argparse
-import math
+from mini_flows.threads import one_blas_thread
 
-from mini_flows import backend as B
-from mini_flows.nn import losses
-from mini_flows.nn.layers import Dense, Embedding
-from mini_flows.nn.lstm import LSTM
-from mini_flows.nn.transformer import TransformerEncoder
-from mini_flows.optim import Adam
-from mini_flows.train import Progress, fit
+one_blas_thread()  # before NumPy loads: these models' matrix products are small
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from mini_flows.nn import losses  # noqa: E402
+from mini_flows.nn.layers import Dense, Embedding  # noqa: E402
+from mini_flows.nn.lstm import LSTM  # noqa: E402
+from mini_flows.nn.transformer import TransformerEncoder  # noqa: E402
+from mini_flows.optim import Adam  # noqa: E402
+from mini_flows.train import Progress, fit  # noqa: E402
 
 VOCAB, LENGTH, DELAY, HIDDEN, BATCH = 8, 16, 3, 32, 32
 

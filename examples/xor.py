@@ -18,10 +18,14 @@ Run: python examples/xor.py
 
 from __future__ import annotations
 
-import numpy as np
+from mini_flows.threads import one_blas_thread
 
-from mini_flows.experiments import xor
-from mini_flows.experiments.xor import format_table, tables, xor_model
+one_blas_thread()  # before NumPy loads: these models' matrix products are small
+
+import numpy as np  # noqa: E402
+
+from mini_flows.experiments import xor  # noqa: E402
+from mini_flows.experiments.xor import format_table, tables, xor_model  # noqa: E402
 
 CONFIGS = np.array(xor.CONFIGS)
 
