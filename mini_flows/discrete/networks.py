@@ -7,7 +7,8 @@ gradient treats it as real-valued) to logits::
 
 Autoregressive networks (``autoregressive = True``): loc[:, d] and scale[:, d] depend only on
 h[:, :d], the strictly earlier positions. ``TransformerNet(causal=True)`` and ``LSTMNet`` read h
-shifted right by one position (a zero vector at position 0); ``MADENet`` is masked for it.
+shifted right by one position (a zero vector at position 0); ``MADENet`` is masked for it;
+``TabularNet``, the paper's Potts network, looks its logits up by the earlier tokens.
 
 Bipartite networks (``autoregressive = False``): ``TransformerNet(causal=False)`` (bidirectional) and
 ``MLPNet`` (dense layers on the flattened D K inputs) read all of h; the bipartite flow zeroes the
@@ -37,8 +38,8 @@ with h_prev : (batch, K) the input at position d - 1 (zeros at d = 0, the shifte
 loc_d, scale_d : (batch, K) (scale_d None unless scale=True) equal to ``net.forward(params, h)[0]``
 at position d, to round-off. Steps run in order d = 0, 1, ..., D - 1; they are for inference only:
 no cache for a backward pass, no input checks (the caller checks once), and the state may be
-updated in place. Networks without ``step`` (``MADENet``) are called on the whole zero-padded
-prefix once per position instead.
+updated in place. Networks without ``step`` (``MADENet``, ``TabularNet``) are called on the
+whole zero-padded prefix once per position instead.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ from mini_flows.nn.mlp import MLP
 from mini_flows.nn.transformer import TransformerEncoder
 from mini_flows.nn.tree import Tree
 
-AUTOREGRESSIVE_NETWORKS = ("transformer", "lstm", "made")
+AUTOREGRESSIVE_NETWORKS = ("transformer", "lstm", "made", "tabular")
+TABLE_ROWS = 4096  # the default cap on a tabular network's rows per position, K^context
 BIPARTITE_NETWORKS = ("transformer", "mlp")
 
 
@@ -276,14 +278,71 @@ class MLPNet(_Network):
         return {**grads, "bias": dbias}, da.reshape(draw.shape[0], self.length, self.vocab_size)
 
 
+class TabularNet(_Network):
+    """The paper's flow network for its Potts models, "an embedding layer which returns a trainable
+    location parameter for every unique combination of inputs" (Tran et al. 2019, section 4.3),
+    autoregressive: a table of logits per position, looked up by the latest ``context`` tokens,
+
+        loc_d, scale_d = T_d[x_{d-c}, ..., x_{d-1}] + bias_d,    x_j = argmax h_j,  c = context,
+
+    fewer at d < c. ``context`` defaults to all D - 1 earlier positions while that table has at
+    most ``TABLE_ROWS`` rows (K^context), and else to the most that fit. The lookup is piecewise
+    constant in h, so, as an embedding's, its gradient reaches the table and not h (dh = 0).
+    Parameters: "head" {"table": (D, K^context, heads K)} drawn N(0, 1), "bias" (D, heads K).
+    ``hidden`` is not used.
+    """
+
+    autoregressive = True
+
+    def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False,
+                 context: int | None = None):
+        super().__init__(length, vocab_size, hidden, scale)
+        if context is None:
+            context = max(c for c in range(length) if vocab_size**c <= TABLE_ROWS)
+        check_positive_int("context", context, minimum=0)
+        if context > length - 1:
+            raise ValueError(f"context must be at most length - 1 = {length - 1}, got {context}")
+        self.context, self.rows = context, vocab_size**context
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        table = init.normal(rng, (self.length, self.rows, self.n_out), 1.0, dtype)
+        return {"head": {"table": table}, "bias": self._init_bias(rng, dtype)}
+
+    def rows_of(self, h: Array) -> Array:
+        """The table row of every position: (batch, D) integers, row_d = the tokens x_{d-c..d-1}
+        read as a base-K number (row_0 = 0)."""
+        xp = B.xp()
+        tokens = xp.argmax(B.value(h), axis=-1)
+        rows = [xp.zeros(tokens.shape[:1], dtype=tokens.dtype)]
+        for d in range(1, self.length):
+            rows.append((rows[-1] * self.vocab_size + tokens[:, d - 1]) % self.rows)
+        return xp.stack(rows, axis=1)
+
+    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+        self._check(params, h)
+        rows = self.rows_of(h)
+        raw = params["head"]["table"][B.xp().arange(self.length)[None, :], rows]
+        return self._heads(raw, params["bias"]), (rows, h.shape)
+
+    def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
+        rows, h_shape = cache
+        xp = B.xp()
+        draw, dbias = self._heads_backward(dloc, dscale)
+        dtable = xp.zeros_like(params["head"]["table"])
+        positions = xp.broadcast_to(xp.arange(self.length)[None, :], rows.shape)
+        xp.add.at(dtable, (positions, rows), draw)
+        return {"head": {"table": dtable}, "bias": dbias}, xp.zeros(h_shape, dtype=draw.dtype)
+
+
 def make_network(name: str, length: int, vocab_size: int, hidden: int = 32, scale: bool = False,
                  autoregressive: bool = True) -> _Network:
-    """A network by name: autoregressive "transformer" (causal), "lstm" or "made"; bipartite
-    "transformer" (bidirectional) or "mlp"."""
+    """A network by name: autoregressive "transformer" (causal), "lstm", "made" or "tabular";
+    bipartite "transformer" (bidirectional) or "mlp"."""
     choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
     if name not in choices:
         kind = "autoregressive" if autoregressive else "bipartite"
         raise ValueError(f"unknown {kind} network {name!r}; choose from {', '.join(map(repr, choices))}")
     if name == "transformer":
         return TransformerNet(length, vocab_size, hidden, scale, causal=autoregressive)
-    return {"lstm": LSTMNet, "made": MADENet, "mlp": MLPNet}[name](length, vocab_size, hidden, scale)
+    return {"lstm": LSTMNet, "made": MADENet, "mlp": MLPNet, "tabular": TabularNet}[name](length, vocab_size, hidden,
+                                                                                       scale)

@@ -16,6 +16,7 @@ FLOW_CASES = [
     ("autoregressive", "transformer"),
     ("autoregressive", "lstm"),
     ("autoregressive", "made"),
+    ("autoregressive", "tabular"),
     ("bipartite", "transformer"),
     ("bipartite", "mlp"),
 ]

@@ -9,7 +9,14 @@ from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.discrete import DiscreteAutoregressiveFlow, MLPNet, make_network
-from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, LSTMNet, TransformerNet
+from mini_flows.discrete.networks import (
+    AUTOREGRESSIVE_NETWORKS,
+    BIPARTITE_NETWORKS,
+    TABLE_ROWS,
+    LSTMNet,
+    TabularNet,
+    TransformerNet,
+)
 from mini_flows.nn.tree import tree_map
 from tests.discrete.common import FLOW_CASES, HIDDEN, random_one_hot, seeds
 from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor
@@ -185,3 +192,22 @@ def test_made_and_bidirectional_transformer_have_no_incremental_form():
     net = make_network("transformer", 3, 4, HIDDEN, autoregressive=False)
     with pytest.raises(ValueError, match="incremental steps need a causal TransformerNet"):
         net.start(net.init(B.host_rng(0)), 2)
+
+
+def test_the_tabular_network_looks_its_logits_up_by_the_latest_tokens():
+    net = TabularNet(length=4, vocab_size=3, context=2)
+    params = net.init(B.host_rng(0))
+    tokens = np.array([[2, 1, 0, 2], [0, 0, 1, 1]])
+    (loc, scale), _ = net.forward(params, B.asarray(np.eye(3)[tokens]))
+    table, bias = B.to_numpy(params["head"]["table"]), B.to_numpy(params["bias"])
+    rows = [[0, 2, 2 * 3 + 1, 1 * 3 + 0], [0, 0, 0, 0 * 3 + 1]]  # base-3 numbers of the two latest tokens
+    expected = np.stack([[table[d, rows[b][d]] + bias[d] for d in range(4)] for b in range(2)])
+    assert scale is None and np.array_equal(B.to_numpy(loc), expected)
+
+
+def test_the_tabular_networks_context_defaults_to_all_it_can_hold():
+    assert TabularNet(5, 5).context == 4 and TabularNet(5, 5).rows == 625
+    assert TabularNet(16, 3).context == 7 and TabularNet(16, 3).rows == 3**7 <= TABLE_ROWS
+    assert TabularNet(1, 4).context == 0
+    with pytest.raises(ValueError, match="context must be at most length - 1 = 3, got 4"):
+        TabularNet(4, 3, context=4)
