@@ -56,7 +56,7 @@ class LogitsCache(NamedTuple):
 
 
 class EmissionCache(NamedTuple):
-    """``Emission.log_prob_forward``'s cache: the logits' cache, the loss's cache and mask : (batch, T)."""
+    """``Emission.log_prob_and_cache``'s cache: the logits' cache, the loss's cache and mask : (batch, T)."""
 
     logits: LogitsCache
     nll: Any
@@ -115,7 +115,7 @@ class Emission:
         grads = {"bilstm": lstm_grads, "proj": proj_grads, "bias": dl.reshape(-1, K).sum(axis=0)}
         return grads, dE, dz + dinput[..., :H]
 
-    def log_prob_forward(self, params: Tree, E: Array, z: Array, x: Array,
+    def log_prob_and_cache(self, params: Tree, E: Array, z: Array, x: Array,
                          context: SequenceContext) -> tuple[Array, EmissionCache]:
         """log p(x | z, T) : (batch,) in nats, summed over real steps.
 
@@ -127,7 +127,7 @@ class Emission:
         nll, nll_cache = forward(l, x)
         return -(context.mask * nll).sum(axis=1), EmissionCache(cache, nll_cache, context.mask)
 
-    def log_prob_backward(self, params: Tree, cache: EmissionCache, dlogp: Array) -> tuple[Tree, Array, Array]:
+    def log_prob_vjp(self, params: Tree, cache: EmissionCache, dlogp: Array) -> tuple[Tree, Array, Array]:
         """(grads, dE, dz) from dlogp : (batch,)."""
         d = dlogp[:, None] * cache.mask  # d/d log p(x_t | z)
         backward = losses.cross_entropy_backward if self.output == "categorical" else losses.bernoulli_nll_backward

@@ -153,7 +153,7 @@ class LatentFlowModel(ConfiguredModel):
         context_s = context.repeat(S)  # sample-major, like z
         x_s = xp.broadcast_to(x[None], (S, *x.shape)).reshape(S * batch, *x.shape[1:])
         logp, prior_cache = self.prior.log_prob_and_cache(params["prior"], z, context_s, dropout_mask)
-        rec, emission_cache = self.emission.log_prob_forward(params["emission"], E, z, x_s, context_s)
+        rec, emission_cache = self.emission.log_prob_and_cache(params["emission"], E, z, x_s, context_s)
         terms = (rec.reshape(S, batch), log_q(logvar, noise, context.real), logp.reshape(S, batch))
         return terms, ElboCache(inference_cache, logvar, prior_cache, emission_cache)
 
@@ -182,7 +182,7 @@ class LatentFlowModel(ConfiguredModel):
         S, batch, T, H = noise.shape
         scale = 1.0 / (S * float(inputs.context.lengths.sum()))
         d_rec = B.xp().full((S * batch,), -scale, dtype=rec_s.dtype)  # dL / d rec_s
-        emission_grads, dE_emission, dz = self.emission.log_prob_backward(params["emission"], cache.emission, d_rec)
+        emission_grads, dE_emission, dz = self.emission.log_prob_vjp(params["emission"], cache.emission, d_rec)
         prior_grads, dz_prior = self.prior.log_prob_vjp(params["prior"], cache.prior, kl_weight * d_rec)
         dz = (dz + dz_prior).reshape(S, batch, T, H)
         # z = mu + exp(logvar / 2) noise, and log q = -1/2 sum (noise^2 + logvar + log 2 pi) over real steps

@@ -78,10 +78,10 @@ def test_emission_backward_matches_autograd(output, data):
     em, p, E = model.emission, params["emission"], params["embed"]["E"]
     z = rng.standard_normal((*x.shape[:2], model.H))
     ctx = context(model, lengths, x.shape[1])
-    logp, cache = em.log_prob_forward(p, E, z, x, ctx)
+    logp, cache = em.log_prob_and_cache(p, E, z, x, ctx)
     dlogp = rng.standard_normal(logp.shape)
-    auto = autograd_grads(lambda p, E, z: vjp_loss(em.log_prob_forward(p, E, z, x, ctx)[0], dlogp), p, E, z)
-    assert_grads_close(em.log_prob_backward(p, cache, dlogp), auto)
+    auto = autograd_grads(lambda p, E, z: vjp_loss(em.log_prob_and_cache(p, E, z, x, ctx)[0], dlogp), p, E, z)
+    assert_grads_close(em.log_prob_vjp(p, cache, dlogp), auto)
 
 
 @given(seed=seeds, T=st.integers(2, 4))
