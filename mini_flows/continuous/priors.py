@@ -149,13 +149,16 @@ class SequencePrior(DirectedBijection):
     # -- density and sampling ------------------------------------------------------------------
 
     def log_prob_and_cache(self, params: Tree, z: Array, context: SequenceContext | Array,
-                           dropout_mask: Array | None = None) -> tuple[Array, LogProbCache]:
+                           dropout_mask: Array | None = None, *, check: bool = True) -> tuple[Array, LogProbCache]:
         """log p(z | T) : (batch,) in nats, summed over real steps, and a cache for ``log_prob_vjp``.
 
         dropout_mask : (batch, T, lstm_size) multiplying the time LSTM's outputs (AF in time only),
-        or None. Raises FlowRangeError naming the sequence where log p(z | T) is not representable."""
+        or None; always checked. z and the context are checked unless ``check`` is False (a caller
+        that built both itself, as the latent model does every step). Raises FlowRangeError naming
+        the sequence where log p(z | T) is not representable."""
         xp = B.xp()
-        self.check_inputs(params, z, context, "inverse")
+        if check:
+            self.check_inputs(params, z, context, "inverse")
         if dropout_mask is not None:
             dropout_mask = B.asarray(dropout_mask)
             self.check_dropout(dropout_mask, z)

@@ -116,7 +116,7 @@ class Emission:
         return grads, dE, dz + dinput[..., :H]
 
     def log_prob_and_cache(self, params: Tree, E: Array, z: Array, x: Array,
-                         context: SequenceContext) -> tuple[Array, EmissionCache]:
+                           context: SequenceContext) -> tuple[Array, EmissionCache]:
         """log p(x | z, T) : (batch,) in nats, summed over real steps.
 
         z : (batch, T, H); x : (batch, T) integers in [0, K) (categorical) or (batch, T, K) of 0/1

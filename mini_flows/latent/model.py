@@ -152,7 +152,8 @@ class LatentFlowModel(ConfiguredModel):
         z = reparameterise(mu, logvar, noise).reshape(S * batch, T, H)
         context_s = context.repeat(S)  # sample-major, like z
         x_s = xp.broadcast_to(x[None], (S, *x.shape)).reshape(S * batch, *x.shape[1:])
-        logp, prior_cache = self.prior.log_prob_and_cache(params["prior"], z, context_s, dropout_mask)
+        # z and context_s are built here from inputs _prepare checked: the prior need not check them again
+        logp, prior_cache = self.prior.log_prob_and_cache(params["prior"], z, context_s, dropout_mask, check=False)
         rec, emission_cache = self.emission.log_prob_and_cache(params["emission"], E, z, x_s, context_s)
         terms = (rec.reshape(S, batch), log_q(logvar, noise, context.real), logp.reshape(S, batch))
         return terms, ElboCache(inference_cache, logvar, prior_cache, emission_cache)
