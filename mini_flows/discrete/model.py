@@ -115,7 +115,7 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
 
     kind="autoregressive": an ``AutoregressiveCategorical`` base and ``num_flows``
     ``DiscreteAutoregressiveFlow``s whose orders alternate starting with "reversed" next to the
-    base; ``network`` in {"transformer", "lstm", "made"}.
+    base; ``network`` in {"transformer", "lstm", "made", "tabular"}.
     kind="bipartite": a ``FactorizedCategorical`` base and ``num_flows`` ``DiscreteBipartiteFlow``s
     whose kept positions alternate "even", "odd", ...; ``network`` in {"transformer", "mlp"}.
 
@@ -169,7 +169,7 @@ def identity_start(model: DiscreteFlowModel, params: Tree, margin: float = 0.3) 
     that lowers the loss. (Raising the mu = 0 logit on top of a random head instead leaves a
     random relabelling wherever the head's output varies by more than the margin: a quarter of
     the sites of an 8-unit LSTM flow.) The flows' networks must have a "head" (MLP, LSTM,
-    Transformer); ValueError otherwise.
+    Transformer, tabular); ValueError otherwise.
     """
     params = dict(params)
     for i in range(len(model.flows)):

@@ -11,10 +11,11 @@ from mini_flows.discrete import DiscreteFlowModel, build_model, identity_start
 from mini_flows.nn.tree import flatten
 
 
-@given(kind=st.sampled_from(["autoregressive", "bipartite"]), K=st.integers(2, 5), D=st.integers(2, 4),
-       flows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
-def test_identity_start_makes_the_model_its_base(kind, K, D, flows, seed):
-    model = build_model(kind, K, D, num_flows=flows, network="lstm" if kind == "autoregressive" else "mlp")
+@given(kind_network=st.sampled_from([("autoregressive", "lstm"), ("autoregressive", "tabular"), ("bipartite", "mlp")]),
+       K=st.integers(2, 5), D=st.integers(2, 4), flows=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_identity_start_makes_the_model_its_base(kind_network, K, D, flows, seed):
+    kind, network = kind_network
+    model = build_model(kind, K, D, num_flows=flows, network=network)
     start = model.init(B.host_rng(seed))
     before = {name: B.to_numpy(a).copy() for name, a in flatten(start).items()}
     params = identity_start(model, start)
