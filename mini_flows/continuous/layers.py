@@ -37,15 +37,7 @@ from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.continuous.scalar import Swapped
 from mini_flows.nn.mlp import MLP
 from mini_flows.nn.made import MADE
-from mini_flows.nn.tree import Tree, tree_add
-
-
-def first_param(params: Tree) -> Array:
-    """One parameter array (unboxed), whose dtype the inputs must share."""
-    leaf = B.value(params)
-    while isinstance(leaf, dict):
-        leaf = B.value(next(iter(leaf.values())))
-    return leaf
+from mini_flows.nn.tree import Tree, first_leaf, tree_add
 
 
 INIT_OUTPUT_SCALE = 0.01
@@ -102,7 +94,7 @@ class Flow(DirectedBijection):
         """v : (..., dim) named eps (forward) or z (inverse), and cond : (..., cond_size) (None when
         cond_size is 0), of the parameters' float dtype."""
         name = "eps" if direction == "forward" else "z"
-        like = first_param(params)
+        like = first_leaf(params)
         check_float(name, v, like=like)
         lead = tuple(B.value(v).shape[:-1])
         check_shape(name, v, (*(None,) * len(lead), self.dim))

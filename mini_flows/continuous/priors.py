@@ -38,12 +38,11 @@ from mini_flows.backend import Array
 from mini_flows.bijection import VJP, DirectedBijection, Result
 from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.continuous.errors import FlowRangeError, raise_where
-from mini_flows.continuous.layers import first_param
 from mini_flows.continuous.length import SequenceContext, check_lengths, sequence_context
 from mini_flows.continuous.scalar import AffineTransform, NLSqTransform
 from mini_flows.continuous.stack import FlowStack
 from mini_flows.nn.lstm import LSTM
-from mini_flows.nn.tree import Tree, tree_add
+from mini_flows.nn.tree import Tree, first_leaf, tree_add
 
 TIME_KINDS = ("af", "iaf", "none")
 HIDDEN_KINDS = ("af", "scf", "none")
@@ -125,7 +124,7 @@ class SequencePrior(DirectedBijection):
 
     def check_inputs(self, params: Tree, v: Array, context: SequenceContext | Array, direction: str) -> None:
         name = "eps" if direction == "forward" else "z"
-        check_float(name, v, like=first_param(params))
+        check_float(name, v, like=first_leaf(params))
         check_shape(name, v, (None, None, self.H))
         batch, T = v.shape[:2]
         if not isinstance(context, SequenceContext):
@@ -193,7 +192,7 @@ class SequencePrior(DirectedBijection):
         lengths = B.asarray(lengths)
         check_lengths(lengths, n, self.max_length, self.max_length)
         T = int(lengths.max())
-        dtype = B.value(first_param(params)).dtype
+        dtype = first_leaf(params).dtype
         context = sequence_context(lengths, T, self.max_length, dtype)
         eps = B.rng(seed).standard_normal((n, T, self.H), dtype=dtype)
         z, _, _ = self.forward(params, eps, context)
