@@ -9,9 +9,10 @@
 or an iterable of batches; ``schedule(step)`` sets the learning rate; a ``Progress`` prints lines.
 The input ``params`` are left alone; ``fit`` returns the trained copy.
 
-``Progress`` prints a model's step, loss, elapsed and time left; given a ``RunClock`` that knows
-how many steps the whole run plans (every model of an experiment), it also prints the run's
-time left.
+``Progress`` prints a model's step, loss, extras (or a summary of them), elapsed and time left;
+given a ``RunClock`` that knows how many steps the whole run plans (every model of an
+experiment), it also prints the run's time left. At the end it warns where the loss rose and
+where any check of the history it is given finds fault.
 
 Example
 -------
@@ -26,7 +27,7 @@ Example
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mini_flows import backend as B
 from mini_flows.checks import check_positive_int
@@ -34,6 +35,10 @@ from mini_flows.nn.tree import Tree, tree_map
 from mini_flows.optim import Adam, check_loss, divergence_guard, loss_rise
 
 LossAndGrads = Callable[[Tree, Any], tuple]
+Summary = Callable[[Mapping[str, float], Mapping[str, float]], Mapping[str, "float | str"]]
+"""(a step's extras, the first step's) -> what a progress line shows: name -> number or text."""
+Check = Callable[[Mapping[str, list]], list[str]]
+"""A training history -> warnings to print at the end of training."""
 
 
 class RunClock:
@@ -70,38 +75,54 @@ class Progress:
     0.9); at the end, a warning where the loss clearly rose (``optim.loss_rise``) unless
     ``warn_rise`` is False (for a loss that rises by design, such as an ELBO whose KL weight is
     annealed upward). ``clock``: the whole run's ``RunClock``, ticked every step. Silent when
-    ``verbose`` is False (the clock still ticks)."""
+    ``verbose`` is False (the clock still ticks).
+
+    ``summary(extras, first)`` -> {name: number or text}: what a line shows of a step's extras,
+    given the first step's (default: every extra as it is), for models whose extras are too many
+    to print. ``checks``: functions of the training history (``fit``'s) that return warnings to
+    print at the end, after the loss's own.
+    """
 
     def __init__(self, label: str, steps: int, verbose: bool = True, reports: int = 5, clock: RunClock | None = None,
-                 warn_rise: bool = True):
+                 warn_rise: bool = True, summary: Summary | None = None, checks: Sequence[Check] = ()):
         check_positive_int("steps", steps)
         check_positive_int("reports", reports)
         self.label, self.steps, self.verbose, self.clock = label, steps, verbose, clock
-        self.warn_rise = warn_rise
+        self.warn_rise, self.summary, self.checks = warn_rise, summary, tuple(checks)
         self.every = max(1, steps // reports)
         self.start = time.perf_counter()
         self.running: float | None = None
+        self.first: dict[str, float] | None = None
 
     def update(self, step: int, loss: float, extras: dict[str, float] | None = None) -> None:
         """Call after step ``step`` (1-based) with its loss and any extras to show."""
+        extras = extras or {}
         self.running = loss if self.running is None else 0.9 * self.running + 0.1 * loss
+        self.first = extras if self.first is None else self.first
         if self.clock is not None:
             self.clock.tick()
         if not self.verbose or (step % self.every and step != self.steps):
             return
         elapsed = time.perf_counter() - self.start
-        shown = "".join(f"  {name} {value:7.4f}" for name, value in (extras or {}).items())
+        shown = extras if self.summary is None else self.summary(extras, self.first)
+        text = "".join(f"  {name} {value if isinstance(value, str) else f'{value:7.4f}'}"
+                       for name, value in shown.items())
         run_left = None if self.clock is None else self.clock.left()
         run = "" if run_left is None else f", run {run_left:6.1f}s left"
-        print(f"  {self.label:<26} step {step:>5}/{self.steps}  loss {self.running:8.4f}{shown}  "
+        print(f"  {self.label:<26} step {step:>5}/{self.steps}  loss {self.running:8.4f}{text}  "
               f"{elapsed:6.1f}s elapsed, {elapsed / step * (self.steps - step):6.1f}s left{run}", flush=True)
 
-    def close(self, losses: list[float], lr: float) -> None:
-        """After the last step: warn (when verbose) where the loss rose; ``lr`` is the first
-        learning rate, which the warning names."""
-        warning = loss_rise(losses) if self.warn_rise else None
-        if warning and self.verbose:
-            print(f"  {self.label}: {warning} (it started at {lr:g})", flush=True)
+    def close(self, history: dict[str, list], lr: float) -> None:
+        """After the last step, with ``fit``'s history: print (when verbose) a warning where the
+        loss rose, naming ``lr``, the first learning rate, and the warnings of every check."""
+        if not self.verbose:
+            return
+        warnings = [warning for check in self.checks for warning in check(history)]
+        rise = loss_rise(history["loss"]) if self.warn_rise else None
+        if rise:
+            warnings.insert(0, f"{rise} (it started at {lr:g})")
+        for warning in warnings:
+            print(f"  {self.label}: {warning}", flush=True)
 
 
 def linear_decay(lr: float, steps: int, final: float = 0.05) -> Callable[[int], float]:
@@ -175,7 +196,7 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
         if reporter is not None:
             reporter.update(step + 1, loss, extras)
     if reporter is not None:
-        reporter.close(history["loss"], first_lr)
+        reporter.close(history, first_lr)
     return params, history
 
 

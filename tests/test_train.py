@@ -111,8 +111,35 @@ def test_progress_on_a_run_clock_shows_the_whole_runs_time_left(capsys):
 
 def test_progress_warns_where_the_loss_rose(capsys):
     progress = Progress("runaway", 20)
-    progress.close([1.0] + [3.0] * 19, 1e3)
+    progress.close({"loss": [1.0] + [3.0] * 19}, 1e3)
     assert "runaway: warning: the loss rose from 1 (step 1)" in capsys.readouterr().out
-    progress.close([3.0, 2.0, 1.0], 1e3)
-    Progress("annealed", 20, warn_rise=False).close([1.0] + [3.0] * 19, 1e3)
+    progress.close({"loss": [3.0, 2.0, 1.0]}, 1e3)
+    Progress("annealed", 20, warn_rise=False).close({"loss": [1.0] + [3.0] * 19}, 1e3)
     assert capsys.readouterr().out == ""
+
+
+def test_progress_shows_a_summary_of_the_extras_given_the_first_steps(capsys):
+    def summary(extras, first):
+        return {"ratio": f"{extras['g'] / first['g']:.2g}", "kl": extras["kl"]}
+
+    progress = Progress("summed", 2, reports=2, summary=summary)
+    progress.update(1, 1.0, {"g": 4.0, "kl": 0.5, "hidden": 9.0})
+    progress.update(2, 1.0, {"g": 1.0, "kl": 0.25, "hidden": 9.0})
+    lines = capsys.readouterr().out.splitlines()
+    assert "loss   1.0000  ratio 1  kl  0.5000  " in lines[0] and "loss   1.0000  ratio 0.25  kl  0.2500  " in lines[1]
+    assert "hidden" not in lines[0] + lines[1]
+
+
+def test_fit_hands_the_history_to_the_checks_at_the_end(capsys):
+    seen = []
+
+    def check(history):
+        seen.append({key: list(values) for key, values in history.items() if key in ("loss", "distance")})
+        return [f"warning: distance ended at {history['distance'][-1]:.2f}"]
+
+    fit(quadratic, {"w": B.asarray([3.0, -4.0])}, lambda step: B.asarray([0.0, 0.0]), 3, Adam(lr=0.1),
+        reporter=Progress("checked", 3, checks=[check]))
+    assert len(seen) == 1 and len(seen[0]["loss"]) == len(seen[0]["distance"]) == 3
+    assert capsys.readouterr().out.splitlines()[-1].startswith("  checked: warning: distance ended at 4.")
+    Progress("quiet", 3, verbose=False, checks=[check]).close({"loss": [1.0]}, 1e3)
+    assert capsys.readouterr().out == "" and len(seen) == 1
