@@ -47,7 +47,7 @@ def bipartite_step(batch: int) -> Callable[[], Any]:
     optimizer = Adam(lr=1e-3)
 
     def step() -> None:
-        _, grads = model.loss_and_grads(params, tokens)
+        _, grads, _ = model.loss_and_grads(params, tokens)
         optimizer.step(params, grads)
 
     return step

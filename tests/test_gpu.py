@@ -129,7 +129,7 @@ def _discrete_model(rng):
     tokens = rng.integers(0, 5, size=(6, 4))
 
     def run(p, tokens):
-        loss, grads = model.loss_and_grads(p, tokens)
+        loss, grads, _ = model.loss_and_grads(p, tokens)
         return model.log_prob(p, tokens), grads
 
     return run, model.init(B.host_rng(0)), (tokens,)

@@ -72,6 +72,14 @@ def _check_gradients(ns: dict) -> None:
     assert flatten(ns["grads"]).keys() == flatten(ns["model_params"]).keys() and ns["loss"] > 0
 
 
+def _check_diagnostics(ns: dict) -> None:
+    diagnostics = ns["diagnostics"]
+    assert list(diagnostics) == [f"flow_{i}/{key}" for i in range(2)
+                                 for key in ("grad", "margin_median", "margin_min", "moved")]
+    assert all(0 <= diagnostics[f"flow_{i}/margin_min"] <= diagnostics[f"flow_{i}/margin_median"] for i in range(2))
+    assert all(0 <= diagnostics[f"flow_{i}/moved"] <= 1 and diagnostics[f"flow_{i}/grad"] > 0 for i in range(2))
+
+
 def _check_samples(ns: dict) -> None:
     import numpy as np
 
@@ -169,6 +177,7 @@ COMMENT_CHECKS = {
     "a dict of dicts of arrays; every method takes it first": _check_model_parameters,
     "(2,) nats; summed over all 5^4 sequences, exp(log_prob) is 1": _check_discrete,
     "straight-through gradients, written by hand": _check_gradients,
+    "per flow: gradient norm, location margins in units of tau, share relabelled": _check_diagnostics,
     "(3, 4) integer tokens": _check_samples,
     "eps back to within 1e-15; logdet_inv = -logdet to 1e-13": _check_nlsq_inverse,
     "(4, 20, 8), zeros at padding": _check_prior_sample,

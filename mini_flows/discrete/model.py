@@ -19,6 +19,7 @@ from mini_flows.backend import Array
 from mini_flows.chain import Chain
 from mini_flows.checks import check_nonempty_batch, check_positive_int
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
+from mini_flows.discrete.diagnostics import flow_diagnostics
 from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
 from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
 from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tokens_to_one_hot
@@ -91,14 +92,23 @@ class DiscreteFlowModel:
         gives an empty array)."""
         return self.forward(params, tokens)[0]
 
-    def loss_and_grads(self, params: Tree, tokens: Array) -> tuple[float, Tree]:
-        """(mean negative log-likelihood in nats, its gradient tree) on integer tokens (batch, D),
-        batch >= 1 (ValueError for an empty batch); the loss ``train.fit`` takes."""
+    def loss_and_grads(self, params: Tree, tokens: Array) -> tuple[float, Tree, dict[str, float]]:
+        """(mean negative log-likelihood in nats, its gradient tree, the flows' straight-through
+        diagnostics) on integer tokens (batch, D), batch >= 1 (ValueError for an empty batch); the
+        loss ``train.fit`` takes, which records the diagnostics every step.
+
+        The diagnostics (``discrete.diagnostics.flow_diagnostics``) are "flow_i/grad",
+        "flow_i/margin_median", "flow_i/margin_min" and "flow_i/moved" for every flow i, {} for a
+        base alone.
+        """
         check_nonempty_batch("tokens", tokens)
         log_p, cache = self.forward(params, tokens)
         batch = log_p.shape[0]
         dlog_p = B.xp().full((batch,), -1.0 / batch, dtype=log_p.dtype)
-        return -float(log_p.mean()), self.backward(params, cache, dlog_p)
+        grads = self.backward(params, cache, dlog_p)
+        flows = dict(zip(self.chain.names, cache.flows.members))
+        diagnostics = flow_diagnostics({f"flow_{i}": flows[f"flow_{i}"] for i in range(len(self.flows))}, grads)
+        return -float(log_p.mean()), grads, diagnostics
 
     def sample(self, params: Tree, n: int, seed: int | None = None) -> Array:
         """n integer sequences (n, D): base sample (noise from ``B.rng(seed)``), then f_1, ..., f_L

@@ -48,7 +48,7 @@ def test_loss_gradient_matches_autograd(kind, network, K, length, batch, num_flo
     rng = B.host_rng(seed)
     params = tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), params)
     tokens = rng.integers(0, K, size=(batch, length))
-    loss, grads = model.loss_and_grads(params, tokens)
+    loss, grads, _ = model.loss_and_grads(params, tokens)
     assert loss == pytest.approx(-float(np.mean(model.log_prob(params, tokens))), rel=1e-12)
     (auto,) = autograd_grads(lambda p: -model.forward(p, tokens)[0].mean(), params)
     assert_grads_close(grads, auto, floor=tree_floor(auto))
@@ -106,7 +106,7 @@ def test_float32_model():
     log_p = model.log_prob(params, tokens)
     assert log_p.dtype == np.float32
     assert abs(float(np.exp(B.to_numpy(log_p).astype(np.float64)).sum()) - 1) < 1e-5
-    loss, grads = model.loss_and_grads(params, tokens)
+    loss, grads, _ = model.loss_and_grads(params, tokens)
     assert all(g.dtype == np.float32 for g in tree_leaves(grads))
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         model.init(B.host_rng(0), "int32")

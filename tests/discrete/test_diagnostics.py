@@ -1,0 +1,202 @@
+"""Straight-through diagnostics: margins, relabelled share and gradient norms against a direct
+computation, their ranges, the identity start's values, and the frozen-flow warning: a flow
+trained until its margins run away triggers it, a flow that is learning does not."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from mini_flows import backend as B
+from mini_flows.data import sample_table, table_entropy
+from mini_flows.discrete import build_model, identity_start, mask_scale_logits
+from mini_flows.discrete.diagnostics import (
+    diagnostics_report,
+    flow_names,
+    frozen_flows,
+    location_margins,
+    progress_summary,
+    relabelled,
+)
+from mini_flows.discrete.one_hot import tokens_to_one_hot
+from mini_flows.optim import Adam, global_norm
+from mini_flows.train import Progress, fit
+from tests.discrete.common import FLOW_CASES, seeds
+
+QUANTITIES = ("grad", "margin_median", "margin_min", "moved")
+
+
+@given(seed=seeds, K=st.integers(2, 7), lead=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+       tau=st.floats(-3, 1).map(lambda e: 10.0**e), ties=st.booleans())
+def test_margins_are_the_top_two_logits_apart_in_units_of_tau(seed, K, lead, tau, ties):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((*lead, K))
+    if ties:
+        logits = np.round(logits)  # many sites with a tied maximum, whose margin is 0
+    top_two = np.sort(logits, axis=-1)[..., -2:]
+    margins = B.to_numpy(location_margins(B.asarray(logits), tau))
+    assert margins.shape == tuple(lead) and np.all(margins >= 0)
+    np.testing.assert_allclose(margins, (top_two[..., 1] - top_two[..., 0]) / tau, rtol=1e-12, atol=0)
+
+
+def test_relabelled_sites_are_a_shift_or_a_scale_away_from_the_identity():
+    eye = np.eye(5)
+    mu, sigma = B.asarray(eye[[0, 0, 3, 2]]), B.asarray(eye[[1, 2, 1, 3]])
+    assert B.to_numpy(relabelled(mu, None)).tolist() == [False, False, True, True]
+    assert B.to_numpy(relabelled(mu, sigma)).tolist() == [False, True, True, True]
+
+
+def direct_diagnostics(model, params, tokens):
+    """Each flow's numbers from scratch: run the flows' inverses one by one from the data, call
+    each flow's network on its own input, and read margins and relabellings off its logits."""
+    v = tokens_to_one_hot(B.asarray(tokens), model.length, model.vocab_size, "float64")
+    numbers = {}
+    for i in reversed(range(len(model.flows))):  # flow_{L-1} is next to the data
+        flow, p = model.flows[i], params[f"flow_{i}"]
+        y = B.to_numpy(v)
+        if hasattr(flow, "moved"):
+            mask = np.array([d % 2 == (flow.keep == "odd") for d in range(model.length)], float)[:, None]
+            (loc, scale), _ = flow.network.forward(p["network"], B.asarray(mask * y))
+            sites = slice(None), flow.moved
+        else:
+            z = y[:, ::-1] if flow.order == "reversed" else y
+            (loc, scale), _ = flow.network.forward(p["network"], B.asarray(z))
+            sites = slice(None), slice(None)
+        loc = B.to_numpy(loc)[sites].reshape(-1, model.vocab_size)
+        top_two = np.sort(loc, axis=-1)[:, -2:]
+        margins = (top_two[:, 1] - top_two[:, 0]) / flow.tau
+        moved = np.argmax(loc, axis=-1) != 0
+        if flow.scale:
+            moved |= np.argmax(B.to_numpy(mask_scale_logits(scale))[sites].reshape(-1, model.vocab_size), -1) != 1
+        numbers[f"flow_{i}"] = {"margin_median": np.median(margins), "margin_min": margins.min(),
+                                "moved": moved.mean()}
+        v = flow.inverse(p, v)[0]
+    return numbers
+
+
+@pytest.mark.parametrize("kind,network,scale", [("autoregressive", "lstm", False), ("autoregressive", "made", True),
+                                                ("bipartite", "mlp", True), ("bipartite", "transformer", False)])
+def test_the_diagnostics_match_a_direct_computation(kind, network, scale):
+    """Two flows, random parameters (so sites are relabelled), odd length (a bipartite flow maps
+    its moved positions only)."""
+    model = build_model(kind, 5, 5, num_flows=2, scale=scale, hidden=6, network=network)
+    params = model.init(B.host_rng(3))
+    tokens = np.random.default_rng(4).integers(0, 5, size=(7, 5))
+    _, grads, extras = model.loss_and_grads(params, B.asarray(tokens))
+    assert list(extras) == [f"flow_{i}/{key}" for i in range(2) for key in QUANTITIES]
+    for name, expected in direct_diagnostics(model, params, tokens).items():
+        assert extras[f"{name}/grad"] == pytest.approx(global_norm(grads[name]), rel=1e-12)
+        for key, value in expected.items():
+            assert extras[f"{name}/{key}"] == pytest.approx(float(value), rel=1e-12, abs=1e-12)
+    assert any(extras[f"flow_{i}/moved"] > 0 for i in range(2))
+
+
+@pytest.mark.parametrize("kind,network", FLOW_CASES)
+@given(K=st.integers(2, 6), length=st.integers(1, 5), flows=st.integers(1, 2), scale=st.booleans(), seed=seeds)
+def test_margins_are_nonnegative_and_the_moved_share_a_fraction(kind, network, K, length, flows, scale, seed):
+    model = build_model(kind, K, length, num_flows=flows, scale=scale, hidden=4, network=network)
+    tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(6, length)))
+    _, _, extras = model.loss_and_grads(model.init(B.host_rng(seed)), tokens)
+    assert flow_names(extras) == [f"flow_{i}" for i in range(flows)]
+    for name in flow_names(extras):
+        median, low, moved = (extras[f"{name}/{key}"] for key in QUANTITIES[1:])
+        if kind == "bipartite" and length == 1 and name == "flow_0":  # keeps position 0: maps no site
+            assert math.isnan(median) and math.isnan(low) and moved == 0.0
+        else:
+            assert 0 <= low <= median and 0 <= moved <= 1
+        assert extras[f"{name}/grad"] >= 0
+
+
+@given(kind_network=st.sampled_from([("autoregressive", "lstm"), ("autoregressive", "tabular"), ("bipartite", "mlp")]),
+       K=st.integers(2, 5), D=st.integers(2, 4), flows=st.integers(1, 3), seed=seeds)
+def test_identity_start_relabels_nothing_at_margin_3_tau(kind_network, K, D, flows, seed):
+    kind, network = kind_network
+    model = build_model(kind, K, D, num_flows=flows, network=network)
+    params = identity_start(model, model.init(B.host_rng(seed)))
+    tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(8, D)))
+    _, _, extras = model.loss_and_grads(params, tokens)
+    for name in flow_names(extras):
+        assert extras[f"{name}/moved"] == 0.0
+        assert extras[f"{name}/margin_median"] == pytest.approx(3.0, rel=1e-12)
+        assert extras[f"{name}/margin_min"] == pytest.approx(3.0, rel=1e-12)
+
+
+def test_a_base_alone_has_no_diagnostics():
+    model = build_model("bipartite", 3, 4, num_flows=0)
+    assert model.loss_and_grads(model.init(B.host_rng(0)), B.asarray([[0, 1, 2, 0]]))[2] == {}
+
+
+def history_of(grads, margins):
+    """A one-flow history with these per-step gradient norms and median margins."""
+    return {"loss": [1.0] * len(grads), "flow_0/grad": grads, "flow_0/margin_median": margins,
+            "flow_0/margin_min": margins, "flow_0/moved": [0.0] * len(grads)}
+
+
+def test_frozen_needs_both_a_large_margin_and_a_vanished_gradient():
+    assert frozen_flows(history_of([1.0] * 10 + [1e-5] * 10, [12.0] * 20)) == [
+        "warning: flow_0 is frozen (it relabels 0.0% of sites): median location margin 12.0 tau, gradient norm "
+        "1e-05 of its start's; the straight-through gradient no longer moves it"]
+    assert frozen_flows(history_of([1.0] * 10 + [1e-5] * 10, [9.0] * 20)) == []  # small margin
+    assert frozen_flows(history_of([1.0] * 10 + [1e-3] * 10, [12.0] * 20)) == []  # gradient still there
+    assert frozen_flows(history_of([0.0] * 20, [12.0] * 20)) != []  # never any gradient
+    assert frozen_flows({"loss": [1.0], "kl": [0.5]}) == []  # no flows
+
+
+def test_one_cancelled_step_is_no_frozen_flow():
+    """One step's gradient can cancel exactly (K = 2, a batch balanced between the states): the
+    check reads the means over the first and the last tenth."""
+    grads = [1.0] * 19 + [1e-17]
+    assert frozen_flows(history_of(grads, [12.0] * 20)) == []
+    assert frozen_flows(history_of([1e-17] + [1.0] * 19, [12.0] * 20)) == []
+
+
+def test_progress_summary_condenses_the_flows_and_keeps_other_extras():
+    first = {"kl": 0.5, "flow_0/grad": 2.0, "flow_0/margin_median": 3.0, "flow_0/margin_min": 3.0,
+             "flow_0/moved": 0.0, "flow_1/grad": 4.0, "flow_1/margin_median": 3.0, "flow_1/margin_min": 3.0,
+             "flow_1/moved": 0.0}
+    now = {**first, "flow_0/grad": 1.0, "flow_1/grad": 0.004, "flow_1/margin_median": 12.5, "flow_0/moved": 0.5}
+    assert progress_summary(now, first) == {"kl": 0.5, "grad/start": "0.001", "margin/tau": "12.5", "moved": "25.0%"}
+    assert progress_summary({"kl": 0.25}, {"kl": 0.5}) == {"kl": 0.25}
+    idle = {"flow_2/grad": 0.0, "flow_2/margin_median": math.nan, "flow_2/margin_min": math.nan, "flow_2/moved": 0.0}
+    assert progress_summary({**now, **idle}, {**first, **idle}) == progress_summary(now, first)  # maps no site
+
+
+def adam_fit(model, params, data, steps, lr, batch=128, verbose=True):
+    """fit with a progress printer that summarises the flows and checks for frozen ones."""
+    progress = Progress("test", steps, verbose, summary=progress_summary, checks=[frozen_flows])
+    return fit(model.loss_and_grads, params, lambda s: data[(s * batch) % data.shape[0]:][:batch], steps,
+               Adam(lr=lr), reporter=progress)
+
+
+def test_a_flow_trained_until_its_margins_run_away_is_reported_frozen(capsys):
+    """Data drawn from the model's own base make the identity optimal; from the identity start a
+    large learning rate drives the location margin up until no gradient reaches the flow."""
+    model = build_model("bipartite", 4, 4, num_flows=1, hidden=8, network="mlp")
+    params = identity_start(model, model.init(B.host_rng(0)))
+    data = model.sample(params, 2048, seed=1)
+    _, history = adam_fit(model, params, data, 40, lr=0.3)
+    report = diagnostics_report(history)
+    final = report["final"]["flow_0"]
+    assert final["margin_median"] > 10 and final["grad_ratio"] < 1e-4 and final["moved"] == 0.0
+    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("warning: flow_0 is frozen")
+    assert "test: warning: flow_0 is frozen (it relabels 0.0% of sites): median location margin" in \
+        capsys.readouterr().out
+
+
+def test_a_flow_that_is_learning_is_not_reported_frozen(capsys):
+    """XOR-correlated data, which a factorized base alone cannot fit: one bipartite flow learns to
+    relabel x2 and takes the loss well below the best factorized fit."""
+    table = [[0.63, 0.07], [0.03, 0.27]]
+    data = B.asarray(sample_table(table, 128 * 60, seed=2))
+    model = build_model("bipartite", 2, 2, num_flows=1, network="mlp")
+    _, history = adam_fit(model, model.init(B.host_rng(2)), data, 60, lr=3e-3)
+    factorized = table_entropy([0.7, 0.3]) + table_entropy([0.66, 0.34])
+    assert np.mean(history["loss"][-6:]) < factorized - 0.1
+    assert history["flow_0/moved"][-1] > 0
+    report = diagnostics_report(history)
+    assert report["warnings"] == [] and report["final"]["flow_0"]["grad_ratio"] > 1e-3
+    out = capsys.readouterr().out
+    assert "frozen" not in out and "grad/start" in out and "margin/tau" in out and "moved" in out
