@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     empirical = histogram(data)
     print(f"{args.num_data} points, {int((empirical > 0).sum())} of {K * K} cells occupied")
 
-    models = train_models(data, args.steps, args.batch, args.lr, args.hidden, args.seed)
+    models, _ = train_models(data, args.steps, args.batch, args.lr, args.hidden, args.seed)
     base_only, flow = models.values()
     print(f"\nnegative log-likelihood on the training data (nats, lower is better; {args.steps} steps):")
     print(f"  empirical entropy of the data   {entropy(empirical):6.3f}")

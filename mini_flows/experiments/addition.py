@@ -38,6 +38,7 @@ from mini_flows.discrete import (
     DiscreteBipartiteFlow,
     DiscreteFlowModel,
 )
+from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.discrete.networks import shift_right, shift_right_backward
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.experiments.figures import save_figure, table_bars
@@ -223,7 +224,7 @@ def run(settings: Settings) -> Report:
     hidden, batch = (8, 16) if settings.quick else (64, 128)
     a, b, y = (B.asarray(v) for v in addition_samples(steps * batch, settings.seed, DIGITS, BASE))
     test = [B.asarray(v) for v in addition_samples(500 if settings.quick else 5000, settings.seed + 1, DIGITS, BASE)]
-    rows, results = [], {}
+    rows, results, diagnostics = [], {}, {}
     settings.clock.plan(len(SETUPS) * steps)
     for label, (kind, flows, paper) in SETUPS.items():
         model = build(kind, flows, hidden=hidden)
@@ -233,8 +234,10 @@ def run(settings: Settings) -> Report:
             condition(model, a[part], b[part])
             return y[part]
 
-        params, _ = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch_at, steps,
-                        Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps), settings.progress(label, steps))
+        params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch_at, steps,
+                              Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps), settings.progress(label, steps))
+        if flows:
+            diagnostics[label] = diagnostics_report(history)
         results[label] = heldout_nll(model, params, *test)
         rows.append([label, cell(results[label], paper), cell(results[label] / DIGITS)])
     table = Table(f"Tran et al. 2019, section 4.2: addition of two {DIGITS}-digit numbers, test NLL of the sum",
@@ -243,6 +246,6 @@ def run(settings: Settings) -> Report:
              f"{hidden} units (paper: 256); a perfect model scores 0",
              "the input digits enter each network at their own position (not through encoder final states): the "
              "left-to-right base cannot see the carries coming from the right, the reversed flow can"]
-    report = Report(table, notes, results={"nll": results, "steps": steps})
+    report = Report(table, notes, results={"nll": results, "steps": steps, "diagnostics": diagnostics})
     save_figure(settings, "addition.png", table_bars(table, ["NLL (nats)"], "test NLL of the sum (nats)"), report)
     return report

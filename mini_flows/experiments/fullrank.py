@@ -49,6 +49,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.data import dirichlet_table, sample_table, table_entropy
 from mini_flows.discrete import build_model, identity_start
+from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.experiments.evaluation import all_sequences, log_probs, mean_nll
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
@@ -136,14 +137,16 @@ def train_row(row: Row, seed: int, quick: bool, progress: Callable[[str, int], P
     out: dict[str, Any] = {"entropy": table_entropy(table), "train_entropy": empirical_entropy(train, K),
                            "n_train": row.n_train, "steps": row.steps, "batch": row.batch, "hidden": row.hidden,
                            "exact": exact, "test_samples": None if exact else int(test.shape[0]),
-                           "train": {}, "population": {}}
+                           "train": {}, "population": {}, "diagnostics": {}}
     test_log_p = {}
     for label, (kind, flows, network, lr) in MODELS.items():
         model = build_model(kind, K, D, num_flows=flows, hidden=row.hidden, network=network,
                             scale=row.scale and flows > 0)
-        params, _ = fit(model.loss_and_grads, identity_start(model, model.init(B.host_rng(seed))),
-                        epochs(train, row.batch, row.steps, seed + 3), row.steps, Adam(lr=lr),
-                        linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps))
+        params, history = fit(model.loss_and_grads, identity_start(model, model.init(B.host_rng(seed))),
+                              epochs(train, row.batch, row.steps, seed + 3), row.steps, Adam(lr=lr),
+                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps))
+        if flows:
+            out["diagnostics"][label] = diagnostics_report(history)
         log_prob = partial(model.log_prob, params)
         out["train"][label] = mean_nll(log_prob, train)
         if test is None:

@@ -39,6 +39,7 @@ from mini_flows.backend import Array
 from mini_flows.data import ising_samples, potts_samples
 from mini_flows.data.lattice import ising_entropy, potts_entropy
 from mini_flows.discrete import DiscreteFlowModel, build_model, identity_start
+from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.discrete.one_hot import one_hot_to_tokens, tokens_to_one_hot
 from mini_flows.experiments.evaluation import log_probs
 from mini_flows.experiments.figures import save_figure, table_bars
@@ -97,33 +98,40 @@ def batch_stream(n: int, steps: int, batch: int, seed: int) -> Array:
 
 
 def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
-               progress: Callable[[str, int], Progress] = Progress) -> Pair:
+               progress: Callable[[str, int], Progress] = Progress) -> tuple[Pair, dict[str, Any]]:
     """Adam (``train.fit``, learning rate decaying linearly) on each model in turn, step s on
     ``train[index[s]]``, without gradient clipping: a global-norm clip would let the flow's gradient
     shrink the base's steps, so a flow model whose flow stays the identity would train its base
     differently from the base alone. ``progress(label, steps)`` makes each progress printer.
-    Returns the pair with trained parameters."""
+    Returns the pair with trained parameters, and the flow model's straight-through diagnostics
+    (``diagnostics_report``) under its name."""
     steps = index.shape[0]
-    return {name: (model, fit(model.loss_and_grads, params, lambda s: train[index[s]], steps, Adam(lr=lr),
-                              linear_decay(lr, steps), progress(f"{name} {label}", steps))[0])
-            for name, (model, params) in pair.items()}
+    trained, diagnostics = {}, {}
+    for name, (model, params) in pair.items():
+        params, history = fit(model.loss_and_grads, params, lambda s: train[index[s]], steps, Adam(lr=lr),
+                              linear_decay(lr, steps), progress(f"{name} {label}", steps))
+        trained[name] = (model, params)
+        if model.flows:
+            diagnostics[name] = diagnostics_report(history)
+    return trained, diagnostics
 
 
 def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, label: str,
             progress: Callable[[str, int], Progress] = Progress, batch: int = 128,
-            lr: float = 1e-2) -> dict[str, float]:
+            lr: float = 1e-2) -> dict[str, Any]:
     """Test NLLs (nats) of the AR base and the AR flow trained under control (``controlled_pair``,
     one ``batch_stream``) on ``train`` (n, D), their paired difference flow - base with its
-    standard error over the test chains, and the fraction of test sites the trained flow moves."""
+    standard error over the test chains, the fraction of test sites the trained flow moves, and the
+    flow's training diagnostics (``diagnostics_report``)."""
     train, test = B.asarray(train), B.asarray(test)
-    pair = train_pair(controlled_pair(q, train.shape[1], hidden, seed), train,
-                      batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress)
+    pair, diagnostics = train_pair(controlled_pair(q, train.shape[1], hidden, seed), train,
+                                   batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress)
     xp = B.xp()
     base_log_p, flow_log_p = (log_probs(partial(model.log_prob, params), test) for model, params in pair.values())
     gain = base_log_p - flow_log_p
     return {"AR base": -float(xp.mean(base_log_p)), "AR flow": -float(xp.mean(flow_log_p)),
             "flow - base": float(xp.mean(gain)), "standard error": float(xp.std(gain) / test.shape[0] ** 0.5),
-            "moved": moved_fraction(*pair["AR flow"], test)}
+            "moved": moved_fraction(*pair["AR flow"], test), "diagnostics": diagnostics["AR flow"]}
 
 
 def _run(settings: Settings, cases: list[tuple[str, int, Callable[[int, int, int], Any], float, tuple]],

@@ -26,6 +26,7 @@ from mini_flows.backend import Array
 from mini_flows.data import mog_samples, mog_table, table_entropy
 from mini_flows.data.toy import MOG_BOUND, MOG_MODES, MOG_RADIUS, MOG_STATES, MOG_WIDTH
 from mini_flows.discrete import DiscreteFlowModel, build_model
+from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.experiments.evaluation import mean_nll
 from mini_flows.experiments.figures import heatmaps, save_figure
 from mini_flows.experiments.settings import Settings
@@ -81,10 +82,11 @@ def near_modes() -> Array:
 
 def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hidden: int = 64, seed: int = 0,
                  progress: Callable[[str, int], Progress] = Progress,
-                 restarts: int = 1) -> dict[str, tuple[DiscreteFlowModel, Tree]]:
+                 restarts: int = 1) -> tuple[dict[str, tuple[DiscreteFlowModel, Tree]], dict[str, Any]]:
     """A factorized base alone and one bipartite flow (MLP of width ``hidden``) on the same base,
     each trained for ``steps`` Adam steps on minibatches drawn with replacement from ``data``:
-    label -> (model, trained params).
+    label -> (model, trained params), and the kept flow model's straight-through diagnostics
+    (``diagnostics_report``) under its label.
 
     The flow model trains from ``restarts`` initialisations (seeds seed, seed + 1, ...) and the
     one with the lowest NLL on ``data`` is kept: a straight-through flow can stall where its
@@ -92,17 +94,18 @@ def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hi
     ``progress(label, steps)`` makes each model's progress printer."""
     data = B.asarray(data)
 
-    def trained(model: DiscreteFlowModel, init_seed: int, label: str) -> tuple[DiscreteFlowModel, Tree]:
+    def trained(model: DiscreteFlowModel, init_seed: int, label: str) -> tuple[DiscreteFlowModel, Tree, Any]:
         rng = B.rng(seed + 1)
-        params, _ = fit(model.loss_and_grads, model.init(B.host_rng(init_seed)),
-                        lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
-                        Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps), progress(label, steps))
-        return model, params
+        params, history = fit(model.loss_and_grads, model.init(B.host_rng(init_seed)),
+                              lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
+                              Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps), progress(label, steps))
+        return model, params, diagnostics_report(history)
 
     base = trained(build_model("bipartite", K, 2, num_flows=0), seed, LABELS[0])
     flows = [trained(build_model("bipartite", K, 2, num_flows=1, hidden=hidden, network="mlp"), seed + r,
                      LABELS[1] + (f" (start {r + 1})" if restarts > 1 else "")) for r in range(restarts)]
-    return {LABELS[0]: base, LABELS[1]: min(flows, key=lambda pair: mean_nll(partial(pair[0].log_prob, pair[1]), data))}
+    flow = min(flows, key=lambda run: mean_nll(partial(run[0].log_prob, run[1]), data))
+    return {LABELS[0]: base[:2], LABELS[1]: flow[:2]}, {LABELS[1]: flow[2]}
 
 
 def draw_images(images: list[tuple[str, Array]]) -> Any:
@@ -118,7 +121,8 @@ def run(settings: Settings) -> Report:
     hidden = 16 if settings.quick else 64
     restarts = 1 if settings.quick else 3
     settings.clock.plan((1 + restarts) * steps)
-    models = train_models(data, steps, hidden=hidden, seed=settings.seed, progress=settings.progress, restarts=restarts)
+    models, diagnostics = train_models(data, steps, hidden=hidden, seed=settings.seed, progress=settings.progress,
+                                       restarts=restarts)
     xp = B.xp()
     truth = B.asarray(mog_table())
     near = near_modes()
@@ -136,6 +140,8 @@ def run(settings: Settings) -> Report:
         rows.append([label, cell(cross), cell(train), cell(mass, verdicts[label])])
         images.append((label, q))
         results[label] = {"cross_entropy": cross, "train_nll": train, "mass_near_modes": mass}
+        if label in diagnostics:
+            results[label]["diagnostics"] = diagnostics[label]
     table = Table("Tran et al. 2019, Figure 2: discretized mixture of 8 Gaussians, K = 90 states per coordinate",
                   ["NLL vs true table (nats)", "NLL on training set", "mass near the 8 modes"], rows,
                   note="the paper's Figure 2 in words, in parentheses")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mini_flows.discrete.diagnostics import frozen_flows, progress_summary
 from mini_flows.train import Progress, RunClock
 
 
@@ -52,5 +53,9 @@ class Settings:
 
     def progress(self, label: str, steps: int, warn_rise: bool = True) -> Progress:
         """The progress printer of one model's ``steps`` training steps, on the run's clock
-        (``warn_rise``: see ``Progress``)."""
-        return Progress(label, steps, self.verbose, clock=self.clock, warn_rise=warn_rise)
+        (``warn_rise``: see ``Progress``). A discrete flow model's lines show its flows'
+        straight-through diagnostics condensed (``discrete.diagnostics.progress_summary``), and it
+        warns at the end about any frozen flow (``frozen_flows``); other models' extras show as
+        they are."""
+        return Progress(label, steps, self.verbose, clock=self.clock, warn_rise=warn_rise, summary=progress_summary,
+                        checks=[frozen_flows])

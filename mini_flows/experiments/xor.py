@@ -23,6 +23,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.data import sample_table, table_entropy
 from mini_flows.discrete import DiscreteBipartiteFlow, DiscreteFlowModel, FactorizedCategorical, MLPNet, build_model
+from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
@@ -89,11 +90,13 @@ def run(settings: Settings) -> Report:
         "1 learnt flow + base": build_model("bipartite", 2, 2, num_flows=1, hidden=8, network="mlp"),
     }
     settings.clock.plan(len(learnt) * steps)
-    learnt_tables = {}
+    learnt_tables, diagnostics = {}, {}
     for label, model in learnt.items():
-        params, _ = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)),
-                        lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
-                        linear_decay(1e-2, steps), settings.progress(label, steps))
+        params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)),
+                              lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
+                              linear_decay(1e-2, steps), settings.progress(label, steps))
+        if model.flows:
+            diagnostics[label] = diagnostics_report(history)
         learnt_tables[label] = probability_table(model.log_prob(params, B.asarray(CONFIGS)))
 
     truth = [p for row in PAPER_TABLE for p in row]
@@ -123,6 +126,7 @@ def run(settings: Settings) -> Report:
                      "flow": [[float(v) for v in r] for r in flow_table]},
         "learnt": {label: {"table": t, "nll": nll(t)} for label, t in learnt_tables.items()},
         "steps": steps,
+        "diagnostics": diagnostics,
     }
     report = Report(table, notes, results=results)
     save_figure(settings, "xor.png", table_bars(table, columns, "probability", rows=slice(0, 4)), report)

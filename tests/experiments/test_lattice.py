@@ -70,10 +70,11 @@ def test_both_models_see_the_same_batches_and_train_alike_while_the_flow_stays_p
             return step(params, tokens)
         model.loss_and_grads = record
     index = batch_stream(300, 2, 16, seed=4)
-    trained = train_pair(pair, train, index, 1e-2, "test", QUIET)
+    trained, diagnostics = train_pair(pair, train, index, 1e-2, "test", QUIET)
     assert len(seen["AR base"]) == 2 and all(np.array_equal(a, b) for a, b in zip(*seen.values()))
     assert moved_fraction(*trained["AR flow"], train) == 0.0
     assert same_tree(trained["AR base"][1]["base"], trained["AR flow"][1]["base"])
+    assert list(diagnostics) == ["AR flow"] and diagnostics["AR flow"]["final"]["flow_0"]["moved"] == 0.0
 
 
 def test_batch_stream_is_seeded_and_in_range():

@@ -1,6 +1,7 @@
 """Every experiment runs end to end with --quick through the command, in-process, and writes a
 valid results.json: strict JSON (no NaN), the table's shape, the settings it ran with; its run
-clock planned exactly the training steps it took (so the run's time left is right)."""
+clock planned exactly the training steps it took (so the run's time left is right); an experiment
+that trains discrete flows shows their diagnostics in its progress lines and stores them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ from mini_flows import backend as B
 from mini_flows.cli import main
 from mini_flows.experiments import EXPERIMENTS
 from mini_flows.train import RunClock
+
+DISCRETE_FLOWS = {"xor": 1, "mog2d": 1, "fullrank": 8, "addition": 4, "potts": 8, "ising": 5}
+"""experiment -> how many trained flow models its results.json reports diagnostics for."""
+
+
+def diagnostics_in(results) -> list[dict]:
+    """Every "diagnostics_report" in a results tree: the dicts with "final" and "warnings"."""
+    if isinstance(results, dict):
+        if set(results) == {"final", "warnings"}:
+            return [results]
+        return [d for value in results.values() for d in diagnostics_in(value)]
+    return [d for value in results for d in diagnostics_in(value)] if isinstance(results, list) else []
 
 
 def strict_json(text: str) -> dict:
@@ -52,6 +65,13 @@ def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys, monkeypat
     for figure in record["figures"]:
         assert (tmp_path / figure).is_file()
     assert f"{name}: " in out and "wrote results.json" in out
+    reports = diagnostics_in(record["results"])
+    assert len(reports) == DISCRETE_FLOWS.get(name, 0)
+    assert ("grad/start" in out and "margin/tau" in out and "moved" in out) == (name in DISCRETE_FLOWS)
+    for report in reports:
+        assert report["final"] and isinstance(report["warnings"], list)
+        for numbers in report["final"].values():
+            assert set(numbers) == {"grad", "grad_ratio", "margin_median", "margin_min", "moved"}
 
 
 def test_steps_reach_the_experiment(tmp_path, capsys):
