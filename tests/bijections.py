@@ -22,6 +22,7 @@ from mini_flows.chain import Chain
 from mini_flows.continuous import AF, IAF, PRIORS, SCF, AffineTransform, Elementwise, FlowStack, NLSqTransform
 from mini_flows.continuous.priors import build_prior
 from mini_flows.discrete import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, make_network
+from mini_flows.discrete.flows import SPREAD
 from mini_flows.nn.tree import Tree, tree_map
 from tests.discrete.common import FLOW_CASES, HIDDEN, directions, random_one_hot
 
@@ -120,13 +121,14 @@ def discrete_case(kind: str, network: str) -> Case:
     def draw(data: st.DataObject, sizes: Sizes) -> Drawn:
         length, K = data.draw(sizes, label="(length, K)")
         scale = data.draw(st.booleans(), label="scale")
+        spread = data.draw(st.one_of(st.sampled_from([None, SPREAD]), st.floats(0.01, 3.0)), label="spread")
         rng = B.host_rng(data.draw(seeds, label="seed"))
         flows = []
         for _ in range(data.draw(st.integers(1, 2), label="flows")):
             net = make_network(network, length, K, HIDDEN, scale, autoregressive=kind == "autoregressive")
             direction = data.draw(directions(kind), label="order or keep")
-            flows.append(DiscreteAutoregressiveFlow(net, order=direction) if kind == "autoregressive"
-                         else DiscreteBipartiteFlow(net, keep=direction))
+            flows.append(DiscreteAutoregressiveFlow(net, order=direction, spread=spread) if kind == "autoregressive"
+                         else DiscreteBipartiteFlow(net, keep=direction, spread=spread))
         flow = flows[0] if len(flows) == 1 else Chain(flows)
         params = noisy(flow.init(rng), rng, 0.1)
         x = B.asarray(random_one_hot(rng, data.draw(st.integers(1, 3), label="batch"), length, K))

@@ -15,7 +15,8 @@ differentiable (``differentiable = ("inverse",)``) and returns no cache.
 Values are one-hot arrays (batch, D, K); mu_d is one_hot(argmax(loc logits)) and sigma_d
 one_hot(argmax(masked scale logits)) (eq. 6), so every step is exact and both directions are
 bit-exact inverses. On the backward pass argmax is replaced by softmax(logits / tau), the
-straight-through estimator, and the modular maps are bilinear in their one-hot arguments, so the
+straight-through estimator (with the location logits shrunk to a bounded spread first, unless
+``spread=None``: see ``straight_through.shrink_logits``), and the modular maps are bilinear in their one-hot arguments, so the
 gradient reaches the location logits, the scale logits (through the permutation sigma -> sigma^-1)
 and the input y.
 
@@ -39,17 +40,27 @@ from mini_flows.discrete.straight_through import (
     mask_scale_logits_backward,
     one_hot_argmax,
     one_hot_argmax_backward,
+    shrink_logits,
+    shrink_logits_backward,
 )
 from mini_flows.nn.tree import Tree
 
 
+SPREAD = 0.03
+"""The flows' default ``spread``: the location logits the straight-through softmax sees keep a
+root-mean-square spread below 0.03 sqrt(K) (``straight_through.shrink_logits``)."""
+
+
 class MuSigmaCache(NamedTuple):
-    """``_mu_sigma``'s cache: the network's, the straight-through argmaxes' and the positions."""
+    """``_mu_sigma``'s cache: the network's, the straight-through argmaxes' (``mu`` holds the
+    location logits as the softmax saw them), the positions, and ``shrink_logits``' (None
+    without a spread)."""
 
     net: Any
     mu: Any
     sigma: Any
     positions: slice | None
+    shrink: Any = None
 
 
 class InverseCache(NamedTuple):
@@ -84,8 +95,9 @@ class DiscreteFlow(Bijection):
     event_ndim = 2
     differentiable = ("inverse",)
 
-    def __init__(self, network: Any, tau: float = 0.1):
+    def __init__(self, network: Any, tau: float = 0.1, spread: float | None = SPREAD):
         self.network, self.tau = network, check_number("tau", tau)
+        self.spread = None if spread is None else check_number("spread", spread)
         self.length, self.vocab_size, self.scale = network.length, network.vocab_size, network.scale
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
@@ -109,16 +121,22 @@ class DiscreteFlow(Bijection):
         (loc, scale), net_cache = self.network.forward(params["network"], h)
         if positions is not None:
             loc, scale = loc[:, positions], None if scale is None else scale[:, positions]
+        shrink_cache = None
+        if self.spread is not None:
+            loc, shrink_cache = shrink_logits(loc, self.spread)
         mu, mu_cache = one_hot_argmax(loc, self.tau)
         sigma = sigma_cache = None
         if self.scale:
             sigma, sigma_cache = one_hot_argmax(mask_scale_logits(scale), self.tau)
-        return mu, sigma, MuSigmaCache(net_cache, mu_cache, sigma_cache, positions)
+        return mu, sigma, MuSigmaCache(net_cache, mu_cache, sigma_cache, positions, shrink_cache)
 
     def _mu_sigma_backward(self, params: Tree, cache: MuSigmaCache, dmu: Array,
                            dsigma: Array | None) -> tuple[Tree, Array]:
-        net_cache, mu_cache, sigma_cache, positions = cache
-        dloc = self._scatter(one_hot_argmax_backward(mu_cache, dmu), positions)
+        net_cache, mu_cache, sigma_cache, positions, shrink_cache = cache
+        dloc = one_hot_argmax_backward(mu_cache, dmu)
+        if shrink_cache is not None:
+            dloc = shrink_logits_backward(shrink_cache, dloc)
+        dloc = self._scatter(dloc, positions)
         dscale = None
         if self.scale:
             dsigma_logits = mask_scale_logits_backward(self.vocab_size, one_hot_argmax_backward(sigma_cache, dsigma))
@@ -156,12 +174,12 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
     Parameters: {"network": the network's tree}.
     """
 
-    def __init__(self, network: Any, order: str = "forward", tau: float = 0.1):
+    def __init__(self, network: Any, order: str = "forward", tau: float = 0.1, spread: float | None = SPREAD):
         if not network.autoregressive:
             raise ValueError(f"an autoregressive flow needs an autoregressive network, got {type(network).__name__}")
         if order not in ("forward", "reversed"):
             raise ValueError(f"order must be 'forward' or 'reversed', got {order!r}")
-        super().__init__(network, tau)
+        super().__init__(network, tau, spread)
         self.order = order
 
     def _flip(self, v: Array) -> Array:
@@ -203,6 +221,8 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
         one-hot argmax of the logits as in ``_mu_sigma`` (eq. 6), unchecked inside the loop.
         z_d, loc, scale : (batch, K)."""
         sigma = None if scale is None else hard_one_hot(scale, scale=True)
+        if self.spread is not None:
+            loc = shrink_logits(loc, self.spread)[0]
         return location_scale(z_d, hard_one_hot(loc), sigma)
 
     def _inverse(self, params: Tree, y: Array, context: None) -> Result:
@@ -236,12 +256,12 @@ class DiscreteBipartiteFlow(DiscreteFlow):
     Parameters: {"network": the network's tree}.
     """
 
-    def __init__(self, network: Any, keep: str = "even", tau: float = 0.1):
+    def __init__(self, network: Any, keep: str = "even", tau: float = 0.1, spread: float | None = SPREAD):
         if network.autoregressive:
             raise ValueError(f"a bipartite flow needs a bipartite network, got an autoregressive {type(network).__name__}")
         if keep not in ("even", "odd"):
             raise ValueError(f"keep must be 'even' or 'odd', got {keep!r}")
-        super().__init__(network, tau)
+        super().__init__(network, tau, spread)
         self.keep = keep
         evens, odds = slice(0, None, 2), slice(1, None, 2)
         self.kept, self.moved = (evens, odds) if keep == "even" else (odds, evens)

@@ -20,7 +20,7 @@ from mini_flows.chain import Chain
 from mini_flows.checks import check_nonempty_batch, check_positive_int
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
 from mini_flows.discrete.diagnostics import flow_diagnostics
-from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
+from mini_flows.discrete.flows import SPREAD, DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
 from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
 from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tokens_to_one_hot
 from mini_flows.nn.tree import Tree, first_leaf
@@ -120,7 +120,7 @@ class DiscreteFlowModel:
 
 def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, scale: bool = False,
                 hidden: int = 32, network: str = "transformer", base_network: str | None = None,
-                tau: float = 0.1) -> DiscreteFlowModel:
+                tau: float = 0.1, spread: float | None = SPREAD) -> DiscreteFlowModel:
     """A model in the paper's two set-ups (section 4); ``model.init(rng)`` draws its parameters.
 
     kind="autoregressive": an ``AutoregressiveCategorical`` base and ``num_flows``
@@ -132,10 +132,13 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     ``base_network`` ("transformer" or "lstm", autoregressive kind only) defaults to ``network``
     when that is one of them and to "transformer" otherwise. ``scale`` adds the scale sigma to every
     flow; ``hidden`` is every network's width; ``tau`` is the straight-through temperature (the
-    paper fixes 0.1). The model's ``config`` holds these arguments, as JSON values.
+    paper fixes 0.1); ``spread`` bounds the spread of the location logits the straight-through
+    softmax sees, so that training cannot freeze the flows (``straight_through.shrink_logits``;
+    None: the paper's plain estimator). The model's ``config`` holds these arguments, as JSON
+    values.
     """
     config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
-                  network=network, base_network=base_network, tau=tau)
+                  network=network, base_network=base_network, tau=tau, spread=spread)
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
     if not isinstance(scale, bool):
@@ -151,9 +154,10 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     for i in range(num_flows):
         net = make_network(network, length, vocab_size, hidden, scale, autoregressive)
         if autoregressive:
-            flows.append(DiscreteAutoregressiveFlow(net, order="reversed" if i % 2 == 0 else "forward", tau=tau))
+            flows.append(DiscreteAutoregressiveFlow(net, order="reversed" if i % 2 == 0 else "forward", tau=tau,
+                                                    spread=spread))
         else:
-            flows.append(DiscreteBipartiteFlow(net, keep="even" if i % 2 == 0 else "odd", tau=tau))
+            flows.append(DiscreteBipartiteFlow(net, keep="even" if i % 2 == 0 else "odd", tau=tau, spread=spread))
     if autoregressive:
         if base_network is None:
             base_network = network if network in ("transformer", "lstm") else "transformer"

@@ -12,12 +12,19 @@ and the backward pass replaces its (zero) Jacobian with that of the softmax at t
 Scale logits are masked first: every value not coprime with K (0 included) gets a large negative
 finite logit, so the argmax is always a unit and sigma is invertible modulo K.
 
-For gradient checks the forward is an autograd primitive with the same surrogate rule, so autograd
-on the library's own forward code computes the straight-through gradient too.
+Location logits may be shrunk first (``shrink_logits``, not in the paper; the flows' default):
 
-References: Tran, Vafa, Agrawal, Dinh, Poole. Discrete Flows: Invertible Generative Models of
-Discrete Data. NeurIPS 2019. Bengio, Leonard, Courville. Estimating or Propagating Gradients
-Through Stochastic Neurons for Conditional Computation. 2013.
+    theta' = c b / sqrt(b^2 + mean_k c_k^2),   c = theta - mean_k theta_k,   b = spread sqrt(K),
+
+a positive multiple of the centred logits, so argmax(theta') = argmax(theta) and the forward pass
+is the paper's; only the surrogate changes. Trained with Adam, which moves every weight by about
+the learning rate whatever its gradient, a flow's location logits drift apart until the softmax
+weight of the runner-up, about exp(-margin / tau), and with it the gradient, vanishes: the flow
+freezes. Shrunk, the logits the softmax sees keep a root-mean-square spread below b, so the
+gradient cannot collapse however far the raw logits drift; where their spread is small next to b
+they pass almost unchanged. The bound grows as sqrt(K) because the largest margin a spread b
+allows, b K / sqrt(K - 1), does too, and measured, a large K wants the larger bound (the
+README's fullrank and mog2d sections have the figures).
 """
 
 from __future__ import annotations
@@ -105,6 +112,29 @@ def hard_one_hot(logits: Array, scale: bool = False) -> Array:
     position, whose caller checks its inputs once.  logits : (..., K) -> one-hot (..., K)."""
     v = B.value(logits)
     return _hard_one_hot(_mask_non_units(v) if scale else v, 1.0)
+
+
+def shrink_logits(logits: Array, spread: float) -> tuple[Array, Any]:
+    """theta' = c b / sqrt(b^2 + mean(c^2)), c = theta - mean(theta), b = spread sqrt(K), along the
+    last axis: the location logits as the straight-through softmax sees them, their root-mean-
+    square spread below b and their argmax (first on ties) that of ``logits`` up to round-off ties.
+
+    Inputs: logits : (..., K) float; spread : float > 0. Returns theta' : (..., K), same dtype, and
+    the cache for ``shrink_logits_backward``.
+    """
+    bound = check_number("spread", spread) * math.sqrt(logits.shape[-1])
+    c = logits - logits.mean(axis=-1, keepdims=True)
+    r = bound / B.xp().sqrt(bound * bound + (c * c).mean(axis=-1, keepdims=True))
+    return c * r, (B.value(c), B.value(r), bound)
+
+
+def shrink_logits_backward(cache: Any, dshrunk: Array) -> Array:
+    """dtheta = P(r dtheta' - (r^3 / b^2) mean(dtheta' c) c), with r = b / sqrt(b^2 + mean(c^2))
+    and P the centring map v -> v - mean(v).  dshrunk, dtheta : (..., K)."""
+    c, r, bound = cache
+    check_shape("dshrunk", dshrunk, tuple(c.shape))
+    dc = r * dshrunk - (r**3 / bound**2) * (dshrunk * c).mean(axis=-1, keepdims=True) * c
+    return dc - dc.mean(axis=-1, keepdims=True)
 
 
 def mask_scale_logits_backward(K: int, dmasked: Array) -> Array:

@@ -22,6 +22,8 @@ from mini_flows.discrete.diagnostics import (
     relabelled,
 )
 from mini_flows.discrete.one_hot import tokens_to_one_hot
+from mini_flows.discrete.flows import SPREAD
+from mini_flows.discrete.straight_through import shrink_logits
 from mini_flows.optim import Adam, global_norm
 from mini_flows.train import Progress, fit
 from tests.discrete.common import FLOW_CASES, seeds
@@ -66,6 +68,8 @@ def direct_diagnostics(model, params, tokens):
             (loc, scale), _ = flow.network.forward(p["network"], B.asarray(z))
             sites = slice(None), slice(None)
         loc = B.to_numpy(loc)[sites].reshape(-1, model.vocab_size)
+        if flow.spread is not None:  # the margins are the surrogate softmax's, on the shrunk logits
+            loc = B.to_numpy(shrink_logits(B.asarray(loc), flow.spread)[0])
         top_two = np.sort(loc, axis=-1)[:, -2:]
         margins = (top_two[:, 1] - top_two[:, 0]) / flow.tau
         moved = np.argmax(loc, axis=-1) != 0
@@ -111,17 +115,22 @@ def test_margins_are_nonnegative_and_the_moved_share_a_fraction(kind, network, K
 
 
 @given(kind_network=st.sampled_from([("autoregressive", "lstm"), ("autoregressive", "tabular"), ("bipartite", "mlp")]),
-       K=st.integers(2, 5), D=st.integers(2, 4), flows=st.integers(1, 3), seed=seeds)
-def test_identity_start_relabels_nothing_at_margin_3_tau(kind_network, K, D, flows, seed):
+       K=st.integers(2, 5), D=st.integers(2, 4), flows=st.integers(1, 3), spread=st.sampled_from([None, SPREAD]),
+       seed=seeds)
+def test_identity_start_relabels_nothing_at_its_margin(kind_network, K, D, flows, spread, seed):
+    """identity_start's raw margin is 0.3 = 3 tau; shrunk (``shrink_logits``), the softmax sees
+    0.3 b / sqrt(b^2 + 0.09 (K - 1) / K^2), b = spread sqrt(K)."""
     kind, network = kind_network
-    model = build_model(kind, K, D, num_flows=flows, network=network)
+    model = build_model(kind, K, D, num_flows=flows, network=network, spread=spread)
     params = identity_start(model, model.init(B.host_rng(seed)))
     tokens = B.asarray(np.random.default_rng(seed).integers(0, K, size=(8, D)))
     _, _, extras = model.loss_and_grads(params, tokens)
+    bound = None if spread is None else spread * math.sqrt(K)
+    margin = 3.0 if bound is None else 3.0 * bound / math.sqrt(bound**2 + 0.09 * (K - 1) / K**2)
     for name in flow_names(extras):
         assert extras[f"{name}/moved"] == 0.0
-        assert extras[f"{name}/margin_median"] == pytest.approx(3.0, rel=1e-12)
-        assert extras[f"{name}/margin_min"] == pytest.approx(3.0, rel=1e-12)
+        assert extras[f"{name}/margin_median"] == pytest.approx(margin, rel=1e-12)
+        assert extras[f"{name}/margin_min"] == pytest.approx(margin, rel=1e-12)
 
 
 def test_a_base_alone_has_no_diagnostics():
@@ -173,8 +182,9 @@ def adam_fit(model, params, data, steps, lr, batch=128, verbose=True):
 
 def test_a_flow_trained_until_its_margins_run_away_is_reported_frozen(capsys):
     """Data drawn from the model's own base make the identity optimal; from the identity start a
-    large learning rate drives the location margin up until no gradient reaches the flow."""
-    model = build_model("bipartite", 4, 4, num_flows=1, hidden=8, network="mlp")
+    large learning rate drives the location margin of the paper's plain straight-through flow
+    (spread=None) up until no gradient reaches it."""
+    model = build_model("bipartite", 4, 4, num_flows=1, hidden=8, network="mlp", spread=None)
     params = identity_start(model, model.init(B.host_rng(0)))
     data = model.sample(params, 2048, seed=1)
     _, history = adam_fit(model, params, data, 40, lr=0.3)
@@ -184,6 +194,20 @@ def test_a_flow_trained_until_its_margins_run_away_is_reported_frozen(capsys):
     assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("warning: flow_0 is frozen")
     assert "test: warning: flow_0 is frozen (it relabels 0.0% of sites): median location margin" in \
         capsys.readouterr().out
+
+
+def test_the_same_flow_with_shrunk_logits_keeps_its_gradient(capsys):
+    """The set-up above with the default spread: the margins the softmax sees stay bounded and
+    the gradient alive, so no warning."""
+    model = build_model("bipartite", 4, 4, num_flows=1, hidden=8, network="mlp")
+    params = identity_start(model, model.init(B.host_rng(0)))
+    data = model.sample(params, 2048, seed=1)
+    _, history = adam_fit(model, params, data, 40, lr=0.3)
+    report = diagnostics_report(history)
+    bound = SPREAD * math.sqrt(4)
+    assert max(history["flow_0/margin_median"]) < bound * 4 / math.sqrt(3) / 0.1  # b K / sqrt(K - 1), in tau
+    assert report["final"]["flow_0"]["grad_ratio"] > 1e-2 and report["warnings"] == []
+    assert "frozen" not in capsys.readouterr().out
 
 
 def test_a_flow_that_is_learning_is_not_reported_frozen(capsys):

@@ -24,6 +24,8 @@ from mini_flows.discrete.straight_through import (
     mask_scale_logits_backward,
     one_hot_argmax,
     one_hot_argmax_backward,
+    shrink_logits,
+    shrink_logits_backward,
 )
 from mini_flows.nn.losses import softmax_forward
 from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
@@ -74,6 +76,39 @@ def test_backward_is_the_gradient_of_softmax_at_temperature_tau(seed, K, lead, t
     (through_primitive,) = autograd_grads(lambda z: vjp_loss(_argmax(z, tau)[0], dy), logits)
     assert_grads_close(one_hot_argmax_backward(cache, dy), surrogate)
     assert_grads_close(through_primitive, surrogate)
+
+
+spreads = st.floats(0.01, 3.0)
+
+
+@given(seeds, Ks, leads, dtypes, spreads, st.floats(0.01, 1e3))
+def test_shrunk_logits_keep_their_argmax_and_a_spread_below_the_bound(seed, K, lead, dtype, spread, size):
+    """The bound on the root-mean-square spread is spread sqrt(K)."""
+    rng = B.host_rng(seed)
+    logits = (rng.standard_normal((*lead, K)) * size).astype(dtype)
+    shrunk = B.to_numpy(shrink_logits(B.asarray(logits), spread)[0])
+    assert shrunk.dtype == dtype
+    assert np.array_equal(np.argmax(shrunk, axis=-1), np.argmax(logits, axis=-1))
+    assert np.allclose(shrunk.mean(axis=-1), 0, atol=1e-5 * spread)
+    assert (np.sqrt((shrunk.astype(np.float64) ** 2).mean(axis=-1)) < spread * math.sqrt(K) * (1 + 1e-5)).all()
+
+
+@given(seeds, Ks, leads, spreads)
+def test_shrinking_small_logits_leaves_their_centred_values_almost_unchanged(seed, K, lead, spread):
+    logits = B.host_rng(seed).standard_normal((*lead, K)) * spread * math.sqrt(K) * 1e-3
+    centred = logits - logits.mean(axis=-1, keepdims=True)
+    assert np.allclose(B.to_numpy(shrink_logits(B.asarray(logits), spread)[0]), centred, rtol=1e-5, atol=0)
+
+
+@pytest.mark.autograd
+@given(seeds, Ks, leads, spreads)
+def test_shrink_backward_matches_autograd(seed, K, lead, spread):
+    rng = B.host_rng(seed)
+    logits = rng.standard_normal((*lead, K)) * rng.uniform(0.01, 10)
+    d = rng.standard_normal(logits.shape)
+    _, cache = shrink_logits(logits, spread)
+    (auto,) = autograd_grads(lambda z: vjp_loss(shrink_logits(z, spread)[0], d), logits)
+    assert_grads_close(shrink_logits_backward(cache, d), auto)
 
 
 @given(seeds, Ks, leads, dtypes)
@@ -149,6 +184,9 @@ BAD_CALLS = [
     pytest.param(lambda: one_hot_argmax(_logits(0.0, 1.0), -0.1), ValueError, TAU, id="tau < 0"),
     pytest.param(lambda: one_hot_argmax(_logits(0.0, 1.0), float("nan")), ValueError, TAU, id="tau NaN"),
     pytest.param(lambda: one_hot_argmax(_logits(0.0, 1.0), "0.1"), ValueError, TAU, id="tau str"),
+    pytest.param(lambda: shrink_logits(_logits(0.0, 1.0), 0.0), ValueError, "spread must be", id="spread 0"),
+    pytest.param(lambda: shrink_logits_backward(shrink_logits(_logits(0.0, 1.0), 0.1)[1], _logits(0.0)), ValueError,
+                 "dshrunk must have shape", id="shrink backward shape"),
     pytest.param(
         lambda: one_hot_argmax_backward(one_hot_argmax(_logits(0.0, 1.0))[1], _logits(1.0, 2.0, 3.0)),
         ValueError,
