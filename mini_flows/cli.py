@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
+from mini_flows.discrete.flows import SPREAD  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
 from mini_flows.experiments.tables import write_results  # noqa: E402
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=None, help="training steps per model (default: the experiment's)")
     run.add_argument("--quick", action="store_true", help="tiny settings: seconds, for a first look and the tests")
     run.add_argument("--data", default=None, help="charlm: a text file, one sentence per line; music: a .pickle")
+    run.add_argument("--plain-straight-through", action="store_true",
+                     help="discrete flows: the paper's straight-through gradient, without the bound on the spread of "
+                          "the location logits that keeps flows from freezing")
     demo = sub.add_parser("demo", help="a tour of both papers in about a minute")
     for p, folder in ((run, "NAME"), (demo, "demo")):
         p.add_argument("--backend", choices=B.BACKENDS, default=None,
@@ -172,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "demo":
                 _demo(args, out)
             else:
-                settings = Settings(out=out, seed=args.seed, steps=args.steps, quick=args.quick, data=args.data)
+                settings = Settings(out=out, seed=args.seed, steps=args.steps, quick=args.quick, data=args.data,
+                                    spread=None if args.plain_straight_through else SPREAD)
                 _execute(args.name, settings, "mini-flows " + shlex.join(argv))
     except CommandError as err:
         print(f"mini-flows: error: {err}", file=sys.stderr)

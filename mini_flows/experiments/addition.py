@@ -39,6 +39,7 @@ from mini_flows.discrete import (
     DiscreteFlowModel,
 )
 from mini_flows.discrete.diagnostics import diagnostics_report
+from mini_flows.discrete.flows import SPREAD
 from mini_flows.discrete.networks import shift_right, shift_right_backward
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.experiments.figures import save_figure, table_bars
@@ -177,9 +178,11 @@ class ContextFactorized(_Context):
         return {"dense": g_dense, "logits": dlogits.sum(axis=0)}, dlog_p[:, None, None] * logp
 
 
-def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BASE, hidden: int = 64) -> DiscreteFlowModel:
+def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BASE, hidden: int = 64,
+          spread: float | None = SPREAD) -> DiscreteFlowModel:
     """p(y | a, b): kind "autoregressive" (ContextLSTMNet base and flows, the first flow reversed)
-    or "bipartite" (ContextFactorized base, ContextMLPNet flows keeping even, odd, ... positions)."""
+    or "bipartite" (ContextFactorized base, ContextMLPNet flows keeping even, odd, ... positions);
+    ``spread``: the flows' (``build_model``'s)."""
     C = vocab_size * vocab_size
     flows: list[Any] = []
     if kind == "autoregressive":
@@ -187,11 +190,11 @@ def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BAS
         for i in range(num_flows):
             order = "reversed" if i % 2 == 0 else "forward"
             net = ContextLSTMNet(length, vocab_size, C, hidden, reverse=order == "reversed")
-            flows.append(DiscreteAutoregressiveFlow(net, order=order))
+            flows.append(DiscreteAutoregressiveFlow(net, order=order, spread=spread))
     elif kind == "bipartite":
         base = ContextFactorized(length, vocab_size, C)
-        flows = [DiscreteBipartiteFlow(ContextMLPNet(length, vocab_size, C, hidden),
-                                       keep="even" if i % 2 == 0 else "odd") for i in range(num_flows)]
+        flows = [DiscreteBipartiteFlow(ContextMLPNet(length, vocab_size, C, hidden), keep="even" if i % 2 == 0 else "odd",
+                                       spread=spread) for i in range(num_flows)]
     else:
         raise ValueError(f"kind must be 'autoregressive' or 'bipartite', got {kind!r}")
     return DiscreteFlowModel(base, flows)
@@ -227,7 +230,7 @@ def run(settings: Settings) -> Report:
     rows, results, diagnostics = [], {}, {}
     settings.clock.plan(len(SETUPS) * steps)
     for label, (kind, flows, paper) in SETUPS.items():
-        model = build(kind, flows, hidden=hidden)
+        model = build(kind, flows, hidden=hidden, spread=settings.spread)
 
         def batch_at(step: int, model: DiscreteFlowModel = model) -> Array:
             part = slice(step * batch, (step + 1) * batch)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mini_flows.discrete.diagnostics import frozen_flows, progress_summary
+from mini_flows.discrete.flows import SPREAD
 from mini_flows.train import Progress, RunClock
 
 
@@ -25,6 +26,8 @@ class Settings:
     quick : a seconds-long run on tiny settings (for tests and a first look).
     data : a user's data file (charlm: text, one sentence per line; music: a pickle), or None.
     verbose : print progress lines.
+    spread : the discrete flows' bound on the spread of their location logits (``build_model``'s
+        ``spread``; None: the paper's plain straight-through gradient).
     clock : the whole run's ``RunClock``: an experiment ``plan``s every training step it will take
         before its first model, and each ``progress`` printer ticks it, for the run's time left.
     """
@@ -35,6 +38,7 @@ class Settings:
     quick: bool = False
     data: str | None = None
     verbose: bool = True
+    spread: float | None = SPREAD
     steps_run: list[int] = field(default_factory=list, compare=False)
     clock: RunClock = field(default_factory=RunClock, compare=False)
 

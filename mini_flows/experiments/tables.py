@@ -130,7 +130,7 @@ def write_results(path: Path, name: str, report: Report, settings: Settings, bac
         "experiment": name,
         "command": command,
         "settings": {"seed": settings.seed, "steps": steps, "steps_given": settings.steps, "quick": settings.quick,
-                     "data": settings.data, "backend": backend},
+                     "data": settings.data, "spread": settings.spread, "backend": backend},
         "seconds": round(seconds, 2),
         "provenance": provenance(),
         "table": report.table.to_json(),

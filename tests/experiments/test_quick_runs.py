@@ -13,6 +13,7 @@ import pytest
 
 from mini_flows import backend as B
 from mini_flows.cli import main
+from mini_flows.discrete.flows import SPREAD
 from mini_flows.experiments import EXPERIMENTS
 from mini_flows.train import RunClock
 
@@ -49,7 +50,7 @@ def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys, monkeypat
     assert record["experiment"] == name
     assert record["command"] == "mini-flows " + shlex.join(argv)
     steps = record["settings"].pop("steps")
-    assert record["settings"] == {"seed": 3, "steps_given": None, "quick": True, "data": None,
+    assert record["settings"] == {"seed": 3, "steps_given": None, "quick": True, "data": None, "spread": SPREAD,
                                   "backend": B.get_backend()}
     trains = EXPERIMENTS[name].trains
     assert (isinstance(steps, int) and steps > 0) or (trains and isinstance(steps, list)) or (steps is None and not trains)
@@ -78,3 +79,19 @@ def test_steps_reach_the_experiment(tmp_path, capsys):
     assert main(["run", "xor", "--steps", "7", "--out", str(tmp_path)]) == 0
     assert "step     7/7" in capsys.readouterr().out
     assert strict_json((tmp_path / "results.json").read_text())["results"]["steps"] == 7
+
+
+def test_the_plain_straight_through_flag_reaches_the_flows(tmp_path, monkeypatch):
+    """--plain-straight-through: the flow the experiment trains has spread None (its hand-set flow
+    is never trained), and results.json says so."""
+    from mini_flows.discrete import flows
+
+    spreads = []
+    start_flow = flows.DiscreteFlow.__init__
+    monkeypatch.setattr(flows.DiscreteFlow, "__init__",
+                        lambda self, *args, **kwargs: (start_flow(self, *args, **kwargs), spreads.append(self.spread)))
+    for flag, expected in (([], SPREAD), (["--plain-straight-through"], None)):
+        spreads.clear()
+        assert main(["run", "xor", "--quick", "--out", str(tmp_path), *flag]) == 0
+        assert expected in spreads and set(spreads) <= {SPREAD, expected}
+        assert strict_json((tmp_path / "results.json").read_text())["settings"]["spread"] == expected
