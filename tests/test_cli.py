@@ -30,8 +30,8 @@ def test_list_names_every_experiment_on_one_line(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(EXPERIMENTS)
-    assert {"xor", "mog2d", "fullrank", "addition", "potts", "ising", "nlsq1d", "nlsq2d", "charlm", "music",
-            "timing"} == set(EXPERIMENTS)
+    assert {"xor", "mog2d", "fullrank", "addition", "potts", "potts-nonequilibrium", "ising", "ising-nonequilibrium",
+            "nlsq1d", "nlsq2d", "charlm", "music", "timing"} == set(EXPERIMENTS)
 
 
 def test_python_dash_m_runs_the_same_command():

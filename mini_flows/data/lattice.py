@@ -10,16 +10,21 @@ Boundary: the papers do not say, so the default is a free (open) boundary: edge 
 neighbours. ``periodic=True`` wraps the lattice into a torus instead (then L >= 3, so that no pair of
 sites is joined twice).
 
-Sampling: ``steps`` sweeps of single-site Metropolis-Hastings, vectorised over n independent chains
-started from uniform random configurations; each chain gives one sample (q <= 127: the chains
-hold their states as int8). A sweep visits the sites by colour class of a greedy graph colouring
-(the checkerboard for a free boundary): sites of one class share no edge, so their updates are
-independent and run in parallel. An update proposes a state
+Sampling: ``steps`` sweeps of single-site Metropolis-Hastings, vectorised over n independent chains;
+each chain gives one sample (q <= 127: the chains hold their states as int8). The chains start
+from independent uniform random configurations (``start="uniform"``), or all from one fixed
+configuration, every site in state 0 (``start="fixed"``, a ground state when J > 0: after a few
+sweeps the samples still remember it, a non-equilibrium distribution). A sweep visits the sites by
+colour class of a greedy graph colouring (the checkerboard for a free boundary): sites of one class
+share no edge, so their updates are independent and run in parallel. An update proposes a state
 uniformly among all q (the current one included) and accepts with probability
 min(1, exp(-(E(x') - E(x)))). Including the current state keeps the chain aperiodic: with q = 2 and
 a forced flip, energy-neutral flips are always accepted and parallel sweeps can cycle forever (the
 four striped 2 x 2 configurations map onto each other), so the chain would never mix.
 The papers' "500 steps of Metropolis-Hastings" is read as 500 sweeps.
+
+Exact entropies: of p itself by a transfer matrix over rows (``potts_entropy``), and of the samples
+after one sweep from the fixed start in closed form (``potts_one_sweep_entropy``).
 
 Configurations are ints (..., L, L); a model sees them flattened row-major to (..., L * L), which
 is also the axis order of the table ``potts_exact`` returns.
@@ -41,6 +46,10 @@ MAX_EXACT_STATES = 2**22
 
 MAX_SAMPLED_STATES = 127
 """The largest q that ``potts_samples`` takes (the chains hold their states as int8)."""
+
+STARTS = ("uniform", "fixed")
+"""Where ``potts_samples``' chains start: independent uniform random configurations, or all sites
+in state 0."""
 
 
 def _check_lattice(L: int, periodic: bool) -> None:
@@ -112,9 +121,11 @@ def potts_energy(config: np.ndarray, J: float, *, periodic: bool = False) -> np.
     return -J * agree.astype(np.float64)
 
 
-def potts_samples(n: int, L: int, q: int, J: float, seed: int, steps: int = 500, *, periodic: bool = False) -> np.ndarray:
+def potts_samples(n: int, L: int, q: int, J: float, seed: int, steps: int = 500, *, start: str = "uniform",
+                  periodic: bool = False) -> np.ndarray:
     """n configurations (n, L, L) of ints in [0, q) after ``steps`` Metropolis-Hastings sweeps of n
-    independent chains (see the module docstring)."""
+    independent chains, each started from a uniform random configuration (``start="uniform"``) or
+    from every site in state 0 (``start="fixed"``); see the module docstring."""
     check_positive_int("n", n, minimum=0)
     _check_lattice(L, periodic)
     check_positive_int("q", q, minimum=2)
@@ -122,12 +133,15 @@ def potts_samples(n: int, L: int, q: int, J: float, seed: int, steps: int = 500,
         raise ValueError(f"q must be <= {MAX_SAMPLED_STATES} (states are held as int8), got {q}")
     _check_coupling(J)
     check_positive_int("steps", steps, minimum=0)
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {', '.join(map(repr, STARTS))}, got {start!r}")
     rng = np.random.default_rng(seed)
     neighbours = _neighbours(L, periodic)
     classes = _colour_classes(neighbours)
     # sites along axis 0 and chains along axis 1, so that gathering a site's neighbours copies
     # whole rows; the sentinel row -1 (site L^2) matches no state
-    x = np.concatenate([rng.integers(0, q, size=(L * L, n), dtype=np.int8), np.full((1, n), -1, np.int8)])
+    first = rng.integers(0, q, size=(L * L, n), dtype=np.int8) if start == "uniform" else np.zeros((L * L, n), np.int8)
+    x = np.concatenate([first, np.full((1, n), -1, np.int8)])
     accept_prob = np.exp(J * np.arange(-4, 5)).astype(np.float32)  # exp(-(E(x') - E(x))) at gains -4..4
     for _ in range(steps):
         for sites in classes:
@@ -189,10 +203,65 @@ def potts_entropy(L: int, q: int, J: float) -> float:
     return float(log_z - J * dz.sum() / z.sum())
 
 
+MAX_NEIGHBOUR_STATES = 2**16
+"""The largest q^4 (states of a site's four neighbours) that ``potts_one_sweep_entropy`` takes."""
+
+
+def _update_probabilities(J: float, agree: np.ndarray, q: int) -> np.ndarray:
+    """One Metropolis-Hastings update of a site in state 0: the probabilities (..., q) of its new
+    state, from ``agree`` (..., q), how many of its neighbours hold each state. A proposal a
+    (uniform over all q) is accepted with min(1, exp(J (agree[a] - agree[0])))."""
+    move = np.minimum(1.0, np.exp(J * (agree - agree[..., :1]))) / q
+    move[..., 0] = 0.0
+    move[..., 0] = 1.0 - move.sum(axis=-1)  # staying: proposing 0, or any rejected proposal
+    return move
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Entropies in nats of the distributions p (..., q) along the last axis."""
+    return -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
+
+
+def potts_one_sweep_entropy(L: int, q: int, J: float) -> float:
+    """The exact entropy in nats of ``potts_samples(n, L, q, J, seed, steps=1, start="fixed")`` (free
+    boundary): one sweep from every site in state 0. The sweep updates the first checkerboard
+    colour (r + c even), whose neighbours all still hold 0, so those sites come out independent,
+    each distributed as ``_update_probabilities`` with agreements (degree, 0, ..., 0); then the
+    second colour, each site independently given its neighbours s, which are all of the first
+    colour. So H = sum_first H(x_i) + sum_second E_s H(x_j | s), the expectation over the q^degree
+    (at most q^4) states of s."""
+    _check_lattice(L, False)
+    check_positive_int("q", q, minimum=2)
+    _check_coupling(J)
+    if q**4 > MAX_NEIGHBOUR_STATES:
+        raise ValueError(f"q^4 = {q}^4 neighbour states exceed the limit of {MAX_NEIGHBOUR_STATES}")
+    neighbours = _neighbours(L, False)
+    first, second = _colour_classes(neighbours)
+    degree = (neighbours < L * L).sum(axis=1)
+    marginal = {}  # a first-colour site's new-state probabilities (q,), by degree
+    for k in set(degree[first].tolist()):
+        marginal[k] = _update_probabilities(J, np.array([k] + [0] * (q - 1)), q)
+    total = sum(float(_entropy(marginal[degree[i]])) for i in first)
+    for j in second:
+        around = [marginal[degree[i]] for i in neighbours[j] if i < L * L]
+        states = np.stack(np.unravel_index(np.arange(q ** len(around)), (q,) * len(around)), axis=-1)  # (q^k, k)
+        weight = np.prod([m[states[:, t]] for t, m in enumerate(around)], axis=0)
+        agree = (states[:, :, None] == np.arange(q)).sum(axis=1)  # (q^k, q)
+        total += float(weight @ _entropy(_update_probabilities(J, agree, q)))
+    return total
+
+
 def ising_entropy(L: int, J: float) -> float:
     """The exact entropy in nats of the free-boundary Ising model: ``potts_entropy(L, 2, 2 J)``."""
     _check_coupling(J)
     return potts_entropy(L, 2, 2 * J)
+
+
+def ising_one_sweep_entropy(L: int, J: float) -> float:
+    """The exact entropy in nats of ``ising_samples(n, L, J, seed, steps=1, start="fixed")``:
+    ``potts_one_sweep_entropy(L, 2, 2 J)``."""
+    _check_coupling(J)
+    return potts_one_sweep_entropy(L, 2, 2 * J)
 
 
 def ising_energy(config: np.ndarray, J: float, *, periodic: bool = False) -> np.ndarray:
@@ -204,11 +273,12 @@ def ising_energy(config: np.ndarray, J: float, *, periodic: bool = False) -> np.
     return 2 * energy + J * len(lattice_edges(config.shape[-1], periodic))
 
 
-def ising_samples(n: int, L: int, J: float, seed: int, steps: int = 500, *, periodic: bool = False) -> np.ndarray:
+def ising_samples(n: int, L: int, J: float, seed: int, steps: int = 500, *, start: str = "uniform",
+                  periodic: bool = False) -> np.ndarray:
     """n Ising configurations (n, L, L) in {0, 1} (spin -1 -> 0, +1 -> 1): ``potts_samples`` with
-    q = 2 and coupling 2 J."""
+    q = 2 and coupling 2 J (``start="fixed"``: every spin -1 at the start)."""
     _check_coupling(J)
-    return potts_samples(n, L, 2, 2 * J, seed, steps, periodic=periodic)
+    return potts_samples(n, L, 2, 2 * J, seed, steps, start=start, periodic=periodic)
 
 
 def ising_exact(L: int, J: float, *, periodic: bool = False) -> np.ndarray:

@@ -15,11 +15,13 @@ from mini_flows.data.lattice import (
     ising_energy,
     ising_entropy,
     ising_exact,
+    ising_one_sweep_entropy,
     ising_samples,
     lattice_edges,
     potts_energy,
     potts_entropy,
     potts_exact,
+    potts_one_sweep_entropy,
     potts_samples,
 )
 
@@ -100,6 +102,72 @@ def test_samples_are_seeded_and_zero_steps_is_uniform_noise():
     assert potts_samples(0, 3, 3, 0.5, seed=0).shape == (0, 3, 3)
 
 
+def test_a_fixed_start_is_seeded_and_zero_sweeps_return_it():
+    samples = potts_samples(30, 4, 3, 0.5, seed=2, steps=3, start="fixed")
+    assert samples.shape == (30, 4, 4) and samples.dtype == np.int64 and samples.min() >= 0 and samples.max() < 3
+    assert np.array_equal(samples, potts_samples(30, 4, 3, 0.5, seed=2, steps=3, start="fixed"))
+    assert not np.array_equal(samples, potts_samples(30, 4, 3, 0.5, seed=3, steps=3, start="fixed"))
+    assert not np.array_equal(samples, potts_samples(30, 4, 3, 0.5, seed=2, steps=3))
+    assert np.array_equal(potts_samples(5, 3, 4, 0.5, seed=0, steps=0, start="fixed"), np.zeros((5, 3, 3), int))
+    assert np.array_equal(ising_samples(5, 3, 0.5, seed=0, steps=0, start="fixed"), np.zeros((5, 3, 3), int))
+
+
+def test_a_few_sweeps_from_the_fixed_start_are_not_at_equilibrium_and_many_are():
+    """3 x 3, q = 3, J = 0.5, 4000 chains: after 1 sweep from all-0 the mean energy lies more than
+    10 standard errors below the exact mean (the chains remember their ordered start); after 100
+    sweeps within 4."""
+    n, q, J = 4000, 3, 0.5
+    p = potts_exact(3, q, J).ravel()
+    energy = potts_energy(all_configs(3, q), J)
+    mean, std = p @ energy, math.sqrt(p @ energy**2 - (p @ energy) ** 2)
+    few = potts_energy(potts_samples(n, 3, q, J, seed=1, steps=1, start="fixed"), J)
+    many = potts_energy(potts_samples(n, 3, q, J, seed=1, steps=100, start="fixed"), J)
+    assert few.mean() < mean - 10 * std / math.sqrt(n)
+    assert abs(many.mean() - mean) < 4 * std / math.sqrt(n)
+
+
+def one_sweep_table(L: int, q: int, J: float) -> np.ndarray:
+    """The distribution (q^(L^2),) after one sweep from all-0, by applying each site's
+    Metropolis-Hastings kernel to the whole table in the sampler's site order (the oracle)."""
+    sites = L * L
+    states = all_configs(L, q).reshape(-1, sites)
+    place = q ** np.arange(sites - 1, -1, -1)
+    edges = lattice_edges(L)
+    p = np.zeros(q**sites)
+    p[0] = 1.0
+    for group in _colour_classes(_neighbours(L, False)):
+        for i in group:
+            around = [b if a == i else a for a, b in edges if i in (a, b)]
+            agree = [sum((states[:, j] == a) for j in around) for a in range(q)]  # (q, q^(L^2))
+            agree_now = np.choose(states[:, i], agree)
+            new = np.zeros_like(p)
+            for a in range(q):
+                accept = np.minimum(1.0, np.exp(J * (agree[a] - agree_now)))
+                np.add.at(new, np.arange(q**sites) + (a - states[:, i]) * place[i], p * accept / q)
+                new += p * (1 - accept) / q
+            p = new
+    return p
+
+
+@pytest.mark.parametrize("L, q, J", [(2, 2, 0.7), (2, 3, -0.4), (3, 2, 1.5), (3, 3, 0.5)])
+def test_one_sweep_entropy_matches_the_kernel_applied_to_the_table(L, q, J):
+    assert math.isclose(potts_one_sweep_entropy(L, q, J), table_entropy(one_sweep_table(L, q, J)), rel_tol=1e-10)
+    if q == 2:
+        assert math.isclose(ising_one_sweep_entropy(L, J / 2), potts_one_sweep_entropy(L, 2, J), rel_tol=1e-12)
+
+
+def test_one_sweep_samples_match_the_kernel_on_2x2():
+    n, J = 8000, 0.6
+    p = one_sweep_table(2, 2, J)
+    samples = potts_samples(n, 2, 2, J, seed=4, steps=1, start="fixed").reshape(n, -1)
+    counts = np.bincount(samples @ (2 ** np.arange(3, -1, -1)), minlength=16)
+    seen = p > 0
+    assert counts[~seen].sum() == 0
+    chi2 = ((counts[seen] - n * p[seen]) ** 2 / (n * p[seen])).sum()
+    dof = seen.sum() - 1
+    assert chi2 < dof + 6 * math.sqrt(2 * dof), f"chi-square {chi2:.1f} on {dof} degrees of freedom"
+
+
 def test_ising_energy_is_minus_j_sum_of_spin_products():
     config = np.array([[1, 0], [1, 1]])
     spins = 2 * config - 1
@@ -126,6 +194,8 @@ def test_ising_is_potts_with_q_2_and_twice_the_coupling():
         (lambda: potts_samples(5, 3, 1, 0.5, 0), ValueError, "q must be an integer >= 2"),
         (lambda: potts_samples(5, 3, 3, float("inf"), 0), ValueError, "J must be a finite number"),
         (lambda: potts_samples(5, 3, 3, 0.5, 0, steps=-1), ValueError, "steps must be an integer >= 0"),
+        (lambda: potts_samples(5, 3, 3, 0.5, 0, start="zeros"), ValueError, "start must be one of 'uniform', 'fixed'"),
+        (lambda: potts_one_sweep_entropy(3, 17, 0.5), ValueError, "neighbour states exceed"),
         (lambda: potts_exact(5, 3, 0.5), ValueError, "exceed the enumeration limit"),
         (lambda: potts_exact(3, 1, 0.5), ValueError, "q must be an integer >= 2"),
         (lambda: potts_energy(np.zeros((2, 3), dtype=int), 0.5), ValueError, r"shape \(\.\.\., L, L\)"),

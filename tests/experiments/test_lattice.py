@@ -1,20 +1,33 @@
 """The Potts and Ising comparison is controlled: the flow model starts as the base bit for bit, both
 models start from the same base parameters and see the same batches, and while the flow stays the
-identity the two train to the same parameters."""
+identity the two train to the same parameters. The table's gap columns, and the equilibrium and
+non-equilibrium rows."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.data import potts_samples
+from mini_flows.data.lattice import ising_entropy, ising_one_sweep_entropy, potts_entropy, potts_one_sweep_entropy
 from mini_flows.discrete import build_model, identity_start
+from mini_flows.discrete.networks import LSTMNet, TabularNet
+from mini_flows.experiments import Settings
 from mini_flows.experiments.lattice import (
+    ISING,
+    POTTS,
     batch_stream,
     compare,
     controlled_pair,
+    gap_recovered,
+    ising_cases,
     moved_fraction,
+    potts_cases,
+    run_ising_nonequilibrium,
     train_pair,
 )
 from mini_flows.nn.tree import flatten
@@ -40,10 +53,11 @@ def test_the_pair_starts_as_one_model(q, D, hidden, seed):
     tokens = B.asarray(np.random.default_rng(seed).integers(0, q, size=(64, D)))
     assert np.array_equal(base.log_prob(base_params, tokens), flow.log_prob(flow_params, tokens))
     assert moved_fraction(flow, flow_params, tokens) == 0.0
+    assert isinstance(flow.flows[0].network, TabularNet) and isinstance(flow.base.network, LSTMNet)
 
 
 def test_a_random_flow_head_is_not_the_identity_but_identity_start_makes_it_so():
-    model = build_model("autoregressive", 2, 16, num_flows=1, hidden=8, network="lstm")
+    model = build_model("autoregressive", 2, 16, num_flows=1, hidden=8, network="tabular", base_network="lstm")
     params = model.init(B.host_rng(0))
     tokens = B.asarray(np.random.default_rng(0).integers(0, 2, size=(256, 16)))
     assert moved_fraction(model, params, tokens) > 0.05
@@ -59,8 +73,9 @@ def test_moved_fraction_counts_relabelled_sites():
 
 
 def test_both_models_see_the_same_batches_and_train_alike_while_the_flow_stays_put():
-    """2 Adam steps of size 1e-2 move a location logit by at most (hidden + 2) 2e-2 = 0.16 < 0.3,
-    the identity margin, so the flow stays the identity and the bases must end bit-identical."""
+    """2 Adam steps of size 1e-2 move each parameter by at most about 2e-2, so a location logit (a
+    table entry plus a bias) by 4e-2 and the difference of two by 8e-2 < 0.3, the identity margin:
+    the flow stays the identity and the bases must end bit-identical."""
     train = B.asarray(potts_samples(300, 3, 3, 0.5, seed=2, steps=5).reshape(300, 9))
     pair = controlled_pair(3, 9, 6, seed=3)
     seen = {name: [] for name in pair}
@@ -89,3 +104,44 @@ def test_compare_reports_the_paired_difference():
     scores = compare(data[:200], data[200:], 3, hidden=4, steps=2, seed=0, label="t", progress=QUIET)
     assert scores["AR base"] == scores["AR flow"] and scores["flow - base"] == 0.0 and scores["moved"] == 0.0
     assert scores["standard error"] == 0.0 and 9.0 < scores["AR base"] < 11.0
+    assert 0.0 < scores["base standard error"] < 0.5 and scores["flow context"] == 7  # 3^7 <= 4096 < 3^8
+
+
+def test_gap_recovered_is_the_flow_gain_over_a_measurable_base_gap():
+    scores = {"AR base": 10.5, "base standard error": 0.01, "flow - base": -0.1}
+    assert math.isclose(gap_recovered(scores, 10.1), 0.25)
+    assert math.isclose(gap_recovered({**scores, "flow - base": 0.2}, 10.1), -0.5)
+    assert gap_recovered(scores, 10.49) is None  # a gap of 0.01 is not above 2 standard errors
+    assert gap_recovered(scores, 10.6) is None  # nor is a base below the entropy
+
+
+@pytest.mark.parametrize("make_cases, table, exact, one_sweep", [(potts_cases, POTTS, potts_entropy,
+                                                                    potts_one_sweep_entropy),
+                                                                   (ising_cases, ISING, ising_entropy,
+                                                                    ising_one_sweep_entropy)])
+def test_cases_sample_the_paper_lattices_at_or_out_of_equilibrium(make_cases, table, exact, one_sweep):
+    equilibrium, fixed = make_cases(True, 2), make_cases(False, 1)
+    assert [c.paper for c in equilibrium] == [c.paper for c in fixed] == list(table.values())
+    for (*_, J), at, out in zip(table, equilibrium, fixed):
+        q_args = (at.q,) if make_cases is potts_cases else ()
+        assert math.isclose(at.entropy, exact(at.L, *q_args, J))
+        assert math.isclose(out.entropy, one_sweep(at.L, *q_args, J))
+        uniform, zeros = at.sample(50, seed=3), out.sample(50, seed=3)
+        assert uniform.shape == zeros.shape == (50, at.L, at.L) and zeros.max() < at.q
+        assert np.array_equal(zeros, out.sample(50, seed=3))
+        assert (zeros == 0).mean() > (uniform == 0).mean()  # one sweep from all-0 leaves most sites at 0
+
+
+def test_the_nonequilibrium_table_reports_each_gap_and_its_recovery(tmp_path):
+    report = run_ising_nonequilibrium(Settings(out=tmp_path, quick=True, verbose=False))
+    assert report.results["start"] == "fixed" and report.results["sweeps"] == 1
+    assert report.table.columns == ["AR base", "AR flow", "flow - base", "moved %", "exact entropy", "base gap",
+                                    "gap recovered %"]
+    for (L, J), (label, row) in zip(ISING, report.results["rows"].items()):
+        assert math.isclose(row["entropy"], ising_one_sweep_entropy(L, J))
+        assert math.isclose(row["base gap"], row["AR base"] - row["entropy"])
+        assert row["gap recovered"] == gap_recovered(row, row["entropy"])
+        cells = next(r for r in report.table.rows if r[0] == label)
+        shown = cells[-1]["ours"]
+        assert (shown is None) == (row["gap recovered"] is None)
+        assert shown is None or math.isclose(shown, 100 * row["gap recovered"], abs_tol=1e-12)
