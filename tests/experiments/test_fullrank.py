@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
@@ -16,6 +17,7 @@ from mini_flows.experiments.evaluation import mean_nll
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.fullrank import (
     MODELS,
+    best_relabelled_factorized,
     cross_entropy,
     empirical_entropy,
     epochs,
@@ -66,6 +68,26 @@ def test_epochs_visit_every_row_once_per_epoch_in_fresh_orders():
     assert first != second
 
 
+def test_the_best_relabelled_factorized_fit_of_a_hand_example():
+    """p = [[0.5, 0], [0, 0.5]]: x2 = x1, fully correlated. The factorized fit of p itself pays
+    2 log 2; relabelling (1, 1) as (0, 1) makes x1 uniform and x2 = 1 certain: log 2."""
+    table = np.array([[0.5, 0.0], [0.0, 0.5]])
+    assert math.isclose(best_relabelled_factorized(table), math.log(2), rel_tol=1e-12)
+
+
+@given(K=st.integers(2, 2), D=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_no_relabelling_beats_the_entropy_and_the_identity_is_one_of_them(K, D, seed):
+    table = dirichlet_table(D, K, seed % 1000)
+    best = best_relabelled_factorized(table)
+    marginals = sum(table_entropy(table.sum(axis=tuple(a for a in range(D) if a != d))) for d in range(D))
+    assert table_entropy(table) - 1e-12 <= best <= marginals + 1e-12
+
+
+def test_relabellings_of_large_tables_are_refused():
+    with pytest.raises(ValueError, match="limited to 8"):
+        best_relabelled_factorized(dirichlet_table(2, 3, 0))
+
+
 def test_paired_standard_error():
     a, b = B.asarray([1.0, 2.0, 3.0, 4.0]), B.asarray([0.0, 2.0, 2.0, 4.0])
     assert math.isclose(paired_se(a, b), np.std([1.0, 0.0, 1.0, 0.0]) / 2, rel_tol=1e-12)
@@ -82,5 +104,9 @@ def test_quick_run_reports_both_measures_for_every_model(tmp_path):
         assert all(v >= r["train_entropy"] - 1e-9 for v in r["train"].values())
         assert all(v >= r["entropy"] - 1e-9 for v in r["population"].values()) or not r["exact"]
         assert ("paired_se" in r) == (not r["exact"])
+        assert set(r["train_se"]) == {"AR flow - AR base", "bipartite flow - factorized base"}
+        assert all(se >= 0 for se in r["train_se"].values())
+    assert sizes["D=2,K=2"]["best_relabelled_factorized"] <= sizes["D=2,K=2"]["population"]["factorized base"] + 1e-9
+    assert all("best_relabelled_factorized" not in r for size, r in sizes.items() if size != "D=2,K=2")
     labels = [row[0] for row in report.table.rows]
     assert len(labels) == 8 and sum("training set" in x for x in labels) == 4 and sum("population" in x for x in labels) == 4
