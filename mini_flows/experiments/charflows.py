@@ -164,6 +164,8 @@ def draw(models: list[Spec], results: dict[str, Any], exact: float | None) -> An
         if exact is not None:
             ax.axhline(exact, color="black", linestyle="--", label="source (exact)")
         ax.set_xscale("log", base=2)
+        counts = sorted({s.flows for s in models if s.flows})
+        ax.set_xticks(counts, [str(n) for n in counts])
         ax.set(xlabel="number of flows", ylabel="test bits per character", title="Bipartite flow LMs")
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -46,3 +46,14 @@ def test_charflows_trains_on_a_text_file_and_prints_samples(tmp_path, capsys):
     bpc = [m["bpc"] for m in record["results"]["models"].values()]
     assert all(0 < b < 10 for b in bpc)
     assert "prose.txt cut into chunks of 16 characters" in out and "samples, base only: '" in out
+
+
+def test_charlm_scores_the_bipartite_flow_and_times_its_generation_beside_the_lstms(tmp_path, capsys):
+    assert main(["run", "charlm", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert 0 < results["models"]["bipartite flow"]["nll"] < 10
+    timing = results["generation_seconds"]
+    assert timing["T"] == 12 and timing["batches"] == [1, 64]
+    assert all(len(timing[name]) == 2 and min(timing[name]) > 0 for name in ("LSTM", "bipartite flow"))
+    assert "LSTM / bipartite flow: " in out and "samples, bipartite flow: '" in out and "samples, IAF / SCF: '" in out
