@@ -33,7 +33,7 @@ from mini_flows.experiments import EXPERIMENTS  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
 from mini_flows.experiments.tables import write_results  # noqa: E402
 
-DATA_EXPERIMENTS = ("charlm", "music")
+DATA_EXPERIMENTS = ("charlm", "charflows", "music")
 MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
 
 DEMO = [  # (experiment, steps or None for its default, what it shows)
@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="the experiment (see mini-flows list)")
     run.add_argument("--steps", type=int, default=None, help="training steps per model (default: the experiment's)")
     run.add_argument("--quick", action="store_true", help="tiny settings: seconds, for a first look and the tests")
-    run.add_argument("--data", default=None, help="charlm: a text file, one sentence per line; music: a .pickle")
+    run.add_argument("--data", default=None, help="charlm: a text file, one sentence per line; charflows: any text "
+                     "file (cut into chunks); music: a .pickle")
     run.add_argument("--plain-straight-through", action="store_true",
                      help="discrete flows: the paper's straight-through gradient, without the bound on the spread of "
                           "the location logits that keeps flows from freezing")
@@ -124,7 +125,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.name not in EXPERIMENTS:
             raise CommandError(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}")
         if args.data is not None and args.name not in DATA_EXPERIMENTS:
-            raise CommandError(f"--data applies to {' and '.join(DATA_EXPERIMENTS)} only, not {args.name!r}")
+            raise CommandError(f"--data applies to {', '.join(DATA_EXPERIMENTS[:-1])} and {DATA_EXPERIMENTS[-1]} only, "
+                               f"not {args.name!r}")
 
 
 def _execute(name: str, settings: Settings, command: str) -> None:

@@ -31,7 +31,7 @@ def test_list_names_every_experiment_on_one_line(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(EXPERIMENTS)
     assert {"xor", "mog2d", "fullrank", "addition", "potts", "potts-nonequilibrium", "ising", "ising-nonequilibrium",
-            "nlsq1d", "nlsq2d", "charlm", "music", "timing"} == set(EXPERIMENTS)
+            "nlsq1d", "nlsq2d", "charlm", "charflows", "music", "timing"} == set(EXPERIMENTS)
 
 
 def test_python_dash_m_runs_the_same_command():
@@ -61,7 +61,7 @@ def test_steps_must_lie_in_range(capsys, tmp_path, steps):
     (["run", "xor", "--backend", "torch"], "invalid choice: 'torch'"),
     (["run"], "the following arguments are required: name"),
     (["fly"], "invalid choice: 'fly'"),
-    (["run", "xor", "--data", "x.txt"], "--data applies to charlm and music only"),
+    (["run", "xor", "--data", "x.txt"], "--data applies to charlm, charflows and music only"),
 ])
 def test_bad_arguments(capsys, argv, fragment):
     one_line_error(capsys, 2, argv, fragment)

@@ -3,6 +3,8 @@ distributions. Produced on the host as NumPy arrays (this package may import Num
 moves them onto the backend with ``mini_flows.backend.asarray``.
 
 - ``text``: one-sentence-per-line character corpora (Ziegler and Rush 6.1), padded batches.
+- ``fixed_length``: text as rows of one length for bipartite flows: sentences padded with an end
+  token, or chunks of a stream (Tran et al. 4.4, 4.5).
 - ``piano``: polyphonic-music pickles to piano rolls (T, 88) (Ziegler and Rush 6.2).
 - ``hmm``: a hidden-Markov character source with exact log-likelihoods.
 - ``chords``: chord-progression piano rolls with exact log-likelihoods.

@@ -58,6 +58,9 @@ EXPERIMENTS = {e.name: e for e in [
                "character LM: LSTM vs AF/AF, AF/SCF, IAF/SCF and ablations (--data FILE)", "charlm:run"),
     Experiment("music", "Ziegler Table 3", "polyphonic piano rolls: LSTM vs the three latent flow priors (--data FILE)",
                "music:run"),
+    Experiment("charflows", "Tran Fig. 3",
+               "bipartite flow LMs: bpc vs number of flows, location vs location-scale, width, depth (--data FILE)",
+               "charflows:run"),
     Experiment("timing", "Ziegler Fig. 7, Tran Table 3",
                "sampling time vs length: AR LSTM, IAF/SCF, discrete bipartite flow", "timing:run"),
 ]}

@@ -1,6 +1,11 @@
 """Tables 1 and 2 of Ziegler and Rush (2019): character-level language models, the LSTM baseline
 against latent flow models with the AF / AF, AF / SCF and IAF / SCF priors, the AF-only
-("unigram") prior, and the ablations of AF / AF (- NLSq, - AF hidden, - both).
+("unigram") prior, and the ablations of AF / AF (- NLSq, - AF hidden, - both); with the discrete
+bipartite flow of Tran et al. (2019), Table 3 (``textflows``: 8 location-scale flows on a
+factorized base, each sentence padded with an end token to a row of the longest length, its NLL
+-log q(padded row) an upper bound on the sentence's, ``data.fixed_length``), and the generation
+time of the LSTM and of the bipartite flow for sequences of the longest length, one at a time and
+64 at once, measured in the same run. The notes show three generated strings per model.
 
 Data: by default a synthetic hidden-Markov character source (``mini_flows.data.hmm``) whose exact
 likelihood (forward algorithm) is the floor every model is compared with; or ``--data FILE``, a
@@ -18,22 +23,27 @@ set: the NLL (with the length term -log p(T)), and the ELBO's reconstruction and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
-from mini_flows.data import load_text, make_hmm
+from mini_flows.data import PAD_ID, load_text
+from mini_flows.data.fixed_length import pad_rows, strip_rows
 from mini_flows.data.text import batches
 from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
 from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
+from mini_flows.experiments.textflows import bipartite_lm, bits_per_char, generation_seconds, hmm_source, sample_rows
+from mini_flows.experiments.textflows import train_bipartite
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate
 
-ROWS = [  # label, prior (None: the LSTM baseline), transform, the paper's (NLL, reconstruction, KL) in bpc
+ROWS = [  # label, prior (None: the LSTM baseline; "bipartite": the discrete flow), transform, the paper's (NLL,
+    # reconstruction, KL) in bpc
     ("LSTM", None, None, (1.38, None, None)),
+    ("bipartite flow", "bipartite", None, (1.38, None, None)),
     ("AF-only", "none/af", "nlsq", (2.90, 0.15, 2.77)),
     ("AF / AF", "af/af", "nlsq", (1.42, 0.10, 1.37)),
     ("AF / SCF", "af/scf", "nlsq", (1.46, 0.10, 1.43)),
@@ -42,52 +52,105 @@ ROWS = [  # label, prior (None: the LSTM baseline), transform, the paper's (NLL,
     ("AF / AF - AF hidden", "af/none", "nlsq", (1.57, 0.14, 1.57)),
     ("AF / AF - AF hidden, NLSq", "af/none", "affine", (1.56, 0.29, 1.56)),
 ]
+BIPARTITE = dict(num_flows=8, scale=True, hidden=64, layers=1)  # Tran et al. use 8 flows on the Penn Treebank
+GENERATION_BATCHES = (1, 64)
 
 
-def load(settings: Settings) -> tuple[list, list, int, int, float | None, str]:
-    """(train, test, vocabulary size, max length, the source's exact test NLL or None, description)."""
+class Data(NamedTuple):
+    """train and test sentences (lists of (T,) ints), K, the longest T, the end token that pads a
+    sentence to a row of the bipartite flow (``data.fixed_length``; K for the synthetic source,
+    whose K + 1 tokens the flow then models, ``PAD_ID`` for text), how to print a sentence, the
+    source's exact test NLL or None, and a description."""
+
+    train: list
+    test: list
+    vocab_size: int
+    max_length: int
+    end: int
+    decode: Any
+    exact: float | None
+    about: str
+
+
+def load(settings: Settings) -> Data:
+    """The synthetic HMM sentences, or ``--data``'s."""
     if settings.data is not None:
         corpus = load_text(settings.data, seed=settings.seed, drop_long=True)
         longest = max(len(s) for split in (corpus.train, corpus.valid, corpus.test) for s in split)
         about = f"{settings.data}: {len(corpus.train)} training and {len(corpus.test)} test sentences, " \
                 f"{corpus.vocab.size} token ids"
-        return corpus.train, corpus.test, corpus.vocab.size, longest, None, about
-    source = make_hmm(settings.seed, n_states=4, vocab_size=8, min_length=4, max_length=12, emissions_per_state=3,
-                      concentration=0.3)
+        return Data(corpus.train, corpus.test, corpus.vocab.size, longest, PAD_ID, corpus.vocab.decode, None, about)
+    source = hmm_source(settings.seed)
     n_train, n_test = (64, 16) if settings.quick else (3000, 300)
     train_set, test_set = source.sample(n_train, settings.seed + 1), source.sample(n_test, settings.seed + 2)
     about = f"synthetic HMM source (4 states, 8 characters, T uniform on [4, 12]): {n_train} training and " \
-            f"{n_test} test sequences, e.g. {source.decode(test_set[0])!r}"
-    return train_set, test_set, 8, 12, source.nll_bits_per_char(test_set), about
+            f"{n_test} test sequences"
+    return Data(train_set, test_set, 8, 12, 8, source.decode, source.nll_bits_per_char(test_set), about)
 
 
 def run(settings: Settings) -> Report:
-    """Every row of Tables 1 and 2, trained for the same steps on the same data."""
-    train_set, test_set, vocab, max_length, exact, about = load(settings)
+    """Every row of Tables 1 and 2 and the bipartite flow of Tran et al.'s Table 3, trained for the
+    same steps on the same data; the LSTM's and the bipartite flow's generation times."""
+    data = load(settings)
     steps = settings.pick_steps(300, 3)
     samples = (2, 5) if settings.quick else (5, 50)  # ELBO samples in training, importance samples at test
-    lengths = B.asarray([len(s) for s in train_set])
+    lengths = B.asarray([len(s) for s in data.train])
     settings.clock.plan(len(ROWS) * steps)
-    rows, results = [], {}
+    rows, results, generated, timed = [], {}, {}, {}
     for label, prior, transform, paper in ROWS:
-        if prior is None:
-            model: Any = LSTMBaseline(BaselineConfig(vocab, max_length, **SIZES))
+        if prior == "bipartite":
+            model: Any = bipartite_lm(data.vocab_size + (data.end == data.vocab_size), data.max_length, **BIPARTITE,
+                                      spread=settings.spread)
+            params, diagnostics = train_bipartite(label, model, pad_rows(data.train, data.max_length, data.end),
+                                                  steps, settings)
+            test_rows = pad_rows(data.test, data.max_length, data.end)
+            scores = {"nll": bits_per_char(model, params, test_rows, sum(len(s) for s in data.test)),
+                      "diagnostics": diagnostics}
+            strings = strip_rows(sample_rows(model, params, 3, settings.seed + 3), data.end)
+            timed[label] = [generation_seconds(lambda s: model.sample(params, n, s), 3) for n in GENERATION_BATCHES]
+        elif prior is None:
+            model = LSTMBaseline(BaselineConfig(data.vocab_size, data.max_length, **SIZES))
             model.fit_lengths(lengths)
-            params = train_lstm(label, model, train_set, steps, settings)
-            scores = {"nll": lstm_nll(model, params, test_set)}
+            params = train_lstm(label, model, data.train, steps, settings)
+            scores = {"nll": lstm_nll(model, params, data.test)}
+            strings = sampled(model, params, settings.seed + 3)
+            timed[label] = [generation_seconds(
+                lambda s: model.sample(params, n, s, B.asarray([data.max_length] * n)), 3) for n in GENERATION_BATCHES]
         else:
-            model = LatentFlowModel(LatentConfig(vocab, max_length, prior=prior, transform=transform, **SIZES,
-                                                 **LATENT))
+            model = LatentFlowModel(LatentConfig(data.vocab_size, data.max_length, prior=prior, transform=transform,
+                                                 **SIZES, **LATENT))
             model.fit_lengths(lengths)
-            params = train_latent(label, model, train_set, steps, settings, samples[0])
+            params = train_latent(label, model, data.train, steps, settings, samples[0])
             scores = {"diverged": True} if params is None else evaluate(
-                model, params, list(batches(test_set, 100, None)), samples=samples[1], seed=settings.seed + 1)
+                model, params, list(batches(data.test, 100, None)), samples=samples[1], seed=settings.seed + 1)
+            strings = [] if params is None else sampled(model, params, settings.seed + 3)
         results[label] = scores
-        rows.append([label, *(cell(scores.get(key), p) for key, p in zip(("nll", "rec", "kl"), paper))])
-    if exact is not None:
-        rows.append(["HMM source (exact)", cell(exact), cell(None), cell(None)])
-    table = Table("Ziegler and Rush 2019, Tables 1 and 2: character-level language models, test bits per character",
-                  ["NLL", "reconst.", "KL"], rows)
-    notes = [about, training_note(steps, samples) + ", the paper's are 500/500/50",
-             "the paper's numbers are for the Penn Treebank (--data FILE runs on a text file)"]
-    return sequence_report(settings, table, notes, results, exact, steps, "charlm.png", "test bits per character")
+        generated[label] = [data.decode(s) for s in strings]
+        milliseconds = [cell(1e3 * t, digits=1) for t in timed[label]] if label in timed else [cell(None)] * 2
+        rows.append([label, *(cell(scores.get(key), p) for key, p in zip(("nll", "rec", "kl"), paper)), *milliseconds])
+    if data.exact is not None:
+        rows.append(["HMM source (exact)", cell(data.exact), *[cell(None)] * 4])
+    lstm, flow = (timed[label] for label in ("LSTM", "bipartite flow"))
+    table = Table("Ziegler and Rush 2019, Tables 1 and 2, and Tran et al. 2019, Table 3: character-level language "
+                  "models, test bits per character, generation time",
+                  ["NLL", "reconst.", "KL", "gen ms (1)", "gen ms (64)"], rows)
+    notes = [data.about, training_note(steps, samples) + ", the paper's are 500/500/50",
+             f"bipartite flow: {BIPARTITE['num_flows']} location-scale flows (MLP of {BIPARTITE['hidden']} units), a "
+             f"factorized base over rows of {data.max_length} tokens, sentences padded with an end token; its NLL is "
+             "-log q(padded row), an upper bound on the sentence's (data.fixed_length)",
+             f"gen ms (n): milliseconds to generate n sequences of T = {data.max_length} (mean of 3 after a warm-up); "
+             "LSTM / bipartite flow: " + ", ".join(f"{a / b:.2f}x at batch {n}" for a, b, n in
+                                                   zip(lstm, flow, GENERATION_BATCHES)),
+             "the paper's numbers are for the Penn Treebank (--data FILE runs on a text file); the bipartite flow's "
+             "1.38 is Tran et al.'s",
+             *(f"samples, {label}: " + " | ".join(map(repr, strings)) for label, strings in generated.items())]
+    report = sequence_report(settings, table, notes, results, data.exact, steps, "charlm.png", "test bits per character")
+    report.results["generation_seconds"] = {"T": data.max_length, "batches": list(GENERATION_BATCHES), **timed}
+    return report
+
+
+def sampled(model: Any, params: Any, seed: int) -> list:
+    """Three sequences from a sequence model's ``sample`` (lengths from its p(T)), cut to length."""
+    x, lengths = model.sample(params, 3, seed)
+    x, lengths = B.to_numpy(x), B.to_numpy(lengths)
+    return [row[:t] for row, t in zip(x, lengths)]

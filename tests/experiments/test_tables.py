@@ -11,6 +11,7 @@ import pytest
 
 from mini_flows import backend as B
 from mini_flows.data import dirichlet_table, table_entropy
+from mini_flows.discrete.flows import SPREAD
 from mini_flows.experiments.evaluation import all_sequences
 from mini_flows.experiments.figures import no_plot_note, plot, save_figure
 from mini_flows.experiments.settings import Settings
@@ -47,7 +48,7 @@ def test_results_json_is_strict_and_complete(tmp_path):
     assert record["table"]["rows"] == [["r", {"ours": None, "paper": 1.5}], ["s", {"ours": None, "paper": None}]]
     assert record["results"] == {"x": [1.0, None, {"y": None}]}
     assert record["settings"] == {"seed": 4, "steps": 9, "steps_given": None, "quick": True, "data": None,
-                                  "backend": "numpy"}
+                                  "spread": SPREAD, "backend": "numpy"}
     assert record["seconds"] == 1.23 and record["notes"] == ["a note"] and record["command"] == "mini-flows run demo"
     versions = record["provenance"]
     assert versions["mini_flows"] and versions["numpy"] == np.__version__ and versions["python"].count(".") == 2
