@@ -55,7 +55,7 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("nlsq2d", "Ziegler Fig. 5c", "5-layer 2-D AF, NLSq vs affine, on a mixture of four Gaussians",
                "nlsq:run_2d"),
     Experiment("charlm", "Ziegler Tables 1, 2",
-               "character LM: LSTM vs AF/AF, AF/SCF, IAF/SCF and ablations (--data FILE)", "charlm:run"),
+               "character LM: LSTM vs a bipartite flow, AF/AF, AF/SCF, IAF/SCF, ablations (--data FILE)", "charlm:run"),
     Experiment("music", "Ziegler Table 3", "polyphonic piano rolls: LSTM vs the three latent flow priors (--data FILE)",
                "music:run"),
     Experiment("charflows", "Tran Fig. 3",
