@@ -16,9 +16,9 @@ Values are one-hot arrays (batch, D, K); mu_d is one_hot(argmax(loc logits)) and
 one_hot(argmax(masked scale logits)) (eq. 6), so every step is exact and both directions are
 bit-exact inverses. On the backward pass argmax is replaced by softmax(logits / tau), the
 straight-through estimator (with the location logits shrunk to a bounded spread first, unless
-``spread=None``: see ``straight_through.shrink_logits``), and the modular maps are bilinear in their one-hot arguments, so the
-gradient reaches the location logits, the scale logits (through the permutation sigma -> sigma^-1)
-and the input y.
+``spread=None``: see ``straight_through.shrink_logits``), and the modular maps are bilinear in
+their one-hot arguments, so the gradient reaches the location logits, the scale logits (through
+the permutation sigma -> sigma^-1) and the input y.
 
 References: Tran, Vafa, Agrawal, Dinh, Poole. Discrete Flows: Invertible Generative Models of
 Discrete Data. NeurIPS 2019.

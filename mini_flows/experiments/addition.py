@@ -193,8 +193,8 @@ def build(kind: str, num_flows: int, length: int = DIGITS, vocab_size: int = BAS
             flows.append(DiscreteAutoregressiveFlow(net, order=order, spread=spread))
     elif kind == "bipartite":
         base = ContextFactorized(length, vocab_size, C)
-        flows = [DiscreteBipartiteFlow(ContextMLPNet(length, vocab_size, C, hidden), keep="even" if i % 2 == 0 else "odd",
-                                       spread=spread) for i in range(num_flows)]
+        flows = [DiscreteBipartiteFlow(ContextMLPNet(length, vocab_size, C, hidden),
+                                       keep="even" if i % 2 == 0 else "odd", spread=spread) for i in range(num_flows)]
     else:
         raise ValueError(f"kind must be 'autoregressive' or 'bipartite', got {kind!r}")
     return DiscreteFlowModel(base, flows)

@@ -242,17 +242,17 @@ def run(settings: Settings) -> Report:
         results[f"D={D},K={K}"] = r
         notes.append(f"{name}: training {differences(r, 'train')}; population {differences(r, 'population')}")
         if "best_relabelled_factorized" in r:
-            notes.append(f"{name}: the best any relabelling of the {K**D} outcomes lets a factorized base reach, so the "
-                         f"floor of the bipartite flow: {r['best_relabelled_factorized']:.4f} (exact, over all "
-                         f"{math.factorial(K**D)}), against the factorized base's "
+            notes.append(f"{name}: the best any relabelling of the {K**D} outcomes lets a factorized base "
+                         f"reach, so the floor of the bipartite flow: {r['best_relabelled_factorized']:.4f} (exact, "
+                         f"over all {math.factorial(K**D)}), against the factorized base's "
                          f"{r['population']['factorized base']:.4f}")
     table = Table("Tran et al. 2019, Table 1: full-rank discrete distributions, NLL in nats (lower is better)",
                   [*MODELS, "floor"], rows, note="paper's value in parentheses; the paper's are training-set NLLs")
     first = (QUICK_ROWS if settings.quick else ROWS)[0]
     training = (f"each model: {settings.steps or first.steps} Adam steps (learning rate 3e-3 AR, 1e-2 bipartite, "
-                f"linear decay) of {first.batch} samples, epochs over its row's fixed training set of N; an LSTM AR base "
-                f"and MLP bipartite flows of {first.hidden} units (the paper: 64-unit Transformers), a tabular AR flow "
-                "(a location per unique prefix, the paper's Potts network)")
+                f"linear decay) of {first.batch} samples, epochs over its row's fixed training set of N; an LSTM "
+                f"AR base and MLP bipartite flows of {first.hidden} units (the paper: 64-unit Transformers), a "
+                "tabular AR flow (a location per unique prefix, the paper's Potts network)")
     notes = [NOTE_MEASURES, training, "differences (ours; < 0 means the flow wins; ± 2 paired standard errors over "
              "the samples where the measure is a mean over samples):", *notes,
              *(verdict(results, a, b) for a, b in PAIRS), NOTE_FINDINGS]

@@ -87,7 +87,8 @@ def run(settings: Settings) -> Report:
     data = B.asarray(sample_table(PAPER_TABLE, steps * batch, settings.seed))
     learnt = {
         "factorized base alone": build_model("bipartite", 2, 2, num_flows=0),
-        "1 learnt flow + base": build_model("bipartite", 2, 2, num_flows=1, hidden=8, network="mlp", spread=settings.spread),
+        "1 learnt flow + base": build_model("bipartite", 2, 2, num_flows=1, hidden=8, network="mlp",
+                                            spread=settings.spread),
     }
     settings.clock.plan(len(learnt) * steps)
     learnt_tables, diagnostics = {}, {}
