@@ -26,9 +26,9 @@ from mini_flows.backend import Array
 from mini_flows.data import mog_samples, mog_table, table_entropy
 from mini_flows.data.toy import MOG_BOUND, MOG_MODES, MOG_RADIUS, MOG_STATES, MOG_WIDTH
 from mini_flows.discrete import DiscreteFlowModel, build_model
-from mini_flows.discrete.flows import SPREAD
 from mini_flows.discrete.diagnostics import diagnostics_report
-from mini_flows.experiments.evaluation import mean_nll
+from mini_flows.discrete.flows import SPREAD
+from mini_flows.experiments.evaluation import log_probs, mean_nll
 from mini_flows.experiments.figures import heatmaps, save_figure
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
@@ -66,8 +66,7 @@ def all_cells() -> Array:
 def probability_image(model: DiscreteFlowModel, params: Tree) -> Array:
     """p(x1, x2) over all 90 x 90 cells, (90, 90), in chunks of 900 to bound memory."""
     cells = all_cells()
-    log_p = [model.log_prob(params, cells[i:i + 900]) for i in range(0, K * K, 900)]
-    return B.xp().exp(B.xp().concatenate(log_p)).reshape(K, K)
+    return B.xp().exp(log_probs(partial(model.log_prob, params), cells, chunk=900)).reshape(K, K)
 
 
 def near_modes() -> Array:

@@ -21,6 +21,7 @@ local optimum of the straight-through gradient and does not move).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Callable
 
 from mini_flows import backend as B
@@ -30,6 +31,7 @@ from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.discrete.flows import DiscreteBipartiteFlow
 from mini_flows.discrete.model import DiscreteFlowModel
 from mini_flows.discrete.networks import MLPNet
+from mini_flows.experiments.evaluation import log_probs
 from mini_flows.experiments.settings import Settings
 from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
@@ -74,7 +76,7 @@ def train_bipartite(label: str, model: DiscreteFlowModel, rows: Any, steps: int,
 def bits_per_char(model: DiscreteFlowModel, params: Tree, rows: Any, characters: int) -> float:
     """-sum log2 p(rows) / ``characters``: rows (N, D) scored in batches of 256, divided by the
     characters they hold (the sentences' for padded rows, N D for chunks)."""
-    nats = sum(-float(model.log_prob(params, B.asarray(rows[i:i + 256])).sum()) for i in range(0, rows.shape[0], 256))
+    nats = -float(B.xp().sum(log_probs(partial(model.log_prob, params), B.asarray(rows), chunk=256)))
     return nats / math.log(2) / characters
 
 
