@@ -9,9 +9,9 @@ Runs on the NumPy backend (autograd cannot trace CuPy arrays).
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

@@ -17,9 +17,9 @@ turn a small matmul such as (320, 40) @ (40, 72) from 0.03 ms into 15 ms, which 
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

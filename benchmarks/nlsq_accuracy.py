@@ -17,9 +17,9 @@ mpmath does the oracle at 80 digits, about 1 ms a point: the default takes a min
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
 import os  # noqa: E402

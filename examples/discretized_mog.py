@@ -18,9 +18,9 @@ data beside its empirical entropy (the lowest NLL any model can reach on it), an
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads: these models' matrix products are small
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
 from functools import partial  # noqa: E402

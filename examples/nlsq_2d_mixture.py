@@ -17,9 +17,9 @@ between them (visible as streaks in its image), which NLSq's bumps make unnecess
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads: these models' matrix products are small
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402

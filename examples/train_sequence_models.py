@@ -12,9 +12,9 @@ from the ones before them; one that has learnt the rule pays log(vocab) nats for
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads: these models' matrix products are small
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
 import math  # noqa: E402

@@ -18,9 +18,9 @@ Run: python examples/xor.py
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+from mini_flows.process import prepare
 
-one_blas_thread()  # before NumPy loads: these models' matrix products are small
+prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import numpy as np  # noqa: E402
 

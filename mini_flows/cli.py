@@ -2,30 +2,45 @@
 
     mini-flows list                      every experiment, one line each
     mini-flows run NAME [--backend numpy|cupy] [--seed S] [--steps N] [--out DIR] [--quick] [--data FILE]
-    mini-flows demo [--backend numpy|cupy] [--seed S] [--out DIR]
+                        [--threads N]
+    mini-flows demo [--backend numpy|cupy] [--seed S] [--out DIR] [--threads N]
 
 ``run`` trains and evaluates one experiment, printing progress (step, loss, time left), then a
 table with the paper's numbers beside ours, and writes results.json (and PNG figures where
 matplotlib is installed) into --out (default: mini-flows-results/NAME). ``demo`` is a tour of
-both papers in about a minute. Unless the environment already sets them, the command runs BLAS
-on one thread (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1): these models' matrix
-products are small, and on a few cores extra BLAS threads make them several times slower. Bad
+both papers in about a minute. The command runs BLAS on one thread (OPENBLAS_NUM_THREADS,
+OMP_NUM_THREADS, MKL_NUM_THREADS = 1) unless the environment names a count or ``--threads N`` does
+(the flag wins): these models' matrix products are small, and on a few cores extra BLAS threads
+make them several times slower. It also lets malloc reuse freed memory (``mini_flows.process``). Bad
 arguments give a one-line error on stderr and exit status 2; an experiment that fails on its input
 (a missing --data file, no GPU for --backend cupy) exits with status 1.
 """
 
 from __future__ import annotations
 
-from mini_flows.threads import one_blas_thread
+import sys
+from typing import Sequence
 
-one_blas_thread()  # before NumPy loads (mini_flows.threads)
+from mini_flows.process import BLAS_THREAD_VARIABLES, prepare
+
+
+def _threads_flag(argv: Sequence[str]) -> int | None:
+    """The value of ``--threads N`` (or ``--threads=N``) in ``argv``, read before NumPy loads so that
+    BLAS starts with it; None where absent or not a positive integer (the parser reports that)."""
+    for arg, following in zip(argv, [*argv[1:], ""]):
+        if arg == "--threads" or arg.startswith("--threads="):
+            value = following if arg == "--threads" else arg.split("=", 1)[1]
+            return int(value) if value.isdigit() and int(value) >= 1 else None
+    return None
+
+
+prepare(_threads_flag(sys.argv[1:]))  # before NumPy loads (mini_flows.process)
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import shlex  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Sequence  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.discrete.flows import SPREAD  # noqa: E402
@@ -92,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", choices=B.BACKENDS, default=None,
                        help="array library (default: numpy, or MINI_FLOWS_BACKEND)")
         p.add_argument("--seed", type=int, default=0, help="seeds data, initialisation and noise (default 0)")
+        p.add_argument("--threads", type=int, default=None,
+                       help="BLAS threads (default: 1, or the count OPENBLAS_NUM_THREADS names)")
         p.add_argument("--out", default=None,
                        help=f"folder for results.json and figures (default: mini-flows-results/{folder})")
     return parser
@@ -120,6 +137,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError("--out is empty; name a folder, or leave --out out for the default")
     if args.seed < 0:
         raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError(f"--threads must be an integer >= 1, got {args.threads}")
+        running = {os.environ.get(variable) for variable in BLAS_THREAD_VARIABLES}
+        if running != {str(args.threads)}:
+            raise CommandError(f"--threads {args.threads} comes too late: NumPy is already loaded with "
+                               f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; pass it on the "
+                               "command line that starts the process")
     if getattr(args, "steps", None) is not None and not 1 <= args.steps <= MAX_STEPS:
         raise CommandError(f"--steps must be an integer from 1 to {MAX_STEPS:,}, got {args.steps}")
     if getattr(args, "name", None) is not None:

@@ -13,7 +13,7 @@ import pytest
 from mini_flows import backend as B
 from mini_flows import cli
 from mini_flows.cli import main
-from mini_flows.threads import BLAS_THREAD_VARIABLES
+from mini_flows.process import BLAS_THREAD_VARIABLES
 from mini_flows.experiments import EXPERIMENTS
 
 

@@ -1,0 +1,72 @@
+"""The process settings that make small-array work fast: BLAS threads and malloc's reuse of memory.
+
+Both change the whole process, not one array, so the library never makes them on import: the
+command line, the examples and the benchmarks call ``prepare()`` first, and a script of your own
+may too.
+
+BLAS threads. These models' matrix products are small; on a few cores more BLAS threads make
+them several times slower (the demo took 511 s with OpenBLAS's default threads on two shared
+cores, 78 s with one). BLAS fixes its thread count when NumPy loads, so the count goes into the
+environment variables ``BLAS_THREAD_VARIABLES`` before that: by default one thread unless the
+environment already names a count, or the count passed (``mini-flows --threads N``), which
+overrides the environment.
+
+Memory. A training step allocates and frees the same few-megabyte arrays (a sequence's stacked
+states, their gradients) every step. glibc's malloc serves blocks above a threshold with fresh
+``mmap`` pages and hands the top of its heap back to the system once more than a threshold is
+free, so each step faults in, and the kernel zeroes, thousands of pages the previous step had
+just released: on an LSTM of width 64 over 64 steps of batch 32, about 2,600 page faults a
+step and a third of its time. ``keep_freed_memory`` raises both thresholds so that malloc reuses
+those blocks; the process then keeps its peak heap until it exits. Elsewhere than glibc it does
+nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import sys
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers in glibc's malloc.h
+MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed: blocks up to 32 MiB come from the reusable heap
+TRIM_THRESHOLD = 1 << 30  # hand the heap's free top back only beyond 1 GiB
+
+
+def blas_threads(threads: int | None = None) -> bool:
+    """Set the BLAS thread count before NumPy loads: ``threads`` where given (it overrides the
+    environment), else 1 for each of ``BLAS_THREAD_VARIABLES`` the environment leaves unset.
+
+    Returns True if that can still take effect, False (changing nothing) where NumPy is already
+    loaded. Importing ``mini_flows`` loads no array library, so a script can call this first.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    if "numpy" in sys.modules:
+        return False
+    for variable in BLAS_THREAD_VARIABLES:
+        if threads is None:
+            os.environ.setdefault(variable, "1")
+        else:
+            os.environ[variable] = str(threads)
+    return True
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to reuse freed blocks up to 32 MiB and to keep up to 1 GiB of free heap.
+
+    Returns True where both settings took effect, False where the C library is not glibc or
+    refused them. Safe to call more than once and at any time.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def prepare(threads: int | None = None) -> bool:
+    """``blas_threads(threads)`` and ``keep_freed_memory()``; returns ``blas_threads``' answer."""
+    keep_freed_memory()
+    return blas_threads(threads)

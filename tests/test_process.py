@@ -1,0 +1,70 @@
+"""mini_flows.process: the BLAS thread count set before NumPy loads, and malloc's reuse of freed memory."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from mini_flows.process import BLAS_THREAD_VARIABLES, blas_threads, keep_freed_memory
+
+_CLEAN = {"PYTHONPATH": ":".join(sys.path)}
+
+
+def _run(code: str, env: dict[str, str] | None = None) -> str:
+    """``code`` in a fresh interpreter whose environment names no BLAS thread count, plus ``env``."""
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
+    return subprocess.run([sys.executable, "-c", code], env={**base, **_CLEAN, **(env or {})}, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
+def test_blas_threads_defaults_to_one_and_leaves_a_count_the_environment_names():
+    code = "import os; from mini_flows.process import blas_threads; print(blas_threads()); " \
+           "print(*(os.environ[v] for v in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')))"
+    assert _run(code) == ["True", "1", "1", "1"]
+    assert _run(code, {"OMP_NUM_THREADS": "4"}) == ["True", "1", "4", "1"]
+
+
+def test_a_count_passed_overrides_the_environment_before_numpy_loads_and_reaches_blas():
+    code = "import os; from mini_flows.process import blas_threads; print(blas_threads(2)); import numpy; " \
+           "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['MKL_NUM_THREADS'])"
+    assert _run(code, {"OPENBLAS_NUM_THREADS": "8"}) == ["True", "2", "2"]
+
+
+def test_the_command_line_flag_sets_the_count_before_numpy_loads():
+    code = "import sys; sys.argv = ['mini-flows', 'run', 'xor', '--threads', '3']; import os, mini_flows.cli; " \
+           "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
+    assert _run(code, {"OPENBLAS_NUM_THREADS": "8"}) == ["3", "3"]
+
+
+def test_once_numpy_is_loaded_nothing_changes():
+    import numpy  # noqa: F401  (the test session has it loaded anyway)
+
+    assert blas_threads(2) is False
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_a_bad_count_is_refused(bad):
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        blas_threads(bad)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_the_page_faults_of_repeated_large_temporaries():
+    import numpy as np
+
+    def faults() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            a = np.ones((512, 1024))  # 4 MiB, above glibc's default mmap threshold
+            del a
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    assert keep_freed_memory() is True
+    faults()  # the first block grows the heap once
+    assert faults() < 100  # 20 fresh mmaps of 4 MiB would fault about 20,000 pages
