@@ -13,7 +13,8 @@ Padded batches. A mask m of shape (batch, T) holds 1 at real steps and 0 after a
 the output is 0, so the final state is the one after each sequence's last real step.
 
 Speed. x_t W_x + b is computed for all steps in one matmul; each step then costs one matmul
-h_{t-1} W_h and one tanh over all four gates, using sigma(z) = (1 + tanh(z / 2)) / 2. The backward
+h_{t-1} W_h and one exp over all four gates, sigma(z) = 1 / (1 + exp(-z)) for i, f, o and
+tanh(z) = 2 sigma(2z) - 1 for g (exp is several times cheaper than tanh in NumPy). The backward
 pass loops over time with one matmul per step and sums the weight gradients over all steps with
 one matmul each.
 
@@ -50,6 +51,11 @@ def _layer_init(rng: Any, n_in: int, H: int, dtype: Any) -> Tree:
     }
 
 
+def _exp_limit(dtype: Any) -> float:
+    """The largest whole z with exp(z) finite in ``dtype`` (88 in float32, 709 in float64)."""
+    return float(math.floor(math.log(float(B.xp().finfo(dtype).max))))
+
+
 def _layer_forward(
     p: Tree, x: Array, keep: Array | None, lengths: Array, h: Array, c: Array
 ) -> tuple[Array, Array, Array, Any]:
@@ -67,29 +73,32 @@ def _layer_forward(
     H = h.shape[-1]
     if keep is not None:
         x = xp.where(keep, x, 0)
-    # sigma(z) = (1 + tanh(z / 2)) / 2: halve the i, f, o columns so one tanh serves all four gates
-    s = B.asarray([0.5] * (2 * H) + [1.0] * H + [0.5] * H, x.dtype)
+    # One exp serves all four gates: sigma(z) = 1 / (1 + exp(-z)) and tanh(z) = 2 sigma(2z) - 1, so the
+    # columns are scaled by -1 (i, f, o) and -2 (g), and exp's argument is capped where it would overflow
+    # (sigma there is below the dtype's smallest normal number either way).
+    s = B.asarray([-1.0] * (2 * H) + [-2.0] * H + [-1.0] * H, x.dtype)
     W_x, W_h, b = p["W_x"] * s, p["W_h"] * s, p["b"] * s
+    cap = _exp_limit(x.dtype)
     x2 = xp.reshape(xp.swapaxes(x, 0, 1), (T * batch, D))  # time-major rows: each step is contiguous
     zx = xp.reshape(x2 @ W_x + b, (T, batch, 4 * H))
-    hs, cs, tanhs, tcs = [h], [c], [], []
+    hs, cs, sigmas, tcs = [h], [c], [], []
     for t in range(T):
-        a = xp.tanh(zx[t] + h @ W_h)
-        sig = 0.5 * a + 0.5
-        i, f, g, o = sig[:, :H], sig[:, H : 2 * H], a[:, 2 * H : 3 * H], sig[:, 3 * H :]  # (1)
+        sigma = 1 / (1 + xp.exp(xp.minimum(zx[t] + h @ W_h, cap)))  # sigma(z_i, z_f, 2 z_g, z_o)
+        i, f, o = sigma[:, :H], sigma[:, H : 2 * H], sigma[:, 3 * H :]  # (1)
+        g = 2 * sigma[:, 2 * H : 3 * H] - 1
         c = f * c + i * g  # (2)
         tc = xp.tanh(c)
         h = o * tc  # (3)
         hs.append(h)
         cs.append(c)
-        tanhs.append(a)
+        sigmas.append(sigma)
         tcs.append(tc)
-    hs, cs, tanhs, tcs = (xp.stack(v) for v in (hs, cs, tanhs, tcs))  # (T + 1, batch, H) and (T, batch, .)
+    hs, cs, sigmas, tcs = (xp.stack(v) for v in (hs, cs, sigmas, tcs))  # (T + 1, batch, H) and (T, batch, .)
     y = xp.swapaxes(hs[1:], 0, 1)
     if keep is not None:
         y = xp.where(keep, y, 0)
     rows = xp.arange(batch)
-    return y, hs[lengths, rows], cs[lengths, rows], (x2, keep, lengths, hs, cs, tanhs, tcs)
+    return y, hs[lengths, rows], cs[lengths, rows], (x2, keep, lengths, hs, cs, sigmas, tcs)
 
 
 def _layer_backward(
@@ -107,15 +116,16 @@ def _layer_backward(
     gradient enters at each sequence's length.
     """
     xp = B.xp()
-    x2, keep, lengths, hs, cs, tanhs, tcs = cache
+    x2, keep, lengths, hs, cs, sigmas, tcs = cache
     T, batch, H = tcs.shape
-    a = tanhs.reshape(T, batch, 4, H)
-    i, f, g, o = 0.5 * a[:, :, 0] + 0.5, 0.5 * a[:, :, 1] + 0.5, a[:, :, 2], 0.5 * a[:, :, 3] + 0.5
-    P = 1 - a * a  # becomes dz_t / (dc_t, dc_t, dc_t, dh_t); sigma' = (1 - tanh(z / 2)^2) / 4
-    P[:, :, 0] *= 0.25 * g
-    P[:, :, 1] *= 0.25 * cs[:-1]
-    P[:, :, 2] *= i
-    P[:, :, 3] *= 0.25 * tcs
+    sigma = sigmas.reshape(T, batch, 4, H)
+    i, f, o = sigma[:, :, 0], sigma[:, :, 1], sigma[:, :, 3]
+    g = 2 * sigma[:, :, 2] - 1
+    P = sigma * (1 - sigma)  # becomes dz_t / (dc_t, dc_t, dc_t, dh_t)
+    P[:, :, 0] *= g
+    P[:, :, 1] *= cs[:-1]
+    P[:, :, 2] = i * (1 - g * g)
+    P[:, :, 3] *= tcs
     dh_dc = o * (1 - tcs * tcs)  # d h_t / d c_t through (3)
     if keep is not None:
         dy = xp.where(keep, dy, 0)
@@ -132,7 +142,8 @@ def _layer_backward(
     for t in reversed(range(T)):
         dh = dh + dy[t]
         dc = dc + dh * dh_dc[t]
-        xp.multiply(P[t], xp.stack([dc, dc, dc, dh], axis=1), out=dz[t])
+        xp.multiply(P[t, :, :3], dc[:, None, :], out=dz[t, :, :3])
+        xp.multiply(P[t, :, 3], dh, out=dz[t, :, 3])
         dh = dz[t].reshape(batch, 4 * H) @ W_hT
         dc = dc * f[t]
         if d_final is not None:
