@@ -7,7 +7,6 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_shape, check_tokens
-from mini_flows.nn.activations import sigmoid
 
 
 def one_hot(tokens: Array, num_classes: int, dtype: Any = "float64") -> Array:
@@ -69,8 +68,12 @@ def cross_entropy_backward(cache: Any, dnll: Array) -> Array:
 
 def softplus(x: Array) -> Array:
     """log(1 + exp(x)), written as max(x, 0) + log(1 + exp(-|x|)) so it never overflows."""
-    xp = B.xp()
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    return _softplus_with(x, B.xp().exp(-B.xp().abs(x)))
+
+
+def _softplus_with(x: Array, e: Array) -> Array:
+    """softplus(x) from e = exp(-|x|)."""
+    return B.xp().maximum(x, 0) + B.xp().log1p(e)
 
 
 def bernoulli_nll_forward(logits: Array, targets: Array) -> tuple[Array, Any]:
@@ -83,10 +86,13 @@ def bernoulli_nll_forward(logits: Array, targets: Array) -> tuple[Array, Any]:
     check_float("logits", logits)
     check_shape("targets", targets, tuple(logits.shape))
     targets = targets.astype(B.value(logits).dtype)  # an integer array would promote float32 to float64
-    return (softplus(logits) - targets * logits).sum(axis=-1), (logits, targets)
+    xp = B.xp()
+    e = xp.exp(-xp.abs(logits))  # one exp serves softplus and, for the backward pass, sigmoid
+    sigma = xp.where(logits >= 0, 1, e) / (1 + e)  # sigmoid(l) = 1 / (1 + e) for l >= 0, e / (1 + e) below
+    return (_softplus_with(logits, e) - targets * logits).sum(axis=-1), (sigma, targets)
 
 
 def bernoulli_nll_backward(cache: Any, dnll: Array) -> Array:
     """dlogits = dnll * (sigmoid(logits) - x)."""
-    logits, targets = cache
-    return dnll[..., None] * (sigmoid(logits) - targets)
+    sigma, targets = cache
+    return dnll[..., None] * (sigma - targets)
