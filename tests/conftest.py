@@ -10,13 +10,17 @@ bounded, no deadline, no example database), "thorough" (many examples, for a lon
 
 from __future__ import annotations
 
-import os
+from mini_flows.process import prepare
 
-import pytest
-from hypothesis import HealthCheck, settings
+prepare()  # one BLAS thread (before NumPy loads, where pytest has not loaded it yet) and malloc reuse
 
-from mini_flows import backend as B
-from tests import strict_backend
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from mini_flows import backend as B  # noqa: E402
+from tests import strict_backend  # noqa: E402
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=10, **_COMMON)
