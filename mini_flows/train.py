@@ -9,9 +9,10 @@
 or an iterable of batches; ``schedule(step)`` sets the learning rate; a ``Progress`` prints lines.
 The input ``params`` are left alone; ``fit`` returns the trained copy.
 
-``Progress`` prints a model's step, loss, extras (or a summary of them), elapsed and time left;
-given a ``RunClock`` that knows how many steps the whole run plans (every model of an
-experiment), it also prints the run's time left. At the end it warns where the loss rose and
+``Progress`` prints a model's step, loss, extras (or a summary of them), elapsed and time left
+(or, without a loss, any long loop's progress, such as building a data set); given a ``RunClock``
+that knows how many steps the whole run plans (every model of an experiment), it also prints the
+run's time left. At the end it warns where the loss rose and
 where any check of the history it is given finds fault.
 
 Example
@@ -72,9 +73,9 @@ class RunClock:
 class Progress:
     """Prints "label  step s/S  loss L  extras  E s elapsed, R s left[, run R s left]" about
     ``reports`` times over a model's ``steps`` and at its end, the loss a running mean (decay
-    0.9); at the end, a warning where the loss clearly rose (``optim.loss_rise``) unless
-    ``warn_rise`` is False (for a loss that rises by design, such as an ELBO whose KL weight is
-    annealed upward). ``clock``: the whole run's ``RunClock``, ticked every step. Silent when
+    0.9, left out for a loop without one); at the end, a warning where the loss clearly rose
+    (``optim.loss_rise``) unless ``warn_rise`` is False (for a loss that rises by design, such as
+    an ELBO whose KL weight is annealed upward). ``clock``: the whole run's ``RunClock``, ticked every step. Silent when
     ``verbose`` is False (the clock still ticks).
 
     ``summary(extras, first)`` -> {name: number or text}: what a line shows of a step's extras,
@@ -94,10 +95,12 @@ class Progress:
         self.running: float | None = None
         self.first: dict[str, float] | None = None
 
-    def update(self, step: int, loss: float, extras: dict[str, float] | None = None) -> None:
-        """Call after step ``step`` (1-based) with its loss and any extras to show."""
+    def update(self, step: int, loss: float | None = None, extras: dict[str, float] | None = None) -> None:
+        """Call after step ``step`` (1-based) with its loss and any extras to show; a loop without a
+        loss (loading data) leaves ``loss`` out, and its lines show no loss."""
         extras = extras or {}
-        self.running = loss if self.running is None else 0.9 * self.running + 0.1 * loss
+        if loss is not None:
+            self.running = loss if self.running is None else 0.9 * self.running + 0.1 * loss
         self.first = extras if self.first is None else self.first
         if self.clock is not None:
             self.clock.tick()
@@ -109,7 +112,8 @@ class Progress:
                        for name, value in shown.items())
         run_left = None if self.clock is None else self.clock.left()
         run = "" if run_left is None else f", run {run_left:6.1f}s left"
-        print(f"  {self.label:<26} step {step:>5}/{self.steps}  loss {self.running:8.4f}{text}  "
+        shown_loss = "" if self.running is None else f"  loss {self.running:8.4f}"
+        print(f"  {self.label:<26} step {step:>5}/{self.steps}{shown_loss}{text}  "
               f"{elapsed:6.1f}s elapsed, {elapsed / step * (self.steps - step):6.1f}s left{run}", flush=True)
 
     def close(self, history: dict[str, list], lr: float) -> None:

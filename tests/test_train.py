@@ -92,6 +92,14 @@ def test_progress_prints_about_five_lines_and_the_last_step(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_progress_without_a_loss_shows_steps_and_time_left_only(capsys):
+    progress = Progress("loading", 2, reports=1)
+    progress.update(1)
+    progress.update(2)
+    line, = capsys.readouterr().out.splitlines()
+    assert "loading" in line and "step     2/2  " in line and "s left" in line and "loss" not in line
+
+
 def test_progress_on_a_run_clock_shows_the_whole_runs_time_left(capsys):
     clock = RunClock()
     assert clock.left() is None

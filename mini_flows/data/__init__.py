@@ -6,12 +6,14 @@ moves them onto the backend with ``mini_flows.backend.asarray``.
 - ``fixed_length``: text as rows of one length for bipartite flows: sentences padded with an end
   token, or chunks of a stream (Tran et al. 4.4, 4.5).
 - ``piano``: polyphonic-music pickles to piano rolls (T, 88) (Ziegler and Rush 6.2).
+- ``chorales``: the Bach chorales from music21's corpus as piano rolls, cached as such a pickle.
 - ``hmm``: a hidden-Markov character source with exact log-likelihoods.
 - ``chords``: chord-progression piano rolls with exact log-likelihoods.
 - ``toy``: Tran et al.'s discretized mixture of Gaussians, Dirichlet tables, addition.
 - ``lattice``: Potts and Ising models by Metropolis-Hastings, exact tables on small lattices.
 """
 
+from mini_flows.data.chorales import build_chorales, load_chorales
 from mini_flows.data.chords import ChordSource, make_chords
 from mini_flows.data.hmm import HMMSource, make_hmm, poisson_lengths, uniform_lengths
 from mini_flows.data.lattice import ising_energy, ising_exact, ising_samples, potts_energy, potts_exact, potts_samples
@@ -37,10 +39,12 @@ __all__ = [
     "Vocab",
     "addition_samples",
     "batches",
+    "build_chorales",
     "dirichlet_table",
     "ising_energy",
     "ising_exact",
     "ising_samples",
+    "load_chorales",
     "load_piano",
     "load_text",
     "make_chords",

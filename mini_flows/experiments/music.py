@@ -3,9 +3,16 @@ models with the AF / AF, AF / SCF and IAF / SCF priors, every model with indepen
 outputs over the 88 keys.
 
 Data: by default synthetic chord progressions (``mini_flows.data.chords``: a Markov chain over four
-chords with note dropout) whose exact likelihood is the floor for every model; or ``--data
-FILE.pickle`` in the Boulanger-Lewandowski layout (``mini_flows.data.piano.load_piano``; Nottingham,
-Piano-midi.de, MuseData or JSB, as in the paper). Pickles can run code: only load trusted files.
+chords with note dropout) whose exact likelihood is the floor for every model; ``--data chorales``,
+the Bach chorales from music21's corpus (``mini_flows.data.chorales``: four voices every quarter
+note, split 60/20/20 by the fixed seed 0 whatever the run's --seed, built once and cached); or
+``--data FILE.pickle`` in the Boulanger-Lewandowski layout (``mini_flows.data.piano.load_piano``,
+which unpickles plain data only; Nottingham, Piano-midi.de, MuseData or JSB, as in the paper). A
+file that is itself called ``chorales`` is named ``./chorales``.
+
+The table compares with the paper's column for the data: JSB Chorales for the chorales;
+Nottingham for the synthetic chords, as a reference only (they are not Nottingham); and for a
+pickle, which could hold any of the four, all four columns side by side.
 
 Sizes, training and evaluation as in ``charlm`` (both from ``sequences``): every model sees the same batches for the same
 Adam steps; the baseline (``latent.baseline.LSTMBaseline`` with ``output="bernoulli"``: the previous
@@ -17,10 +24,11 @@ per time step with the length term -log p(T) in every row (the papers' "nats per
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mini_flows import backend as B
-from mini_flows.data import load_piano, make_chords
+from mini_flows.data import PianoRolls, load_chorales, load_piano, make_chords
+from mini_flows.data.chorales import SEED, TEST, VALID, cache_path
 from mini_flows.data.text import batches
 from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
 from mini_flows.experiments.sequences import training_note
@@ -32,7 +40,10 @@ from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import evaluate
 
 KEYS = 88
-ROWS = [  # label, prior (None: the LSTM baseline), the paper's NLL on Nottingham, Piano, MuseData, JSB (nats per note)
+CHORALES = "chorales"
+"""``--data chorales``: the Bach chorales from music21's corpus instead of a file."""
+DATA_SETS = ("Nottingham", "Piano-midi.de", "MuseData", "JSB Chorales")
+ROWS = [  # label, prior (None: the LSTM baseline), the paper's NLL on each of DATA_SETS (nats per note)
     ("LSTM", None, (3.43, 7.77, 7.23, 8.17)),
     ("AF / AF", "af/af", (2.39, 8.19, 6.92, 6.53)),
     ("AF / SCF", "af/scf", (2.56, 8.26, 6.95, 6.64)),
@@ -40,24 +51,57 @@ ROWS = [  # label, prior (None: the LSTM baseline), the paper's NLL on Nottingha
 ]
 
 
-def load(settings: Settings) -> tuple[list, list, int, float | None, str]:
-    """(train rolls, test rolls, max length, the source's exact test NLL or None, description)."""
+class Music(NamedTuple):
+    """The rolls an experiment trains and tests on (lists of arrays (T, 88)) and what to say of them."""
+
+    train: list
+    test: list
+    max_length: int
+    exact: float | None
+    """The source's exact test NLL in nats per step (the synthetic chords only)."""
+    about: str
+    paper: int | None
+    """The index in DATA_SETS of the paper's column to compare with; None: all four."""
+    paper_note: str
+    """The table's note on the paper's values in parentheses ("" where all four are shown)."""
+
+
+def compare_with(data_set: str, reference: str = "") -> tuple[int, str]:
+    """(the index of ``data_set`` in DATA_SETS, the table's note on it)."""
+    return DATA_SETS.index(data_set), f"paper's {data_set} value in parentheses{reference}"
+
+
+def describe(name: str, rolls: PianoRolls) -> str:
+    """A line on a data set: its pieces per split and their lengths in steps."""
+    lengths = [len(r) for split in (rolls.train, rolls.valid, rolls.test) for r in split]
+    return f"{name}: {len(rolls.train)} training, {len(rolls.valid)} validation (unused) and {len(rolls.test)} test " \
+           f"pieces, {sum(lengths) / len(lengths):.1f} steps on average ({min(lengths)} to {max(lengths)})"
+
+
+def load(settings: Settings) -> Music:
+    """The data ``settings.data`` names (see the module docstring)."""
     if settings.data is not None:
-        rolls = load_piano(settings.data)
+        if settings.data == CHORALES:
+            rolls, (paper, note) = load_chorales(verbose=settings.verbose), compare_with("JSB Chorales")
+            name = f"Bach chorales from music21's corpus, four voices every quarter note, split " \
+                   f"{1 - VALID - TEST:.0%}/{VALID:.0%}/{TEST:.0%} by seed {SEED} (cached in {cache_path()})"
+        else:
+            rolls, name, paper, note = load_piano(settings.data), settings.data, None, ""
         longest = max(len(r) for split in (rolls.train, rolls.valid, rolls.test) for r in split)
-        about = f"{settings.data}: {len(rolls.train)} training and {len(rolls.test)} test pieces, up to {longest} steps"
-        return rolls.train, rolls.test, longest, None, about
+        return Music(rolls.train, rolls.test, longest, None, describe(name, rolls), paper, note)
     source = make_chords(settings.seed, n_chords=4, dropout=0.1, min_length=8, max_length=24)
     n_train, n_test = (32, 8) if settings.quick else (1000, 100)
     train_set, test_set = source.sample(n_train, settings.seed + 1), source.sample(n_test, settings.seed + 2)
     about = f"synthetic chord progressions (4 chords, note dropout 0.1, T uniform on [8, 24]): {n_train} training " \
             f"and {n_test} test rolls"
-    return train_set, test_set, 24, source.nll_nats_per_step(test_set), about
+    return Music(train_set, test_set, 24, source.nll_nats_per_step(test_set), about,
+                 *compare_with("Nottingham", ", for reference only: these are synthetic chords"))
 
 
 def run(settings: Settings) -> Report:
     """The baseline and the three priors, trained for the same steps on the same rolls."""
-    train_set, test_set, max_length, exact, about = load(settings)
+    data = load(settings)
+    train_set, test_set, max_length, exact = data.train, data.test, data.max_length, data.exact
     steps = settings.pick_steps(300, 3)
     samples = (2, 5) if settings.quick else (5, 50)
     lengths = B.asarray([len(r) for r in train_set])
@@ -77,14 +121,15 @@ def run(settings: Settings) -> Report:
             scores = {"diverged": True} if params is None else evaluate(
                 model, params, list(batches(test_set, 100, None)), samples=samples[1], seed=settings.seed + 1)
         results[label] = scores
-        rows.append([label, cell(scores.get("nll"), paper[0]), cell(scores.get("rec")), cell(scores.get("kl")),
-                     " / ".join(f"{p:.2f}" for p in paper[1:])])
+        rows.append([label, cell(scores.get("nll"), None if data.paper is None else paper[data.paper]),
+                     cell(scores.get("rec")), cell(scores.get("kl"))]
+                    + ([" / ".join(f"{p:.2f}" for p in paper)] if data.paper is None else []))
     if exact is not None:
-        rows.append(["chord source (exact)", cell(exact), cell(None), cell(None), "-"])
+        rows.append(["chord source (exact)", cell(exact), cell(None), cell(None)])
     table = Table("Ziegler and Rush 2019, Table 3: polyphonic music, test NLL in nats per time step",
-                  ["NLL", "reconst.", "KL", "paper: Piano / MuseData / JSB"], rows,
-                  note="paper's Nottingham value in parentheses")
-    notes = [about, training_note(steps, samples),
+                  ["NLL", "reconst.", "KL"] + (["paper: " + " / ".join(DATA_SETS)] if data.paper is None else []),
+                  rows, note=data.paper_note)
+    notes = [data.about, training_note(steps, samples),
              "LSTM row: exact NLL; its keys are independent given the past, so a chord change it cannot foresee "
              "costs it every key, which a latent z can capture"]
     return sequence_report(settings, table, notes, results, exact, steps, "music.png", "test NLL (nats per time step)")

@@ -24,7 +24,8 @@ class Settings:
     seed : seeds every data set, initialisation and noise generator of the run.
     steps : training steps per model (None: the experiment's default).
     quick : a seconds-long run on tiny settings (for tests and a first look).
-    data : a user's data file (charlm: text, one sentence per line; music: a pickle), or None.
+    data : a user's data file (charlm: text, one sentence per line; music: a pickle, or "chorales"
+        for the Bach chorales of music21's corpus, split by their own fixed seed), or None.
     verbose : print progress lines.
     spread : the discrete flows' bound on the spread of their location logits (``build_model``'s
         ``spread``; None: the paper's plain straight-through gradient).
