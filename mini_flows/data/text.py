@@ -75,11 +75,17 @@ def batches(
     *,
     drop_last: bool = False,
     pad_value: float = 0,
+    pool: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """One pass over ``sequences`` in batches, each padded by ``pad_sequences``.
 
     ``seed`` (an int) shuffles the order with ``numpy.random.default_rng(seed)``; ``seed=None`` keeps
     the stored order (for evaluation). Each batch is padded to its own longest sequence.
+
+    ``pool`` (with a seed): batches of similar lengths, so that less of each is padding. The
+    shuffled order is cut into pools of ``pool`` batches, each pool is sorted by length (stably)
+    and cut into batches, and the pass visits those batches in an order shuffled by the same
+    generator. Every sequence still comes once per pass, and a new seed mixes new batches.
 
     Yields
     ------
@@ -87,9 +93,21 @@ def batches(
     lengths : (B,) int64
     """
     check_positive_int("batch_size", batch_size)
-    order = np.arange(len(sequences)) if seed is None else np.random.default_rng(seed).permutation(len(sequences))
+    if pool is not None:
+        check_positive_int("pool", pool)
+        if seed is None:
+            raise ValueError("pool needs a seed: it groups a shuffled order")
+    rng = None if seed is None else np.random.default_rng(seed)
+    order = np.arange(len(sequences)) if rng is None else rng.permutation(len(sequences))
     stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    for start in range(0, stop, batch_size):
+    starts = range(0, stop, batch_size)
+    if pool is not None:
+        size = pool * batch_size
+        lengths = np.array([len(s) for s in sequences])
+        order = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
+                                for chunk in np.split(order, range(size, len(order), size))])
+        starts = [starts[i] for i in rng.permutation(len(starts))]
+    for start in starts:
         yield pad_sequences([sequences[i] for i in order[start : start + batch_size]], pad_value)
 
 

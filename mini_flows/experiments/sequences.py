@@ -27,19 +27,20 @@ LATENT = dict(latent_dim=4, flow_hidden_sizes=(32,))
 BATCH, LR, CLIP = 32, 3e-3, 0.25
 
 
-def shuffled(sequences: list, seed: int) -> Any:
-    """Endless batches of ``sequences``, reshuffled each epoch (from ``seed + epoch``)."""
-    return epochs(lambda epoch: batches(sequences, BATCH, seed + epoch))
+def shuffled(sequences: list, seed: int, pool: int | None = None) -> Any:
+    """Endless batches of ``sequences``, reshuffled each epoch (from ``seed + epoch``); ``pool``
+    batches of similar lengths (``data.text.batches``)."""
+    return epochs(lambda epoch: batches(sequences, BATCH, seed + epoch, pool=pool))
 
 
 def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int, settings: Settings,
-                 samples: int) -> Any:
-    """The annealed-ELBO training of ``latent.train.train``; the trained params, or None where
-    training diverged (non-finite numbers), which is printed. No warning where the loss rises:
-    the annealed KL weight makes it rise by design."""
+                 samples: int, pool: int | None = None) -> Any:
+    """The annealed-ELBO training of ``latent.train.train`` on ``shuffled(train_set, seed, pool)``;
+    the trained params, or None where training diverged (non-finite numbers), which is printed. No
+    warning where the loss rises: the annealed KL weight makes it rise by design."""
     seed = settings.seed
     try:
-        params, _ = train(model, model.init(B.host_rng(seed)), shuffled(train_set, seed), steps, seed, lr=LR,
+        params, _ = train(model, model.init(B.host_rng(seed)), shuffled(train_set, seed, pool), steps, seed, lr=LR,
                           clip=CLIP, samples=samples, kl_schedule=(steps // 10, max(1, 3 * steps // 10)),
                           reporter=settings.progress(label, steps, warn_rise=False))
     except TrainingDiverged as err:
@@ -48,13 +49,15 @@ def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int
     return params
 
 
-def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, settings: Settings) -> Any:
-    """Adam on the baseline's per-token NLL over the same shuffled batches; returns the params."""
+def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, settings: Settings,
+               pool: int | None = None) -> Any:
+    """Adam on the baseline's per-token NLL over the same batches as ``train_latent``; returns the params."""
     def loss_and_grads(params: Any, batch: Any) -> tuple[float, Any]:
         x, lengths = batch
         return model.loss_and_grads(params, B.asarray(x), B.asarray(lengths))
 
-    params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed)), shuffled(train_set, settings.seed), steps,
+    batches_of_steps = shuffled(train_set, settings.seed, pool)
+    params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed)), batches_of_steps, steps,
                     Adam(lr=LR, clip_norm=CLIP), reporter=settings.progress(label, steps))
     return params
 

@@ -193,3 +193,26 @@ def test_the_command_line_reports_a_bad_encoding_in_one_line(tmp_path, capsys):
     assert main(["run", "charlm", "--quick", "--data", str(path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "corpus.txt is not valid utf-8: line 2, byte 1 (0xff)" in err
+
+
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=60), st.integers(1, 8), st.integers(1, 4), st.integers(0, 9))
+def test_pooled_batches_hold_every_sequence_once_and_sort_each_pool(lengths, batch_size, pool, seed):
+    sequences = [np.full(n, i) for i, n in enumerate(lengths)]  # each row's value names its sequence
+    found = [[int(row[0]) for row in padded] for padded, _ in batches(sequences, batch_size, seed, pool=pool)]
+    assert sorted(i for batch in found for i in batch) == list(range(len(lengths)))
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    pool_of = {int(i): k // (pool * batch_size) for k, i in enumerate(order)}
+    for k in set(pool_of.values()):  # a pool's batches hold consecutive runs of its lengths, sorted
+        runs = sorted(([lengths[i] for i in batch] for batch in found if pool_of[batch[0]] == k), key=min)
+        assert all(max(a) <= min(b) for a, b in zip(runs, runs[1:]))
+    for batch in found:
+        assert len({pool_of[i] for i in batch}) == 1
+
+
+def test_pooled_batches_pad_less_and_need_a_seed():
+    rng = np.random.default_rng(0)
+    sequences = [np.zeros(n) for n in rng.integers(10, 200, 256)]
+    padded = {pool: np.mean([x.shape[1] for x, _ in batches(sequences, 32, 1, pool=pool)]) for pool in (None, 8)}
+    assert padded[8] < 0.8 * padded[None]
+    with pytest.raises(ValueError, match="pool needs a seed"):
+        next(batches(sequences, 32, None, pool=2))
