@@ -20,6 +20,7 @@ from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.model import LatentFlowModel
 from mini_flows.latent.train import train
 from mini_flows.optim import Adam, TrainingDiverged
+from mini_flows.nn.tree import Tree, tree_map
 from mini_flows.train import epochs, fit
 
 SIZES = dict(embed_size=16, hidden_size=32, num_layers=1)
@@ -27,21 +28,31 @@ LATENT = dict(latent_dim=4, flow_hidden_sizes=(32,))
 BATCH, LR, CLIP = 32, 3e-3, 0.25
 
 
-def shuffled(sequences: list, seed: int, pool: int | None = None) -> Any:
+def shuffled(sequences: list, seed: int, pool: int | None = None, dtype: str = "float64") -> Any:
     """Endless batches of ``sequences``, reshuffled each epoch (from ``seed + epoch``); ``pool``
-    batches of similar lengths (``data.text.batches``)."""
-    return epochs(lambda epoch: batches(sequences, BATCH, seed + epoch, pool=pool))
+    batches of similar lengths (``data.text.batches``); piano rolls in ``dtype`` (tokens as they are)."""
+    def epoch_batches(epoch: int) -> Any:
+        for x, lengths in batches(sequences, BATCH, seed + epoch, pool=pool):
+            yield (x.astype(dtype) if x.dtype.kind == "f" else x), lengths
+
+    return epochs(epoch_batches)
+
+
+def in_float64(params: Tree) -> Tree:
+    """A copy of ``params`` in float64, to score a model trained in float32 at full precision."""
+    return tree_map(lambda a: a.astype("float64"), params)
 
 
 def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int, settings: Settings,
-                 samples: int, pool: int | None = None) -> Any:
-    """The annealed-ELBO training of ``latent.train.train`` on ``shuffled(train_set, seed, pool)``;
-    the trained params, or None where training diverged (non-finite numbers), which is printed. No
-    warning where the loss rises: the annealed KL weight makes it rise by design."""
+                 samples: int, pool: int | None = None, dtype: str = "float64") -> Any:
+    """The annealed-ELBO training of ``latent.train.train`` on ``shuffled(train_set, seed, pool,
+    dtype)`` with params in ``dtype``; the trained params, or None where training diverged
+    (non-finite numbers), which is printed. No warning where the loss rises: the annealed KL weight
+    makes it rise by design."""
     seed = settings.seed
     try:
-        params, _ = train(model, model.init(B.host_rng(seed)), shuffled(train_set, seed, pool), steps, seed, lr=LR,
-                          clip=CLIP, samples=samples, kl_schedule=(steps // 10, max(1, 3 * steps // 10)),
+        params, _ = train(model, model.init(B.host_rng(seed), dtype), shuffled(train_set, seed, pool, dtype), steps,
+                          seed, lr=LR, clip=CLIP, samples=samples, kl_schedule=(steps // 10, max(1, 3 * steps // 10)),
                           reporter=settings.progress(label, steps, warn_rise=False))
     except TrainingDiverged as err:
         settings.say(f"  {label:<22} diverged: {err}")
@@ -50,14 +61,15 @@ def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int
 
 
 def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, settings: Settings,
-               pool: int | None = None) -> Any:
-    """Adam on the baseline's per-token NLL over the same batches as ``train_latent``; returns the params."""
+               pool: int | None = None, dtype: str = "float64") -> Any:
+    """Adam on the baseline's per-token NLL over the same batches as ``train_latent``, in ``dtype``;
+    returns the params."""
     def loss_and_grads(params: Any, batch: Any) -> tuple[float, Any]:
         x, lengths = batch
         return model.loss_and_grads(params, B.asarray(x), B.asarray(lengths))
 
-    batches_of_steps = shuffled(train_set, settings.seed, pool)
-    params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed)), batches_of_steps, steps,
+    batches_of_steps = shuffled(train_set, settings.seed, pool, dtype)
+    params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed), dtype), batches_of_steps, steps,
                     Adam(lr=LR, clip_norm=CLIP), reporter=settings.progress(label, steps))
     return params
 
