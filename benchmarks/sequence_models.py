@@ -10,9 +10,9 @@ Sections, each a table printed as it completes:
   (benchmarks/torch_sequence.py) beside it and the ratio mini_flows / torch (below 1: faster).
   The Transformer block is also compared with torch's attention written out as softmax(Q K^T) V.
 - latent: one ELBO step (loss and gradients) of the latent flow model for each prior at the
-  ``music`` experiment's sizes (88 keys, embedding 16, LSTM 32, latent 4, batch 32, 54 steps,
-  float64), with S = 1 and S = 5 samples (``music`` trains with 5), and the ratio to the LSTM
-  baseline's step on the same batch.
+  ``music`` experiment's sizes (88 keys, embedding 16, LSTM 32, latent 4, batch 32, 54 steps),
+  with S = 1 and S = 5 samples (``music`` trains with 5, in float32), and the ratio to the LSTM
+  baseline's step on the same batch in the same dtype, float32 and float64.
 
 One BLAS thread (set before NumPy loads) and one PyTorch thread; the compared calls are
 interleaved (each repeat runs every row once) and the table shows medians after one warm-up.
@@ -108,26 +108,35 @@ def blocks_section(args: argparse.Namespace) -> None:
 def latent_section(args: argparse.Namespace) -> None:
     rng = B.host_rng(0)
     batch, T = args.batch, MUSIC_LENGTH
-    x = B.asarray((rng.random((batch, T, KEYS)) < 0.05).astype("float64"))
+    rolls = rng.random((batch, T, KEYS)) < 0.05
     lengths = B.asarray(rng.integers(T // 2, T + 1, batch))
     lengths[0] = T
-    baseline = LSTMBaseline(BaselineConfig(KEYS, T, output="bernoulli", **SIZES))
-    baseline_params = baseline.init(B.host_rng(0))
-    calls = {("LSTM baseline", "-"): lambda: baseline.loss_and_grads(baseline_params, x, lengths)}
-    for prior in PRIORS:
-        model = LatentFlowModel(LatentConfig(KEYS, T, prior=prior, output="bernoulli", **SIZES, **LATENT))
-        params = model.init(B.host_rng(0))
-        for samples in (1, 5):
-            noise = B.asarray(rng.standard_normal((samples, batch, T, model.H)))
-            calls[(prior.upper().replace("/", " / "), str(samples))] = (
-                lambda model=model, params=params, noise=noise: model.elbo_and_grads(params, x, lengths, noise, 0.5))
+    calls: dict[tuple[str, str, str], Callable[[], Any]] = {}
+    for dtype in ("float32", "float64"):
+        x = B.asarray(rolls, dtype)
+        baseline = LSTMBaseline(BaselineConfig(KEYS, T, output="bernoulli", **SIZES))
+        baseline_params = baseline.init(B.host_rng(0), dtype)
+        calls[("LSTM baseline", "-", dtype)] = (
+            lambda baseline=baseline, p=baseline_params, x=x: baseline.loss_and_grads(p, x, lengths))
+        for prior in PRIORS:
+            model = LatentFlowModel(LatentConfig(KEYS, T, prior=prior, output="bernoulli", **SIZES, **LATENT))
+            params = model.init(B.host_rng(0), dtype)
+            for samples in (1, 5):
+                noise = B.asarray(rng.standard_normal((samples, batch, T, model.H)), dtype)
+                calls[(prior.upper().replace("/", " / "), str(samples), dtype)] = (
+                    lambda model=model, p=params, x=x, noise=noise: model.elbo_and_grads(p, x, lengths, noise, 0.5))
     print(f"\nThe music experiment's training step: batch {batch}, {T} steps, 88 keys, embedding 16, LSTM 32, "
-          f"latent 4, float64; median ms of {args.repeats}, interleaved")
-    print(f"{'model':<16}{'S':>3}{'ms':>9}{'vs baseline':>13}")
+          f"latent 4, S samples of the ELBO (music trains with 5, in float32); median ms of {args.repeats}, "
+          "interleaved")
+    print(f"{'model':<16}{'S':>3}{'float32 ms':>12}{'vs baseline':>13}{'float64 ms':>12}{'vs baseline':>13}")
     t = medians(calls, args.repeats)
-    base = t[("LSTM baseline", "-")]
-    for (label, samples), seconds in t.items():
-        print(f"{label:<16}{samples:>3}{1e3 * seconds:>9.1f}{seconds / base:>12.2f}x")
+    for label, samples, dtype in calls:
+        if dtype == "float32":
+            row = f"{label:<16}{samples:>3}"
+            for d in ("float32", "float64"):
+                seconds, base = t[(label, samples, d)], t[("LSTM baseline", "-", d)]
+                row += f"{1e3 * seconds:>12.1f}{seconds / base:>12.2f}x"
+            print(row, flush=True)
 
 
 def main() -> None:
