@@ -26,7 +26,6 @@ from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
 from mini_flows.nn.layers import Dense, affine
-from mini_flows.nn.losses import softmax_backward
 from mini_flows.nn.tree import Tree
 
 
@@ -80,6 +79,9 @@ def _neg_large(dtype: Any) -> float:
     return float(B.xp().finfo(dtype).min) / 2
 
 
+PROJECTIONS = ("query", "key", "value")
+
+
 class MultiHeadAttention:
     """Multi-head scaled dot-product self-attention (Vaswani et al. 2017, eq. 1 and section 3.2.2):
 
@@ -88,9 +90,12 @@ class MultiHeadAttention:
         y = concat(head_1, ..., head_h) W^O + b^O,
 
     where the mask M is 0 where query t may attend to key s and -inf elsewhere: s > t under
-    ``causal``, and s a padding position (key_mask 0). The -inf is a large finite number for the
-    dtype, applied with ``where``; a query with no key left to attend to gets attention weights 0
-    (head_i = 0 there, y = b^O) instead of NaN.
+    ``causal``, and s a padding position (key_mask 0). Masked weights are set to exactly 0 (see
+    ``_weights``); a query with no key left to attend to gets attention weights 0 (head_i = 0
+    there, y = b^O) instead of NaN.
+
+    Q, K and V come from one matmul of width 3 d_model, x [W^Q W^K W^V]; the softmax's division
+    by the row sums is applied to the (T, d_k) product e V rather than to the (T, T) weights e.
 
     Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 or None.
     Returns y : (batch, T, d_model).
@@ -106,15 +111,21 @@ class MultiHeadAttention:
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
-        self.proj = {name: Dense(d_model, d_model) for name in ("query", "key", "value", "output")}
+        self.dense = Dense(d_model, d_model)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {name: dense.init(rng, dtype) for name, dense in self.proj.items()}
+        return {name: self.dense.init(rng, dtype) for name in (*PROJECTIONS, "output")}
 
-    def _split(self, a: Array) -> Array:
-        """(batch, T, d_model) -> (batch, heads, T, d_head)."""
-        b, t, _ = a.shape
-        return B.xp().transpose(a.reshape(b, t, self.num_heads, self.d_head), (0, 2, 1, 3))
+    def _project(self, params: Tree, x: Array) -> tuple[Array, Array, Array, Array]:
+        """x : (batch, T, d_model) -> Q / sqrt(d_k), K, V : (batch, heads, T, d_head) each, from one
+        matmul x W + b with W = [W^Q W^K W^V] : (d_model, 3 d_model); also returns W."""
+        xp = B.xp()
+        W = xp.concatenate([params[name]["W"] for name in PROJECTIONS], axis=1)
+        b = xp.concatenate([params[name]["b"] for name in PROJECTIONS])
+        batch, length, _ = x.shape
+        qkv = (x @ W + b).reshape(batch, length, 3, self.num_heads, self.d_head)
+        qkv = xp.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d_head), views
+        return qkv[0] * (1 / math.sqrt(self.d_head)), qkv[1], qkv[2], W
 
     def _merge(self, a: Array) -> Array:
         """(batch, heads, T, d_head) -> (batch, T, d_model)."""
@@ -133,6 +144,26 @@ class MultiHeadAttention:
             allowed = keys if allowed is None else allowed & keys
         return allowed
 
+    def _weights(self, scores: Array, allowed: Array | None) -> tuple[Array, Array]:
+        """The softmax of ``scores`` : (batch, heads, T, T) over allowed keys as e * r, with
+        e = exp(S - max S) : (batch, heads, T, T) and r = 1 / sum(e) : (batch, heads, T, 1).
+
+        Masked weights are exactly 0: the shift is the max over allowed keys (masked scores plus a
+        large finite negative number), the exponent of a masked score is set to 0 and its weight
+        multiplied by 0 (in float64, exp of an argument that underflows to 0 is several times
+        slower than exp(0)). A row with no allowed key has e = 0 and r = 1 / (0 + 1) = 1: weights 0.
+        """
+        xp = B.xp()
+        if allowed is None:
+            e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
+            return e, 1 / xp.sum(e, axis=-1, keepdims=True)
+        dtype = B.value(scores).dtype
+        keep = allowed.astype(dtype)  # 1 where allowed, 0 where masked
+        masked = B.value(scores) + xp.where(allowed, 0, _neg_large(dtype)).astype(dtype)
+        shift = xp.max(masked, axis=-1, keepdims=True)
+        e = xp.exp((scores - shift) * keep) * keep
+        return e, 1 / (xp.sum(e, axis=-1, keepdims=True) + ~xp.any(allowed, axis=-1, keepdims=True))
+
     def forward(
         self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
     ) -> tuple[Array, Any]:
@@ -144,26 +175,13 @@ class MultiHeadAttention:
         if key_mask is not None:
             check_mask("key_mask", key_mask, (batch, length))
         xp = B.xp()
-        q, q_cache = self.proj["query"].forward(params["query"], x)
-        k, k_cache = self.proj["key"].forward(params["key"], x)
-        v, v_cache = self.proj["value"].forward(params["value"], x)
-        q = self._split(q) * (1 / math.sqrt(self.d_head))
-        k, v = self._split(k), self._split(v)
-        scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, T, T), eq. 1
-        allowed = self._allowed(length, causal, key_mask)
-        if allowed is None:
-            e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
-            p = e / xp.sum(e, axis=-1, keepdims=True)
-        else:
-            # M: masked scores become a large finite negative number, so the shift is the max over
-            # allowed keys; they get weight exactly 0 (exp(0) * 0, since exp of an underflowing
-            # argument is both slow and pointless). A row with no allowed key divides 0 by 1.
-            masked = xp.where(allowed, B.value(scores), _neg_large(B.value(x).dtype))
-            shifted = xp.where(allowed, scores - xp.max(masked, axis=-1, keepdims=True), 0)
-            e = xp.exp(shifted) * allowed
-            p = e / (xp.sum(e, axis=-1, keepdims=True) + ~xp.any(allowed, axis=-1, keepdims=True))
-        y, o_cache = self.proj["output"].forward(params["output"], self._merge(p @ v))
-        return y, (q, k, v, p, q_cache, k_cache, v_cache, o_cache)
+        q, k, v, W = self._project(params, x)
+        scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, T, T), eq. 1 (q carries the 1 / sqrt(d_k))
+        e, r = self._weights(scores, self._allowed(length, causal, key_mask))
+        heads = (e @ v) * r  # softmax(S + M) V: (batch, heads, T, d_head)
+        merged = self._merge(heads)
+        y = affine(params["output"], merged)
+        return y, (x, W, q, k, v, e, r, heads, merged)
 
     def start(self, params: Tree, batch: int, length: int) -> Tree:
         """An empty key/value cache for ``step``: {"key", "value"}, each zeros (batch, heads, length,
@@ -181,36 +199,39 @@ class MultiHeadAttention:
         round-off, and kv with position t's key and value written in (in place).
         """
         xp = B.xp()
-        batch = x_t.shape[0]
-
-        def heads(a: Array) -> Array:  # (batch, d_model) -> (batch, heads, d_head), as _split
-            return a.reshape(batch, self.num_heads, self.d_head)
-
-        q = heads(affine(params["query"], x_t))[:, :, None] * (1 / math.sqrt(self.d_head))  # (batch, heads, 1, d_head)
-        kv["key"][:, :, t] = heads(affine(params["key"], x_t))
-        kv["value"][:, :, t] = heads(affine(params["value"], x_t))
+        q, k_t, v_t, _ = self._project(params, x_t[:, None])  # each (batch, heads, 1, d_head)
+        kv["key"][:, :, t : t + 1], kv["value"][:, :, t : t + 1] = k_t, v_t
         k, v = kv["key"][:, :, : t + 1], kv["value"][:, :, : t + 1]
         scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, 1, t + 1): every key is allowed
-        e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-        p = e / xp.sum(e, axis=-1, keepdims=True)
-        return affine(params["output"], (p @ v).reshape(batch, self.d_model)), kv
+        e, r = self._weights(scores, None)
+        return affine(params["output"], self._merge((e @ v) * r)[:, 0]), kv
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
-        """Backward through eq. 1: dV = P^T dH, dP = dH V^T, dS = P * (dP - sum(P * dP)),
-        dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k). Masked weights are exactly 0, so dS is 0
-        at masked scores and on rows with no allowed key, as the forward's ``where`` requires."""
+        """Backward through eq. 1 with P = e * r the weights and H = P V the heads: dV = P^T dH,
+        dP = dH V^T, dS = P * (dP - sum_s P dP) where sum_s P dP = dH . H row by row, dQ = dS K / sqrt(d_k),
+        dK = dS^T Q / sqrt(d_k); all with dH' = r dH in place of dH, which turns P into e.
+        Masked weights are exactly 0, so dS is 0 at masked scores and on rows with no allowed key."""
         xp = B.xp()
-        q, k, v, p, q_cache, k_cache, v_cache, o_cache = cache
+        x, W, q, k, v, e, r, heads, merged = cache
+        batch, length, _ = x.shape
         grads = {}
-        grads["output"], d_heads = self.proj["output"].backward(params["output"], o_cache, dy)
-        d_heads = self._split(d_heads)
-        dp = d_heads @ xp.swapaxes(v, -1, -2)
-        dv = xp.swapaxes(p, -1, -2) @ d_heads
-        ds = softmax_backward((p, -1), dp)
-        dq = (ds @ k) * (1 / math.sqrt(self.d_head))
-        dk = xp.swapaxes(ds, -1, -2) @ q
-        dx = 0
-        for name, d, c in (("query", dq, q_cache), ("key", dk, k_cache), ("value", dv, v_cache)):
-            grads[name], dx_part = self.proj[name].backward(params[name], c, self._merge(d))
-            dx = dx + dx_part
-        return {name: grads[name] for name in self.proj}, dx
+        grads["output"], d_merged = self.dense.backward(params["output"], merged, dy)
+        d_heads = d_merged.reshape(batch, length, self.num_heads, self.d_head)
+        d_heads = xp.transpose(d_heads, (0, 2, 1, 3)) * r  # dH' : (batch, heads, T, d_head)
+        dv = xp.swapaxes(e, -1, -2) @ d_heads  # P^T dH
+        ds = d_heads @ xp.swapaxes(v, -1, -2)  # r dP : (batch, heads, T, T)
+        ds -= xp.sum(d_heads * heads, axis=-1, keepdims=True)  # r (dP - dH . H)
+        ds *= e  # dS
+        dq = ds @ k
+        dq *= 1 / math.sqrt(self.d_head)
+        dk = xp.swapaxes(ds, -1, -2) @ q  # q carries the 1 / sqrt(d_k)
+        d_qkv = xp.empty((batch, length, 3, self.num_heads, self.d_head), x.dtype)
+        for i, d in enumerate((dq, dk, dv)):
+            d_qkv[:, :, i] = xp.swapaxes(d, 1, 2)
+        d_qkv = d_qkv.reshape(batch * length, 3 * self.d_model)  # [dQ dK dV], the gradient of x W + b
+        dW, db = x.reshape(-1, self.d_model).T @ d_qkv, d_qkv.sum(axis=0)
+        for i, name in enumerate(PROJECTIONS):
+            cols = slice(i * self.d_model, (i + 1) * self.d_model)
+            grads[name] = {"W": dW[:, cols], "b": db[cols]}
+        dx = (d_qkv @ W.T).reshape(x.shape)
+        return {name: grads[name] for name in (*PROJECTIONS, "output")}, dx
