@@ -58,20 +58,33 @@ class LayerNorm:
         return self._normalise(params, x_t)[0]
 
     def _normalise(self, params: Tree, x: Array) -> tuple[Array, Any]:
-        xp = B.xp()
-        centred = x - xp.mean(x, axis=-1, keepdims=True)
-        rstd = 1 / xp.sqrt(xp.mean(centred * centred, axis=-1, keepdims=True) + self.eps)
+        centred = x - _row_sums(x, 1 / self.dim)
+        rstd = 1 / B.xp().sqrt(_row_sums(centred * centred, 1 / self.dim) + self.eps)
         xhat = centred * rstd
         return xhat * params["gamma"] + params["beta"], (xhat, rstd)
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
-        """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma."""
+        """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; the two means are
+        matrix-vector products of dy and dy * xhat with gamma / dim."""
         xhat, rstd = cache
-        lead = tuple(range(dy.ndim - 1))
-        grads = {"gamma": (dy * xhat).sum(axis=lead), "beta": dy.sum(axis=lead)}
-        g = dy * params["gamma"]
-        dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
-        return grads, dx
+        gamma = params["gamma"]
+        dy_xhat = dy * xhat
+        rows = (-1, self.dim)
+        grads = {"gamma": dy_xhat.reshape(rows).sum(axis=0), "beta": dy.reshape(rows).sum(axis=0)}
+        gamma_mean = gamma[:, None] / self.dim
+        dx = xhat * (dy_xhat @ gamma_mean)
+        dx += dy @ gamma_mean
+        g = dy * gamma
+        g -= dx
+        g *= rstd
+        return grads, g
+
+
+def _row_sums(a: Array, scale: float = 1.0) -> Array:
+    """scale * sum(a, axis=-1, keepdims=True) : (..., n) -> (..., 1), as a matrix-vector product:
+    BLAS is several times faster than NumPy's reduction over rows this short (n of 16 to 256)."""
+    v = B.value(a)
+    return a @ B.xp().full((v.shape[-1], 1), scale, v.dtype)
 
 
 def _neg_large(dtype: Any) -> float:
@@ -156,13 +169,13 @@ class MultiHeadAttention:
         xp = B.xp()
         if allowed is None:
             e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
-            return e, 1 / xp.sum(e, axis=-1, keepdims=True)
+            return e, 1 / _row_sums(e)
         dtype = B.value(scores).dtype
         keep = allowed.astype(dtype)  # 1 where allowed, 0 where masked
         masked = B.value(scores) + xp.where(allowed, 0, _neg_large(dtype)).astype(dtype)
         shift = xp.max(masked, axis=-1, keepdims=True)
         e = xp.exp((scores - shift) * keep) * keep
-        return e, 1 / (xp.sum(e, axis=-1, keepdims=True) + ~xp.any(allowed, axis=-1, keepdims=True))
+        return e, 1 / (_row_sums(e) + ~xp.any(allowed, axis=-1, keepdims=True))
 
     def forward(
         self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
@@ -220,7 +233,7 @@ class MultiHeadAttention:
         d_heads = xp.transpose(d_heads, (0, 2, 1, 3)) * r  # dH' : (batch, heads, T, d_head)
         dv = xp.swapaxes(e, -1, -2) @ d_heads  # P^T dH
         ds = d_heads @ xp.swapaxes(v, -1, -2)  # r dP : (batch, heads, T, T)
-        ds -= xp.sum(d_heads * heads, axis=-1, keepdims=True)  # r (dP - dH . H)
+        ds -= _row_sums(d_heads * heads)  # r (dP - dH . H)
         ds *= e  # dS
         dq = ds @ k
         dq *= 1 / math.sqrt(self.d_head)
