@@ -25,7 +25,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
-from mini_flows.nn.layers import Dense, affine
+from mini_flows.nn.layers import Dense, affine, rows_matmul
 from mini_flows.nn.tree import Tree
 
 
@@ -136,7 +136,7 @@ class MultiHeadAttention:
         W = xp.concatenate([params[name]["W"] for name in PROJECTIONS], axis=1)
         b = xp.concatenate([params[name]["b"] for name in PROJECTIONS])
         batch, length, _ = x.shape
-        qkv = (x @ W + b).reshape(batch, length, 3, self.num_heads, self.d_head)
+        qkv = (rows_matmul(x, W) + b).reshape(batch, length, 3, self.num_heads, self.d_head)
         qkv = xp.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d_head), views
         return qkv[0] * (1 / math.sqrt(self.d_head)), qkv[1], qkv[2], W
 

