@@ -25,7 +25,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
-from mini_flows.nn.layers import Dense, affine, rows_matmul
+from mini_flows.nn.layers import Dense, affine, column_sums, row_sums, rows_matmul
 from mini_flows.nn.tree import Tree
 
 
@@ -58,8 +58,8 @@ class LayerNorm:
         return self._normalise(params, x_t)[0]
 
     def _normalise(self, params: Tree, x: Array) -> tuple[Array, Any]:
-        centred = x - _row_sums(x, 1 / self.dim)
-        rstd = 1 / B.xp().sqrt(_row_sums(centred * centred, 1 / self.dim) + self.eps)
+        centred = x - row_sums(x, 1 / self.dim)
+        rstd = 1 / B.xp().sqrt(row_sums(centred * centred, 1 / self.dim) + self.eps)
         xhat = centred * rstd
         return xhat * params["gamma"] + params["beta"], (xhat, rstd)
 
@@ -69,8 +69,7 @@ class LayerNorm:
         xhat, rstd = cache
         gamma = params["gamma"]
         dy_xhat = dy * xhat
-        rows = (-1, self.dim)
-        grads = {"gamma": dy_xhat.reshape(rows).sum(axis=0), "beta": dy.reshape(rows).sum(axis=0)}
+        grads = {"gamma": column_sums(dy_xhat), "beta": column_sums(dy)}
         gamma_mean = gamma[:, None] / self.dim
         dx = xhat * (dy_xhat @ gamma_mean)
         dx += dy @ gamma_mean
@@ -78,13 +77,6 @@ class LayerNorm:
         g -= dx
         g *= rstd
         return grads, g
-
-
-def _row_sums(a: Array, scale: float = 1.0) -> Array:
-    """scale * sum(a, axis=-1, keepdims=True) : (..., n) -> (..., 1), as a matrix-vector product:
-    BLAS is several times faster than NumPy's reduction over rows this short (n of 16 to 256)."""
-    v = B.value(a)
-    return a @ B.xp().full((v.shape[-1], 1), scale, v.dtype)
 
 
 def _neg_large(dtype: Any) -> float:
@@ -187,13 +179,13 @@ class MultiHeadAttention:
         xp = B.xp()
         if allowed is None:
             e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
-            return e, 1 / _row_sums(e)
+            return e, 1 / row_sums(e)
         dtype = B.value(scores).dtype
         keep = allowed.astype(dtype)  # 1 where allowed, 0 where masked
         masked = B.value(scores) + xp.where(allowed, 0, _neg_large(dtype)).astype(dtype)
         shift = xp.max(masked, axis=-1, keepdims=True)
         e = xp.exp((scores - shift) * keep) * keep
-        return e, 1 / (_row_sums(e) + ~xp.any(allowed, axis=-1, keepdims=True))
+        return e, 1 / (row_sums(e) + ~xp.any(allowed, axis=-1, keepdims=True))
 
     def forward(
         self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
@@ -260,7 +252,7 @@ class MultiHeadAttention:
             dh = d_heads[:, :, start:stop] * r  # dH'
             dv[:, :, :keys] += xp.swapaxes(e, -1, -2) @ dh  # P^T dH
             ds = dh @ xp.swapaxes(v[:, :, :keys], -1, -2)  # r dP
-            ds -= _row_sums(dh * heads)  # r (dP - dH . H)
+            ds -= row_sums(dh * heads)  # r (dP - dH . H)
             ds *= e  # dS
             dq[:, :, start:stop] = ds @ k[:, :, :keys]
             dk[:, :, :keys] += xp.swapaxes(ds, -1, -2) @ q[:, :, start:stop]  # q carries the 1 / sqrt(d_k)
@@ -269,7 +261,7 @@ class MultiHeadAttention:
         for i, d in enumerate((dq, dk, dv)):
             d_qkv[:, :, i] = xp.swapaxes(d, 1, 2)
         d_qkv = d_qkv.reshape(batch * length, 3 * self.d_model)  # [dQ dK dV], the gradient of x W + b
-        dW, db = x.reshape(-1, self.d_model).T @ d_qkv, d_qkv.sum(axis=0)
+        dW, db = x.reshape(-1, self.d_model).T @ d_qkv, column_sums(d_qkv)
         for i, name in enumerate(PROJECTIONS):
             cols = slice(i * self.d_model, (i + 1) * self.d_model)
             grads[name] = {"W": dW[:, cols], "b": db[cols]}
