@@ -121,21 +121,22 @@ class MultiHeadAttention:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
         self.query_block = query_block
+        self.scales = (1 / math.sqrt(self.d_head), 1.0, 1.0)  # on W^Q, W^K, W^V and biases: Q K^T / sqrt(d_k)
         self.dense = Dense(d_model, d_model)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {name: self.dense.init(rng, dtype) for name in (*PROJECTIONS, "output")}
 
     def _project(self, params: Tree, x: Array) -> tuple[Array, Array, Array, Array]:
-        """x : (batch, T, d_model) -> Q / sqrt(d_k), K, V : (batch, heads, T, d_head) each, from one
-        matmul x W + b with W = [W^Q W^K W^V] : (d_model, 3 d_model); also returns W."""
+        """x : (batch, T, d_model) -> Q / sqrt(d_k), K, V : (batch, heads, T, d_head) each, views of
+        one matmul x W + b with W = [W^Q / sqrt(d_k), W^K, W^V] : (d_model, 3 d_model); also returns W."""
         xp = B.xp()
-        W = xp.concatenate([params[name]["W"] for name in PROJECTIONS], axis=1)
-        b = xp.concatenate([params[name]["b"] for name in PROJECTIONS])
+        W = xp.concatenate([params[name]["W"] * c for name, c in zip(PROJECTIONS, self.scales)], axis=1)
+        b = xp.concatenate([params[name]["b"] * c for name, c in zip(PROJECTIONS, self.scales)])
         batch, length, _ = x.shape
         qkv = (rows_matmul(x, W) + b).reshape(batch, length, 3, self.num_heads, self.d_head)
-        qkv = xp.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d_head), views
-        return qkv[0] * (1 / math.sqrt(self.d_head)), qkv[1], qkv[2], W
+        qkv = xp.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d_head)
+        return qkv[0], qkv[1], qkv[2], W
 
     def _merge(self, blocks: list[Array]) -> Array:
         """Blocks (batch, heads, T_i, d_head) of consecutive positions -> (batch, sum T_i, d_model)."""
@@ -255,15 +256,14 @@ class MultiHeadAttention:
             ds -= row_sums(dh * heads)  # r (dP - dH . H)
             ds *= e  # dS
             dq[:, :, start:stop] = ds @ k[:, :, :keys]
-            dk[:, :, :keys] += xp.swapaxes(ds, -1, -2) @ q[:, :, start:stop]  # q carries the 1 / sqrt(d_k)
-        dq *= 1 / math.sqrt(self.d_head)
+            dk[:, :, :keys] += xp.swapaxes(ds, -1, -2) @ q[:, :, start:stop]
         d_qkv = xp.empty((batch, length, 3, self.num_heads, self.d_head), x.dtype)
         for i, d in enumerate((dq, dk, dv)):
             d_qkv[:, :, i] = xp.swapaxes(d, 1, 2)
         d_qkv = d_qkv.reshape(batch * length, 3 * self.d_model)  # [dQ dK dV], the gradient of x W + b
         dW, db = x.reshape(-1, self.d_model).T @ d_qkv, column_sums(d_qkv)
-        for i, name in enumerate(PROJECTIONS):
+        for i, (name, c) in enumerate(zip(PROJECTIONS, self.scales)):
             cols = slice(i * self.d_model, (i + 1) * self.d_model)
-            grads[name] = {"W": dW[:, cols], "b": db[cols]}
+            grads[name] = {"W": dW[:, cols] * c, "b": db[cols] * c}
         dx = (d_qkv @ W.T).reshape(x.shape)
         return {name: grads[name] for name in (*PROJECTIONS, "output")}, dx
