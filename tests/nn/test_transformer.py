@@ -14,7 +14,7 @@ from mini_flows.nn.attention import LayerNorm, MultiHeadAttention
 from mini_flows.nn import transformer
 from mini_flows.nn.transformer import POSITIONS, TransformerBlock, TransformerEncoder, sinusoidal_positions
 from mini_flows.nn.tree import flatten, tree_map
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor, vjp_loss
 
 pytestmark = pytest.mark.autograd
 
@@ -47,7 +47,7 @@ def check_backward(block, params, x, seed, **kwargs):
     dy = B.host_rng(seed + 1).standard_normal(y.shape)
     grads, dx = block.backward(params, cache, dy)
     auto = autograd_grads(lambda p, x: vjp_loss(block.forward(p, x, **kwargs)[0], dy), params, x)
-    assert_grads_close((grads, dx), auto)
+    assert_grads_close((grads, dx), auto, floor=tree_floor(auto))  # b^K's gradient is 0 plus round-off
 
 
 @given(seeds, st.integers(1, 8), st.lists(st.integers(1, 4), min_size=1, max_size=3))
@@ -137,7 +137,7 @@ def test_causal_query_blocks_equal_one_block(seed, batch, length, d_model, num_h
     (y, grads, dx), (y_whole, grads_whole, dx_whole) = (
         run_backward(attn, params, x, dy, causal=True, key_mask=key_mask) for attn in (blocked, whole))
     np.testing.assert_allclose(y, y_whole, rtol=1e-12, atol=1e-13)
-    assert_grads_close((grads, dx), (grads_whole, dx_whole))
+    assert_grads_close((grads, dx), (grads_whole, dx_whole), floor=tree_floor(grads_whole))
 
 
 def run_backward(block, params, x, dy, **kwargs):
