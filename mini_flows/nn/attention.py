@@ -169,24 +169,21 @@ class MultiHeadAttention:
         return allowed
 
     def _weights(self, scores: Array, allowed: Array | None) -> tuple[Array, Array]:
-        """The softmax of ``scores`` : (batch, heads, T, T) over allowed keys as e * r, with
-        e = exp(S - max S) : (batch, heads, T, T) and r = 1 / sum(e) : (batch, heads, T, 1).
+        """The softmax of ``scores`` S : (batch, heads, rows, keys) over allowed keys as e * r, with
+        e = exp(S + M - max(S + M)) of S's shape and r = 1 / sum(e) : (batch, heads, rows, 1).
 
-        Masked weights are exactly 0: the shift is the max over allowed keys (masked scores plus a
-        large finite negative number), the exponent of a masked score is set to 0 and its weight
-        multiplied by 0 (in float64, exp of an argument that underflows to 0 is several times
-        slower than exp(0)). A row with no allowed key has e = 0 and r = 1 / (0 + 1) = 1: weights 0.
+        Masked scores get a large finite negative number added (the -inf of M), so the shift is
+        the max over allowed keys and exp underflows to exactly 0 at masked keys. A row with no
+        allowed key gets r = 0 (its e is finite), hence weights 0.
         """
         xp = B.xp()
         if allowed is None:
             e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
             return e, 1 / row_sums(e)
         dtype = B.value(scores).dtype
-        keep = allowed.astype(dtype)  # 1 where allowed, 0 where masked
-        masked = B.value(scores) + xp.where(allowed, 0, _neg_large(dtype)).astype(dtype)
-        shift = xp.max(masked, axis=-1, keepdims=True)
-        e = xp.exp((scores - shift) * keep) * keep
-        return e, 1 / (row_sums(e) + ~xp.any(allowed, axis=-1, keepdims=True))
+        masked = scores + xp.where(allowed, 0, _neg_large(dtype)).astype(dtype)
+        e = xp.exp(masked - xp.max(B.value(masked), axis=-1, keepdims=True))
+        return e, xp.any(allowed, axis=-1, keepdims=True) / row_sums(e)
 
     def forward(
         self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
@@ -238,8 +235,8 @@ class MultiHeadAttention:
         """Backward through eq. 1 with P = e * r the weights and H = P V the heads: dV = P^T dH,
         dP = dH V^T, dS = P * (dP - sum_s P dP) where sum_s P dP = dH . H row by row,
         dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k); all with dH' = r dH in place of dH, which
-        turns P into e, block by block of queries. Masked weights are exactly 0, so dS is 0 at
-        masked scores and on rows with no allowed key."""
+        turns P into e, block by block of queries. dS is 0 at masked scores (e = 0) and on rows with
+        no allowed key (r = 0, so dH' = 0)."""
         xp = B.xp()
         x, W, q, k, v, blocks, merged = cache
         batch, length, _ = x.shape
