@@ -58,8 +58,8 @@ class LayerNorm:
         return self._normalise(params, x_t)[0]
 
     def _normalise(self, params: Tree, x: Array) -> tuple[Array, Any]:
-        centred = x - row_sums(x, 1 / self.dim)
-        rstd = 1 / B.xp().sqrt(row_sums(centred * centred, 1 / self.dim) + self.eps)
+        centred = x - row_sums(x, 1 / self.dim)  # x - mu
+        rstd = 1 / B.xp().sqrt(row_sums(centred * centred, 1 / self.dim) + self.eps)  # 1 / sqrt(sigma^2 + eps)
         xhat = centred * rstd
         return xhat * params["gamma"] + params["beta"], (xhat, rstd)
 
@@ -71,12 +71,12 @@ class LayerNorm:
         dy_xhat = dy * xhat
         grads = {"gamma": column_sums(dy_xhat), "beta": column_sums(dy)}
         gamma_mean = gamma[:, None] / self.dim
-        dx = xhat * (dy_xhat @ gamma_mean)
-        dx += dy @ gamma_mean
-        g = dy * gamma
-        g -= dx
-        g *= rstd
-        return grads, g
+        means = xhat * (dy_xhat @ gamma_mean)  # xhat * mean(g * xhat)
+        means += dy @ gamma_mean  # + mean(g)
+        dx = dy * gamma  # g
+        dx -= means
+        dx *= rstd
+        return grads, dx
 
 
 def _neg_large(dtype: Any) -> float:

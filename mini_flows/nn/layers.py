@@ -1,5 +1,7 @@
 """Dense (affine) layer and embedding, each with a hand-written backward pass; both follow the
-``Block`` convention of ``nn.block``: ``grads, dx = block.backward(params, cache, dy)``."""
+``Block`` convention of ``nn.block``: ``grads, dx = block.backward(params, cache, dy)``. Also the
+sums and products over the rows of an (..., n) array written as single BLAS calls (``rows_matmul``,
+``row_sums``, ``column_sums``), which the attention and layer norm share."""
 
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ def column_sums(a: Array) -> Array:
 
 
 def affine(params: Tree, x: Array) -> Array:
-    """x W + b for a ``Dense`` tree {W, b}, without ``Dense.forward``'s input checks: for the
-    inference-only step methods, whose inputs the caller checks once.  x : (..., n_in) -> (..., n_out)."""
+    """x W + b for a ``Dense`` tree {W, b}, without ``Dense.forward``'s input checks: for callers
+    that check their input once (the inference-only step methods, blocks built of Dense maps, whose
+    backward is then ``Dense.backward`` with the input as cache).  x : (..., n_in) -> (..., n_out)."""
     return rows_matmul(x, params["W"]) + params["b"]
 
 
