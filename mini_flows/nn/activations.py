@@ -11,7 +11,8 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 
-_GELU_C = math.sqrt(2.0 / math.pi)
+_W0 = -2 * math.sqrt(2.0 / math.pi)  # -2u = x (_W0 + _W2 x^2) in gelu_forward
+_W2 = _W0 * 0.044715
 
 
 def relu_forward(x: Array) -> tuple[Array, Any]:
@@ -53,16 +54,44 @@ def sigmoid_backward(cache: Any, dy: Array) -> Array:
     return dy * cache * (1 - cache)
 
 
+def exp_limit(dtype: Any) -> float:
+    """The largest whole z with exp(z) finite in ``dtype`` (88 in float32, 709 in float64)."""
+    return float(math.floor(math.log(float(B.xp().finfo(dtype).max))))
+
+
 def gelu_forward(x: Array) -> tuple[Array, Any]:
-    """GELU, tanh form: f(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    t = B.xp().tanh(_GELU_C * (x + 0.044715 * (x * x * x)))  # x * x * x: NumPy has no fast path for x**3
-    return 0.5 * x * (1 + t), (x, t)
+    """GELU, tanh form: f(x) = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+
+    Computed as f(x) = x / v with v = 1 + exp(-2u), since (1 + tanh u)/2 = 1 / (1 + exp(-2u)): one
+    exp instead of one tanh, which NumPy evaluates 2x (float32) to 4x (float64) slower. Here
+    -2u = x w with w = -2 sqrt(2/pi) (1 + 0.044715 x^2). exp(-2u) is capped where it would
+    overflow (x below about -10 in float32, -21 in float64), where f is 0 to round-off anyway.
+    """
+    xp = B.xp()
+    dtype = B.value(x).dtype
+    # the cap as a row, not a scalar: NumPy's minimum broadcasts a row about as fast as a multiply,
+    # a scalar 3-4x slower (0.45 against 0.12-0.15 ms on (2048, 256) float32)
+    cap = xp.full(B.value(x).shape[-1:], exp_limit(dtype), dtype)
+    w = _W0 + _W2 * (x * x)
+    v = 1 + xp.exp(xp.minimum(x * w, cap))
+    y = x / v
+    return y, (w, v, y)
 
 
 def gelu_backward(cache: Any, dy: Array) -> Array:
-    """f'(x) = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    x, t = cache
-    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x))
+    """f'(x) = 1/v + x (v - 1) / v^2 d(2u)/dx = (1 + y (v - 1) d(2u)/dx) / v, where
+    d(2u)/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2) = 2 w_0 - 3 w (w_0 = w at x = 0).
+
+    In place on one temporary: the backward pass is not traced by autograd."""
+    w, v, y = cache
+    d = w * -3
+    d += 2 * _W0  # d(2u)/dx
+    d *= y
+    d *= v - 1
+    d += 1
+    d /= v
+    d *= dy
+    return d
 
 
 ACTIVATIONS = {

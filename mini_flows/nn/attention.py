@@ -25,8 +25,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
-from mini_flows.nn.layers import Dense, affine
-from mini_flows.nn.losses import softmax_backward
+from mini_flows.nn.layers import Dense, affine, column_sums, row_sums, rows_matmul
 from mini_flows.nn.tree import Tree
 
 
@@ -59,25 +58,33 @@ class LayerNorm:
         return self._normalise(params, x_t)[0]
 
     def _normalise(self, params: Tree, x: Array) -> tuple[Array, Any]:
-        xp = B.xp()
-        centred = x - xp.mean(x, axis=-1, keepdims=True)
-        rstd = 1 / xp.sqrt(xp.mean(centred * centred, axis=-1, keepdims=True) + self.eps)
+        centred = x - row_sums(x, 1 / self.dim)  # x - mu
+        rstd = 1 / B.xp().sqrt(row_sums(centred * centred, 1 / self.dim) + self.eps)  # 1 / sqrt(sigma^2 + eps)
         xhat = centred * rstd
         return xhat * params["gamma"] + params["beta"], (xhat, rstd)
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
-        """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma."""
+        """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; the two means are
+        matrix-vector products of dy and dy * xhat with gamma / dim."""
         xhat, rstd = cache
-        lead = tuple(range(dy.ndim - 1))
-        grads = {"gamma": (dy * xhat).sum(axis=lead), "beta": dy.sum(axis=lead)}
-        g = dy * params["gamma"]
-        dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+        gamma = params["gamma"]
+        dy_xhat = dy * xhat
+        grads = {"gamma": column_sums(dy_xhat), "beta": column_sums(dy)}
+        gamma_mean = gamma[:, None] / self.dim
+        means = xhat * (dy_xhat @ gamma_mean)  # xhat * mean(g * xhat)
+        means += dy @ gamma_mean  # + mean(g)
+        dx = dy * gamma  # g
+        dx -= means
+        dx *= rstd
         return grads, dx
 
 
 def _neg_large(dtype: Any) -> float:
     """A large finite negative number for ``dtype``: exp(it - anything finite) underflows to 0."""
     return float(B.xp().finfo(dtype).min) / 2
+
+
+PROJECTIONS = ("query", "key", "value")
 
 
 class MultiHeadAttention:
@@ -88,9 +95,15 @@ class MultiHeadAttention:
         y = concat(head_1, ..., head_h) W^O + b^O,
 
     where the mask M is 0 where query t may attend to key s and -inf elsewhere: s > t under
-    ``causal``, and s a padding position (key_mask 0). The -inf is a large finite number for the
-    dtype, applied with ``where``; a query with no key left to attend to gets attention weights 0
-    (head_i = 0 there, y = b^O) instead of NaN.
+    ``causal``, and s a padding position (key_mask 0). Masked weights are set to exactly 0 (see
+    ``_weights``); a query with no key left to attend to gets attention weights 0 (head_i = 0
+    there, y = b^O) instead of NaN.
+
+    Q, K and V come from one matmul of width 3 d_model, x [W^Q W^K W^V]; the softmax's division
+    by the row sums is applied to the (T, d_k) product e V rather than to the (T, T) weights e.
+    Causal attention runs over blocks of ``query_block`` query positions, each against the keys up
+    to its own last position: the scores above the diagonal blocks, all masked, are never computed
+    (a quarter of the (T, T) work skipped at T = 2 query_block, half as T grows).
 
     Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 or None.
     Returns y : (batch, T, d_model).
@@ -100,38 +113,77 @@ class MultiHeadAttention:
     seen so far in a preallocated cache, so position t costs O(t) instead of a re-run over all T.
     """
 
-    def __init__(self, d_model: int, num_heads: int):
+    def __init__(self, d_model: int, num_heads: int, query_block: int = 32):
         check_positive_int("d_model", d_model)
         check_positive_int("num_heads", num_heads)
+        check_positive_int("query_block", query_block)
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.d_model, self.num_heads, self.d_head = d_model, num_heads, d_model // num_heads
-        self.proj = {name: Dense(d_model, d_model) for name in ("query", "key", "value", "output")}
+        self.query_block = query_block
+        self.scales = (1 / math.sqrt(self.d_head), 1.0, 1.0)  # on W^Q, W^K, W^V and biases: Q K^T / sqrt(d_k)
+        self.dense = Dense(d_model, d_model)
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
-        return {name: dense.init(rng, dtype) for name, dense in self.proj.items()}
+        return {name: self.dense.init(rng, dtype) for name in (*PROJECTIONS, "output")}
 
-    def _split(self, a: Array) -> Array:
-        """(batch, T, d_model) -> (batch, heads, T, d_head)."""
-        b, t, _ = a.shape
-        return B.xp().transpose(a.reshape(b, t, self.num_heads, self.d_head), (0, 2, 1, 3))
-
-    def _merge(self, a: Array) -> Array:
-        """(batch, heads, T, d_head) -> (batch, T, d_model)."""
-        b, _, t, _ = a.shape
-        return B.xp().transpose(a, (0, 2, 1, 3)).reshape(b, t, self.d_model)
-
-    def _allowed(self, length: int, causal: bool, key_mask: Array | None) -> Array | None:
-        """Boolean (batch or 1, 1, T or 1, T): may query t attend to key s? None when all may."""
+    def _project(self, params: Tree, x: Array) -> tuple[Array, Array, Array, Array]:
+        """x : (batch, T, d_model) -> Q / sqrt(d_k), K, V : (batch, heads, T, d_head) each, views of
+        one matmul x W + b with W = [W^Q / sqrt(d_k), W^K, W^V] : (d_model, 3 d_model); also returns W."""
         xp = B.xp()
+        W = xp.concatenate([params[name]["W"] * c for name, c in zip(PROJECTIONS, self.scales)], axis=1)
+        b = xp.concatenate([params[name]["b"] * c for name, c in zip(PROJECTIONS, self.scales)])
+        batch, length, _ = x.shape
+        qkv = (rows_matmul(x, W) + b).reshape(batch, length, 3, self.num_heads, self.d_head)
+        qkv = xp.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d_head)
+        return qkv[0], qkv[1], qkv[2], W
+
+    def _merge(self, blocks: list[Array]) -> Array:
+        """Blocks (batch, heads, T_i, d_head) of consecutive positions -> (batch, sum T_i, d_model)."""
+        xp = B.xp()
+        merged = xp.concatenate([xp.transpose(a, (0, 2, 1, 3)) for a in blocks], axis=1)
+        return merged.reshape(merged.shape[0], merged.shape[1], self.d_model)
+
+    def _query_blocks(self, length: int, causal: bool) -> list[tuple[int, int, int]]:
+        """(start, stop, keys) per block: query positions start..stop-1 attend to keys 0..keys-1,
+        all of them, or under ``causal`` those before stop, in blocks of ``query_block`` positions."""
+        if not causal:
+            return [(0, length, length)]
+        blocks = []
+        for start in range(0, length, self.query_block):
+            stop = min(start + self.query_block, length)
+            blocks.append((start, stop, stop))
+        return blocks
+
+    def _allowed(self, rows: tuple[int, int, int], causal: bool, key_mask: Array | None) -> Array | None:
+        """Boolean (batch or 1, 1, stop - start or 1, keys): may query t of the block attend to key
+        s? None when all may."""
+        xp = B.xp()
+        start, stop, keys = rows
         allowed = None
         if causal:
-            steps = xp.arange(length)
-            allowed = (steps[:, None] >= steps[None, :])[None, None]
+            allowed = (xp.arange(start, stop)[:, None] >= xp.arange(keys)[None, :])[None, None]
         if key_mask is not None:
-            keys = (B.value(key_mask) == 1)[:, None, None, :]
-            allowed = keys if allowed is None else allowed & keys
+            kept = (B.value(key_mask)[:, :keys] == 1)[:, None, None, :]
+            allowed = kept if allowed is None else allowed & kept
         return allowed
+
+    def _weights(self, scores: Array, allowed: Array | None) -> tuple[Array, Array]:
+        """The softmax of ``scores`` S : (batch, heads, rows, keys) over allowed keys as e * r, with
+        e = exp(S + M - max(S + M)) of S's shape and r = 1 / sum(e) : (batch, heads, rows, 1).
+
+        Masked scores get a large finite negative number added (the -inf of M), so the shift is
+        the max over allowed keys and exp underflows to exactly 0 at masked keys. A row with no
+        allowed key gets r = 0 (its e is finite), hence weights 0.
+        """
+        xp = B.xp()
+        if allowed is None:
+            e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
+            return e, 1 / row_sums(e)
+        dtype = B.value(scores).dtype
+        masked = scores + xp.where(allowed, 0, _neg_large(dtype)).astype(dtype)
+        e = xp.exp(masked - xp.max(B.value(masked), axis=-1, keepdims=True))
+        return e, xp.any(allowed, axis=-1, keepdims=True) / row_sums(e)
 
     def forward(
         self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
@@ -144,26 +196,17 @@ class MultiHeadAttention:
         if key_mask is not None:
             check_mask("key_mask", key_mask, (batch, length))
         xp = B.xp()
-        q, q_cache = self.proj["query"].forward(params["query"], x)
-        k, k_cache = self.proj["key"].forward(params["key"], x)
-        v, v_cache = self.proj["value"].forward(params["value"], x)
-        q = self._split(q) * (1 / math.sqrt(self.d_head))
-        k, v = self._split(k), self._split(v)
-        scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, T, T), eq. 1
-        allowed = self._allowed(length, causal, key_mask)
-        if allowed is None:
-            e = xp.exp(scores - xp.max(B.value(scores), axis=-1, keepdims=True))
-            p = e / xp.sum(e, axis=-1, keepdims=True)
-        else:
-            # M: masked scores become a large finite negative number, so the shift is the max over
-            # allowed keys; they get weight exactly 0 (exp(0) * 0, since exp of an underflowing
-            # argument is both slow and pointless). A row with no allowed key divides 0 by 1.
-            masked = xp.where(allowed, B.value(scores), _neg_large(B.value(x).dtype))
-            shifted = xp.where(allowed, scores - xp.max(masked, axis=-1, keepdims=True), 0)
-            e = xp.exp(shifted) * allowed
-            p = e / (xp.sum(e, axis=-1, keepdims=True) + ~xp.any(allowed, axis=-1, keepdims=True))
-        y, o_cache = self.proj["output"].forward(params["output"], self._merge(p @ v))
-        return y, (q, k, v, p, q_cache, k_cache, v_cache, o_cache)
+        q, k, v, W = self._project(params, x)
+        blocks, heads = [], []
+        for rows in self._query_blocks(length, causal):
+            start, stop, keys = rows
+            scores = q[:, :, start:stop] @ xp.swapaxes(k[:, :, :keys], -1, -2)  # eq. 1; q carries 1 / sqrt(d_k)
+            e, r = self._weights(scores, self._allowed(rows, causal, key_mask))
+            heads.append((e @ v[:, :, :keys]) * r)  # softmax(S + M) V : (batch, heads, stop - start, d_head)
+            blocks.append((rows, e, r, heads[-1]))
+        merged = self._merge(heads)
+        y = affine(params["output"], merged)
+        return y, (x, W, q, k, v, blocks, merged)
 
     def start(self, params: Tree, batch: int, length: int) -> Tree:
         """An empty key/value cache for ``step``: {"key", "value"}, each zeros (batch, heads, length,
@@ -181,36 +224,43 @@ class MultiHeadAttention:
         round-off, and kv with position t's key and value written in (in place).
         """
         xp = B.xp()
-        batch = x_t.shape[0]
-
-        def heads(a: Array) -> Array:  # (batch, d_model) -> (batch, heads, d_head), as _split
-            return a.reshape(batch, self.num_heads, self.d_head)
-
-        q = heads(affine(params["query"], x_t))[:, :, None] * (1 / math.sqrt(self.d_head))  # (batch, heads, 1, d_head)
-        kv["key"][:, :, t] = heads(affine(params["key"], x_t))
-        kv["value"][:, :, t] = heads(affine(params["value"], x_t))
+        q, k_t, v_t, _ = self._project(params, x_t[:, None])  # each (batch, heads, 1, d_head)
+        kv["key"][:, :, t : t + 1], kv["value"][:, :, t : t + 1] = k_t, v_t
         k, v = kv["key"][:, :, : t + 1], kv["value"][:, :, : t + 1]
         scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, 1, t + 1): every key is allowed
-        e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-        p = e / xp.sum(e, axis=-1, keepdims=True)
-        return affine(params["output"], (p @ v).reshape(batch, self.d_model)), kv
+        e, r = self._weights(scores, None)
+        return affine(params["output"], self._merge([(e @ v) * r])[:, 0]), kv
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
-        """Backward through eq. 1: dV = P^T dH, dP = dH V^T, dS = P * (dP - sum(P * dP)),
-        dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k). Masked weights are exactly 0, so dS is 0
-        at masked scores and on rows with no allowed key, as the forward's ``where`` requires."""
+        """Backward through eq. 1 with P = e * r the weights and H = P V the heads: dV = P^T dH,
+        dP = dH V^T, dS = P * (dP - sum_s P dP) where sum_s P dP = dH . H row by row,
+        dQ = dS K / sqrt(d_k), dK = dS^T Q / sqrt(d_k); all with dH' = r dH in place of dH, which
+        turns P into e, block by block of queries. dS is 0 at masked scores (e = 0) and on rows with
+        no allowed key (r = 0, so dH' = 0)."""
         xp = B.xp()
-        q, k, v, p, q_cache, k_cache, v_cache, o_cache = cache
+        x, W, q, k, v, blocks, merged = cache
+        batch, length, _ = x.shape
         grads = {}
-        grads["output"], d_heads = self.proj["output"].backward(params["output"], o_cache, dy)
-        d_heads = self._split(d_heads)
-        dp = d_heads @ xp.swapaxes(v, -1, -2)
-        dv = xp.swapaxes(p, -1, -2) @ d_heads
-        ds = softmax_backward((p, -1), dp)
-        dq = (ds @ k) * (1 / math.sqrt(self.d_head))
-        dk = xp.swapaxes(ds, -1, -2) @ q
-        dx = 0
-        for name, d, c in (("query", dq, q_cache), ("key", dk, k_cache), ("value", dv, v_cache)):
-            grads[name], dx_part = self.proj[name].backward(params[name], c, self._merge(d))
-            dx = dx + dx_part
-        return {name: grads[name] for name in self.proj}, dx
+        grads["output"], d_merged = self.dense.backward(params["output"], merged, dy)
+        d_heads = xp.transpose(d_merged.reshape(batch, length, self.num_heads, self.d_head), (0, 2, 1, 3))
+        shape = (batch, self.num_heads, length, self.d_head)
+        dq = xp.empty(shape, x.dtype)
+        dk, dv = xp.zeros(shape, x.dtype), xp.zeros(shape, x.dtype)  # sums over the query blocks
+        for (start, stop, keys), e, r, heads in blocks:
+            dh = d_heads[:, :, start:stop] * r  # dH'
+            dv[:, :, :keys] += xp.swapaxes(e, -1, -2) @ dh  # P^T dH
+            ds = dh @ xp.swapaxes(v[:, :, :keys], -1, -2)  # r dP
+            ds -= row_sums(dh * heads)  # r (dP - dH . H)
+            ds *= e  # dS
+            dq[:, :, start:stop] = ds @ k[:, :, :keys]
+            dk[:, :, :keys] += xp.swapaxes(ds, -1, -2) @ q[:, :, start:stop]
+        d_qkv = xp.empty((batch, length, 3, self.num_heads, self.d_head), x.dtype)
+        for i, d in enumerate((dq, dk, dv)):
+            d_qkv[:, :, i] = xp.swapaxes(d, 1, 2)
+        d_qkv = d_qkv.reshape(batch * length, 3 * self.d_model)  # [dQ dK dV], the gradient of x W + b
+        dW, db = x.reshape(-1, self.d_model).T @ d_qkv, column_sums(d_qkv)
+        for i, (name, c) in enumerate(zip(PROJECTIONS, self.scales)):
+            cols = slice(i * self.d_model, (i + 1) * self.d_model)
+            grads[name] = {"W": dW[:, cols] * c, "b": db[cols] * c}
+        dx = (d_qkv @ W.T).reshape(x.shape)
+        return {name: grads[name] for name in (*PROJECTIONS, "output")}, dx

@@ -81,10 +81,8 @@ class TransformerBlock:
         a, attn_cache = self.attn.forward(params["attn"], h, causal=causal, key_mask=key_mask)
         x = x + a
         h, ln2_cache = self.ln2.forward(params["ln2"], x)
-        h, fc1_cache = self.fc1.forward(params["fc1"], h)
-        h, act_cache = self.act_forward(h)
-        h, fc2_cache = self.fc2.forward(params["fc2"], h)
-        return x + h, (ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache)
+        act, act_cache = self.act_forward(affine(params["fc1"], h))  # fc1, fc2 unchecked: x was checked
+        return x + affine(params["fc2"], act), (ln1_cache, attn_cache, ln2_cache, h, act_cache, act)
 
     def start(self, params: Tree, batch: int, length: int) -> Tree:
         """An empty key/value cache for ``step`` (see ``MultiHeadAttention.start``)."""

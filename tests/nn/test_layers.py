@@ -155,6 +155,20 @@ def test_embedding_and_cross_entropy_reject_bad_tokens():
         losses.cross_entropy_forward(np.zeros((2, 3, 4)), np.zeros((2, 2), dtype=int))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gelu_through_exp_equals_the_tanh_form(dtype):
+    """x / (1 + exp(-2u)) is x/2 (1 + tanh u) to round-off, also past the cap on exp (x < -10 in
+    float32, -21 in float64), where both are 0 to round-off and no overflow warning is raised."""
+    x = np.linspace(-40, 12, 10001).astype(dtype)
+    x64 = x.astype("float64")
+    tanh_form = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y, cache = activations.gelu_forward(x)
+        dx = activations.gelu_backward(cache, np.ones_like(x))
+    assert y.dtype == dx.dtype == np.dtype(dtype) and np.isfinite(dx).all()
+    assert (np.abs(y - tanh_form) <= 4 * np.finfo(dtype).eps * np.maximum(np.abs(x64), 1)).all()
+
+
 def test_unknown_activation_lists_the_valid_ones():
     with pytest.raises(ValueError, match="gelu"):
         activations.activation("swish")
