@@ -37,7 +37,8 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
-from mini_flows.nn.activations import sigmoid
+from mini_flows.nn.activations import exp_limit, sigmoid
+from mini_flows.nn.layers import column_sums
 from mini_flows.nn.tree import Tree
 
 
@@ -49,11 +50,6 @@ def _layer_init(rng: Any, n_in: int, H: int, dtype: Any) -> Tree:
         "W_h": B.asarray(rng.uniform(-k, k, size=(H, 4 * H)), dtype),
         "b": B.asarray([0.0] * H + [1.0] * H + [0.0] * (2 * H), dtype),
     }
-
-
-def _exp_limit(dtype: Any) -> float:
-    """The largest whole z with exp(z) finite in ``dtype`` (88 in float32, 709 in float64)."""
-    return float(math.floor(math.log(float(B.xp().finfo(dtype).max))))
 
 
 def _layer_forward(
@@ -78,12 +74,16 @@ def _layer_forward(
     # (sigma there is below the dtype's smallest normal number either way).
     s = B.asarray([-1.0] * (2 * H) + [-2.0] * H + [-1.0] * H, x.dtype)
     W_x, W_h, b = p["W_x"] * s, p["W_h"] * s, p["b"] * s
-    cap = _exp_limit(x.dtype)
+    cap = xp.full((4 * H,), exp_limit(x.dtype), x.dtype)  # a row: NumPy's minimum is slow on a scalar
     x2 = xp.reshape(xp.swapaxes(x, 0, 1), (T * batch, D))  # time-major rows: each step is contiguous
     zx = xp.reshape(x2 @ W_x + b, (T, batch, 4 * H))
     hs, cs, sigmas, tcs = [h], [c], [], []
     for t in range(T):
-        sigma = 1 / (1 + xp.exp(xp.minimum(zx[t] + h @ W_h, cap)))  # sigma(z_i, z_f, 2 z_g, z_o)
+        z = h @ W_h
+        z += zx[t]  # in place on a fresh array (under autograd, += makes a new box: nothing traced is overwritten)
+        e = xp.exp(xp.minimum(z, cap))
+        e += 1
+        sigma = 1 / e  # sigma(z_i, z_f, 2 z_g, z_o)
         i, f, o = sigma[:, :H], sigma[:, H : 2 * H], sigma[:, 3 * H :]  # (1)
         g = 2 * sigma[:, 2 * H : 3 * H] - 1
         c = f * c + i * g  # (2)
@@ -149,7 +149,7 @@ def _layer_backward(
         if d_final is not None:
             dh, dc = dh + d_hs[t], dc + d_cs[t]
     dz2 = dz.reshape(T * batch, 4 * H)
-    grads = {"W_x": x2.T @ dz2, "W_h": hs[:-1].reshape(T * batch, H).T @ dz2, "b": dz2.sum(axis=0)}
+    grads = {"W_x": x2.T @ dz2, "W_h": hs[:-1].reshape(T * batch, H).T @ dz2, "b": column_sums(dz2)}
     dx = xp.swapaxes((dz2 @ p["W_x"].T).reshape(T, batch, -1), 0, 1)
     return grads, dx, dh, dc
 
