@@ -28,6 +28,7 @@ Example
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mini_flows import backend as B
@@ -44,30 +45,38 @@ Check = Callable[[Mapping[str, list]], list[str]]
 
 class RunClock:
     """The steps a whole run (several models, one after another) plans and has done, for its
-    time left at the mean pace so far. ``plan(steps)`` adds to the total; the clock starts at
-    the first ``plan``, so time spent between models (evaluation) counts toward the pace."""
+    time left at the pace of its last ``PACE_WINDOW`` steps: models of one run can differ tenfold
+    in their step time (an LSTM baseline, then latent flow models), and the mean pace since the
+    start would promise the slow models the fast one's pace. ``plan(steps)`` adds to the total;
+    the clock starts at the first ``plan``, so time spent between models (evaluation) counts
+    toward the pace of the steps around it."""
+
+    PACE_WINDOW = 20
 
     def __init__(self) -> None:
         self.total = self.done = 0
         self.start: float | None = None
+        self.times: deque[float] = deque(maxlen=self.PACE_WINDOW + 1)  # the start, then each step's end
 
     def plan(self, steps: int) -> None:
         """Add ``steps`` training steps to the run's total."""
         check_positive_int("steps", steps, minimum=0)
         if self.start is None:
             self.start = time.perf_counter()
+            self.times.append(self.start)
         self.total += steps
 
     def tick(self) -> None:
         """One planned step done."""
         self.done += 1
+        self.times.append(time.perf_counter())
 
     def left(self) -> float | None:
-        """Seconds left for the whole run at its mean pace so far; None before any plan or step."""
+        """Seconds left for the whole run at the pace of its last steps; None before any plan or step."""
         if self.start is None or self.done == 0:
             return None
-        elapsed = time.perf_counter() - self.start
-        return elapsed / self.done * max(0, self.total - self.done)
+        pace = (self.times[-1] - self.times[0]) / (len(self.times) - 1)
+        return pace * max(0, self.total - self.done)
 
 
 class Progress:

@@ -151,3 +151,19 @@ def test_fit_hands_the_history_to_the_checks_at_the_end(capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("  checked: warning: distance ended at 4.")
     Progress("quiet", 3, verbose=False, checks=[check]).close({"loss": [1.0]}, 1e3)
     assert capsys.readouterr().out == "" and len(seen) == 1
+
+
+def test_the_run_clock_reckons_at_the_pace_of_its_last_steps(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("mini_flows.train.time.perf_counter", lambda: now[0])
+    clock = RunClock()
+    clock.plan(100)
+    clock.plan(100)  # a fast model of 100 steps, then a slow one of 100
+    for _ in range(100):
+        now[0] += 0.01
+        clock.tick()
+    assert clock.left() == pytest.approx(100 * 0.01)
+    for _ in range(RunClock.PACE_WINDOW):
+        now[0] += 1.0
+        clock.tick()
+    assert clock.left() == pytest.approx((100 - RunClock.PACE_WINDOW) * 1.0)  # not the mean pace, 0.2 s a step
