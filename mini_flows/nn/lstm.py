@@ -79,10 +79,8 @@ def _layer_forward(
     zx = xp.reshape(x2 @ W_x + b, (T, batch, 4 * H))
     hs, cs, sigmas, tcs = [h], [c], [], []
     for t in range(T):
-        z = h @ W_h
-        z += zx[t]  # in place on a fresh array (under autograd, += makes a new box: nothing traced is overwritten)
-        e = xp.exp(xp.minimum(z, cap))
-        e += 1
+        e = xp.exp(xp.minimum(zx[t] + h @ W_h, cap))
+        e += 1  # in place on a fresh array; on an autograd box, += makes a new box and overwrites nothing
         sigma = 1 / e  # sigma(z_i, z_f, 2 z_g, z_o)
         i, f, o = sigma[:, :H], sigma[:, H : 2 * H], sigma[:, 3 * H :]  # (1)
         g = 2 * sigma[:, 2 * H : 3 * H] - 1
