@@ -182,6 +182,7 @@ def _matmul_floor(params: Any, rows: int, heads: int, d_head: int, T: int, batch
 
 
 def sample_section(repeats: int) -> None:
+    from interleaved import interleaved_medians
     from mini_flows import backend as B
     from mini_flows.discrete import build_model
     from mini_flows.latent.baseline import LSTMBaseline
@@ -202,13 +203,7 @@ def sample_section(repeats: int) -> None:
                 "bip": lambda: model.sample(params, batch, 1),
                 "floor": _matmul_floor(params, batch * T, heads, 128 // heads, T, batch),
             }
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            for fn in runs.values():
-                fn()
-            for _ in range(repeats):
-                for name, fn in runs.items():
-                    times[name].append(seconds(fn))
-            m = {name: statistics.median(t) for name, t in times.items()}
+            m = interleaved_medians(runs, repeats)
             print(f"{T:>5}{batch:>7}{1e3 * m['lstm']:>11.1f}{1e3 * m['bip']:>11.1f}{1e3 * m['floor']:>9.1f}"
                   f"{m['lstm'] / m['bip']:>9.2f}x{m['bip'] / m['floor']:>10.2f}x", flush=True)
 

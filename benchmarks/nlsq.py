@@ -22,10 +22,11 @@ from mini_flows.process import prepare
 prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from interleaved import interleaved_medians  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.continuous import NLSqTransform, build_prior  # noqa: E402
@@ -34,13 +35,7 @@ from mini_flows.continuous import NLSqTransform, build_prior  # noqa: E402
 
 def _medians(fns: list[Callable[[], Any]], repeats: int) -> list[float]:
     """Median wall time in ms of each function, run interleaved after one warm-up call each."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            times[i].append(B.wall_seconds(fn))
-    return [1e3 * statistics.median(t) for t in times]
+    return [1e3 * t for t in interleaved_medians(dict(enumerate(fns)), repeats).values()]
 
 
 def nlsq_table(n: int, repeats: int) -> None:

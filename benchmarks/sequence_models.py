@@ -25,8 +25,9 @@ from mini_flows.process import prepare
 prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 from typing import Any, Callable  # noqa: E402
+
+from interleaved import interleaved_medians  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.experiments.sequences import LATENT, SIZES  # noqa: E402
@@ -43,17 +44,6 @@ except ImportError:  # PyTorch is not installed: the tables leave its columns ou
 
 PRIORS = ("af/af", "af/scf", "iaf/scf")
 KEYS, MUSIC_LENGTH = 88, 54
-
-
-def medians(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each call, the calls interleaved, after one warm-up call of each."""
-    for call in calls.values():
-        call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            times[name].append(B.wall_seconds(call))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def block_step(name: str, batch: int, length: int, width: int, dtype: str) -> Callable[[], Any]:
@@ -97,7 +87,7 @@ def blocks_section(args: argparse.Namespace) -> None:
                 calls["torch"] = torch_block_step(name, *sizes, plain=False)
                 if name == "Transformer block":
                     calls["torch plain"] = torch_block_step(name, *sizes, plain=True)
-            t = medians(calls, args.repeats)
+            t = interleaved_medians(calls, args.repeats)
             row = f"{name:<20}{dtype:<9}{1e3 * t['mini_flows']:>11.2f}"
             for column, width in (("torch", 9), ("torch plain", 13)):
                 if column in t:
@@ -129,7 +119,7 @@ def latent_section(args: argparse.Namespace) -> None:
           f"latent 4, S samples of the ELBO (music trains with 2, in float32); median ms of {args.repeats}, "
           "interleaved")
     print(f"{'model':<16}{'S':>3}{'float32 ms':>12}{'vs baseline':>13}{'float64 ms':>12}{'vs baseline':>13}")
-    t = medians(calls, args.repeats)
+    t = interleaved_medians(calls, args.repeats)
     for label, samples, dtype in calls:
         if dtype == "float32":
             row = f"{label:<16}{samples:>3}"
