@@ -83,9 +83,14 @@ def compare_with(data_set: str, reference: str = "") -> tuple[int, str]:
     return DATA_SETS.index(data_set), f"paper's {data_set} value in parentheses{reference}"
 
 
+def piece_lengths(rolls: PianoRolls) -> list[int]:
+    """The length in steps of every piece of every split."""
+    return [len(r) for split in (rolls.train, rolls.valid, rolls.test) for r in split]
+
+
 def describe(name: str, rolls: PianoRolls) -> str:
     """A line on a data set: its pieces per split and their lengths in steps."""
-    lengths = [len(r) for split in (rolls.train, rolls.valid, rolls.test) for r in split]
+    lengths = piece_lengths(rolls)
     return f"{name}: {len(rolls.train)} training, {len(rolls.valid)} validation (unused) and {len(rolls.test)} test " \
            f"pieces, {sum(lengths) / len(lengths):.1f} steps on average ({min(lengths)} to {max(lengths)})"
 
@@ -99,8 +104,7 @@ def load(settings: Settings) -> Music:
                    f"{1 - VALID - TEST:.0%}/{VALID:.0%}/{TEST:.0%} by seed {SEED} (cached in {cache_path()})"
         else:
             rolls, name, paper, note = load_piano(settings.data), settings.data, None, ""
-        longest = max(len(r) for split in (rolls.train, rolls.valid, rolls.test) for r in split)
-        return Music(rolls.train, rolls.test, longest, None, describe(name, rolls), paper, note)
+        return Music(rolls.train, rolls.test, max(piece_lengths(rolls)), None, describe(name, rolls), paper, note)
     source = make_chords(settings.seed, n_chords=4, dropout=0.1, min_length=8, max_length=24)
     n_train, n_test = (32, 8) if settings.quick else (1000, 100)
     train_set, test_set = source.sample(n_train, settings.seed + 1), source.sample(n_test, settings.seed + 2)
