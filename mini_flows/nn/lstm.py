@@ -37,7 +37,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
-from mini_flows.nn.activations import exp_limit, sigmoid
+from mini_flows.nn.activations import exp_cap, sigmoid
 from mini_flows.nn.layers import column_sums
 from mini_flows.nn.tree import Tree
 
@@ -74,9 +74,9 @@ def _layer_forward(
     # (sigma there is below the dtype's smallest normal number either way).
     s = B.asarray([-1.0] * (2 * H) + [-2.0] * H + [-1.0] * H, x.dtype)
     W_x, W_h, b = p["W_x"] * s, p["W_h"] * s, p["b"] * s
-    cap = xp.full((4 * H,), exp_limit(x.dtype), x.dtype)  # a row: NumPy's minimum is slow on a scalar
     x2 = xp.reshape(xp.swapaxes(x, 0, 1), (T * batch, D))  # time-major rows: each step is contiguous
     zx = xp.reshape(x2 @ W_x + b, (T, batch, 4 * H))
+    cap = exp_cap(zx)
     hs, cs, sigmas, tcs = [h], [c], [], []
     for t in range(T):
         e = xp.exp(xp.minimum(zx[t] + h @ W_h, cap))
