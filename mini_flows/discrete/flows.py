@@ -53,13 +53,11 @@ root-mean-square spread below 0.03 sqrt(K) (``straight_through.shrink_logits``).
 
 class MuSigmaCache(NamedTuple):
     """``_mu_sigma``'s cache: the network's, the straight-through argmaxes' (``mu`` holds the
-    location logits as the softmax saw them), the positions, and ``shrink_logits``' (None
-    without a spread)."""
+    location logits as the softmax saw them), and ``shrink_logits``' (None without a spread)."""
 
     net: Any
     mu: Any
     sigma: Any
-    positions: slice | None
     shrink: Any = None
 
 
@@ -117,10 +115,11 @@ class DiscreteFlow(Bijection):
     def _mu_sigma(self, params: Tree, h: Array,
                   positions: slice | None = None) -> tuple[Array, Array | None, MuSigmaCache]:
         """Network input h (batch, D, K) -> one-hot mu and sigma (batch, P, K) (eq. 6) at the
-        given positions (all D when None)."""
-        (loc, scale), net_cache = self.network.forward(params["network"], h)
-        if positions is not None:
-            loc, scale = loc[:, positions], None if scale is None else scale[:, positions]
+        given positions (all D when None; a bipartite network computes its logits there only)."""
+        if positions is None:
+            (loc, scale), net_cache = self.network.forward(params["network"], h)
+        else:
+            (loc, scale), net_cache = self.network.forward(params["network"], h, positions)
         shrink_cache = None
         if self.spread is not None:
             loc, shrink_cache = shrink_logits(loc, self.spread)
@@ -128,29 +127,19 @@ class DiscreteFlow(Bijection):
         sigma = sigma_cache = None
         if self.scale:
             sigma, sigma_cache = one_hot_argmax(mask_scale_logits(scale), self.tau)
-        return mu, sigma, MuSigmaCache(net_cache, mu_cache, sigma_cache, positions, shrink_cache)
+        return mu, sigma, MuSigmaCache(net_cache, mu_cache, sigma_cache, shrink_cache)
 
     def _mu_sigma_backward(self, params: Tree, cache: MuSigmaCache, dmu: Array,
                            dsigma: Array | None) -> tuple[Tree, Array]:
-        net_cache, mu_cache, sigma_cache, positions, shrink_cache = cache
+        net_cache, mu_cache, sigma_cache, shrink_cache = cache
         dloc = one_hot_argmax_backward(mu_cache, dmu)
         if shrink_cache is not None:
             dloc = shrink_logits_backward(shrink_cache, dloc)
-        dloc = self._scatter(dloc, positions)
         dscale = None
         if self.scale:
-            dsigma_logits = mask_scale_logits_backward(self.vocab_size, one_hot_argmax_backward(sigma_cache, dsigma))
-            dscale = self._scatter(dsigma_logits, positions)
+            dscale = mask_scale_logits_backward(self.vocab_size, one_hot_argmax_backward(sigma_cache, dsigma))
         grads, dh = self.network.backward(params["network"], net_cache, dloc, dscale)
         return {"network": grads}, dh
-
-    def _scatter(self, d: Array, positions: slice | None) -> Array:
-        """(batch, P, K) gradients at ``positions`` -> (batch, D, K), zero elsewhere."""
-        if positions is None:
-            return d
-        full = B.xp().zeros((d.shape[0], self.length, self.vocab_size), dtype=d.dtype)
-        full[:, positions] = d
-        return full
 
 
 class DiscreteAutoregressiveFlow(DiscreteFlow):

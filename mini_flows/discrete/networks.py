@@ -12,7 +12,13 @@ shifted right by one position (a zero vector at position 0); ``MADENet`` is mask
 
 Bipartite networks (``autoregressive = False``): ``TransformerNet(causal=False)`` (bidirectional) and
 ``MLPNet`` (dense layers on the flattened D K inputs) read all of h; the bipartite flow zeroes the
-positions it transforms before calling them.
+positions it transforms before calling them, and asks for the logits at those positions only::
+
+    (loc, scale), cache = net.forward(params, h, positions)    # loc, scale : (batch, P, K)
+    grads, dh = net.backward(params, cache, dloc, dscale)      # dloc, dscale : (batch, P, K)
+
+with ``positions`` a slice of the D positions (all of them when None). The bidirectional
+Transformer then runs its last block's queries, feed-forward and head at those positions only.
 
 Every network adds a learned per-position bias (D, heads K) drawn N(0, 0.1^2) at initialisation, so
 a random flow is a real permutation even where the network's output does not vary (position 0 of
@@ -96,15 +102,21 @@ class _Network:
         check_shape("h", h, (None, self.length, self.vocab_size))
 
     def _heads(self, raw: Array, bias: Array) -> tuple[Array, Array | None]:
-        """raw (batch, D, heads K) + bias -> (loc, scale or None)."""
+        """raw (batch, P, heads K) + bias (P, heads K) -> (loc, scale or None)."""
         out = raw + bias
         K = self.vocab_size
         return (out[..., :K], out[..., K:]) if self.scale else (out, None)
 
-    def _heads_backward(self, dloc: Array, dscale: Array | None) -> tuple[Array, Array]:
-        """(dloc, dscale) -> (draw, dbias)."""
-        draw = B.xp().concatenate([dloc, dscale], axis=-1) if self.scale else dloc
-        return draw, draw.sum(axis=0)
+    def _heads_backward(self, dloc: Array, dscale: Array | None,
+                        positions: slice | None = None) -> tuple[Array, Array]:
+        """(dloc, dscale) at ``positions`` -> (draw, dbias) with dbias : (D, heads K), 0 elsewhere."""
+        xp = B.xp()
+        draw = xp.concatenate([dloc, dscale], axis=-1) if self.scale else dloc
+        if positions is None:
+            return draw, draw.sum(axis=0)
+        dbias = xp.zeros((self.length, self.n_out), dtype=draw.dtype)
+        dbias[positions] = draw.sum(axis=0)
+        return draw, dbias
 
 
 class TransformerNet(_Network):
@@ -129,12 +141,17 @@ class TransformerNet(_Network):
         return {"embed": self.embed.init(rng, dtype), "encoder": self.encoder.init(rng, dtype),
                 "head": self.head.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
 
-    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+    def forward(self, params: Tree, h: Array,
+                positions: slice | None = None) -> tuple[tuple[Array, Array | None], Any]:
+        """h : (batch, D, K) -> (loc, scale) : (batch, P, K) at ``positions`` (all D when None;
+        bidirectional only)."""
         self._check(params, h)
-        e, e_cache = self.embed.forward(params["embed"], shift_right(h) if self.causal else h)
-        t, t_cache = self.encoder.forward(params["encoder"], e, causal=self.causal)
-        raw, o_cache = self.head.forward(params["head"], t)
-        return self._heads(raw, params["bias"]), (e_cache, t_cache, o_cache)
+        inp = shift_right(h) if self.causal else h
+        e = affine(params["embed"], inp)
+        t, t_cache = self.encoder.forward(params["encoder"], e, self.causal, None, positions, check=False)
+        raw = affine(params["head"], t)
+        bias = params["bias"] if positions is None else params["bias"][positions]
+        return self._heads(raw, bias), (inp, t_cache, t, positions)
 
     def start(self, params: Tree, batch: int) -> list[Tree]:
         """The state before position 0: empty key/value caches, one per encoder block. Causal only."""
@@ -150,11 +167,11 @@ class TransformerNet(_Network):
         return self._heads(affine(params["head"], t), params["bias"][d]), state
 
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
-        e_cache, t_cache, o_cache = cache
-        draw, dbias = self._heads_backward(dloc, dscale)
-        g_head, dt = self.head.backward(params["head"], o_cache, draw)
+        inp, t_cache, t, positions = cache
+        draw, dbias = self._heads_backward(dloc, dscale, positions)
+        g_head, dt = self.head.backward(params["head"], t, draw)
         g_encoder, de = self.encoder.backward(params["encoder"], t_cache, dt)
-        g_embed, dinp = self.embed.backward(params["embed"], e_cache, de)
+        g_embed, dinp = self.embed.backward(params["embed"], inp, de)
         dh = shift_right_backward(dinp) if self.causal else dinp
         return {"embed": g_embed, "encoder": g_encoder, "head": g_head, "bias": dbias}, dh
 
@@ -267,13 +284,24 @@ class MLPNet(_Network):
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {**self.mlp.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
 
-    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, Array | None], Any]:
+    def forward(self, params: Tree, h: Array,
+                positions: slice | None = None) -> tuple[tuple[Array, Array | None], Any]:
+        """h : (batch, D, K) -> (loc, scale) : (batch, P, K) at ``positions`` (all D when None)."""
         self._check(params, h)
         raw, cache = self.mlp.forward(params, h.reshape(h.shape[0], self.length * self.vocab_size))
-        return self._heads(raw.reshape(h.shape[0], self.length, self.n_out), params["bias"]), cache
+        raw = raw.reshape(h.shape[0], self.length, self.n_out)
+        if positions is not None:
+            raw = raw[:, positions]
+        bias = params["bias"] if positions is None else params["bias"][positions]
+        return self._heads(raw, bias), (cache, positions)
 
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
-        draw, dbias = self._heads_backward(dloc, dscale)
+        cache, positions = cache
+        draw, dbias = self._heads_backward(dloc, dscale, positions)
+        if positions is not None:
+            full = B.xp().zeros((draw.shape[0], self.length, self.n_out), dtype=draw.dtype)
+            full[:, positions] = draw
+            draw = full
         grads, da = self.mlp.backward(params, cache, draw.reshape(draw.shape[0], self.length * self.n_out))
         return {**grads, "bias": dbias}, da.reshape(draw.shape[0], self.length, self.vocab_size)
 

@@ -47,10 +47,12 @@ class LayerNorm:
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {"gamma": init.zeros((self.dim,), dtype) + 1, "beta": init.zeros((self.dim,), dtype)}
 
-    def forward(self, params: Tree, x: Array) -> tuple[Array, Any]:
-        check_float("x", x, like=params["gamma"])
-        if B.value(x).ndim < 1 or x.shape[-1] != self.dim:
-            raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(B.value(x).shape)}")
+    def forward(self, params: Tree, x: Array, *, check: bool = True) -> tuple[Array, Any]:
+        """Inputs checked unless ``check`` is False (for blocks that checked them already)."""
+        if check:
+            check_float("x", x, like=params["gamma"])
+            if B.value(x).ndim < 1 or x.shape[-1] != self.dim:
+                raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(B.value(x).shape)}")
         return self._normalise(params, x)
 
     def step(self, params: Tree, x_t: Array) -> Array:
@@ -87,6 +89,18 @@ def _neg_large(dtype: Any) -> float:
 PROJECTIONS = ("query", "key", "value")
 
 
+def all_positions(queries: slice | None, causal: bool) -> slice:
+    """The query positions of a forward call as a slice: ``queries``, or every position when None.
+    Causal attention takes every position (its query blocks follow the positions)."""
+    if queries is None:
+        return slice(None)
+    if not isinstance(queries, slice):
+        raise TypeError(f"queries must be a slice of positions or None, got {type(queries).__name__}")
+    if causal and queries != slice(None):
+        raise ValueError("causal attention computes every position; queries must be None")
+    return queries
+
+
 class MultiHeadAttention:
     """Multi-head scaled dot-product self-attention (Vaswani et al. 2017, eq. 1 and section 3.2.2):
 
@@ -99,14 +113,18 @@ class MultiHeadAttention:
     ``_weights``); a query with no key left to attend to gets attention weights 0 (head_i = 0
     there, y = b^O) instead of NaN.
 
-    Q, K and V come from one matmul of width 3 d_model, x [W^Q W^K W^V]; the softmax's division
+    K and V come from one matmul of width 2 d_model, x [W^K W^V], Q from one at the query positions
+    (the three matrices are held side by side as [W^Q W^K W^V]); the softmax's division
     by the row sums is applied to the (T, d_k) product e V rather than to the (T, T) weights e.
     Causal attention runs over blocks of ``query_block`` query positions, each against the keys up
     to its own last position: the scores above the diagonal blocks, all masked, are never computed
     (a quarter of the (T, T) work skipped at T = 2 query_block, half as T grows).
 
-    Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 or None.
-    Returns y : (batch, T, d_model).
+    Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 or None; queries : a slice of the
+    T positions (bidirectional attention only) or None for all.
+    Returns y : (batch, Q, d_model) at the Q query positions: keys and values come from every
+    position, queries and everything after them only from those asked for (a bipartite flow needs
+    its network's output at half the positions).
     Parameters: "query", "key", "value", "output", each a Dense(d_model, d_model) tree {W, b}.
 
     Incremental causal attention (``start``, ``step``) keeps the keys and values of the positions
@@ -127,16 +145,20 @@ class MultiHeadAttention:
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {name: self.dense.init(rng, dtype) for name in (*PROJECTIONS, "output")}
 
-    def _project(self, params: Tree, x: Array) -> tuple[Array, Array, Array, Array]:
-        """x : (batch, T, d_model) -> Q / sqrt(d_k), K, V : (batch, heads, T, d_head) each, views of
-        one matmul x W + b with W = [W^Q / sqrt(d_k), W^K, W^V] : (d_model, 3 d_model); also returns W."""
+    def _project(self, params: Tree, x: Array, queries: slice) -> tuple[Array, Array, Array, Array]:
+        """x : (batch, T, d_model) -> Q / sqrt(d_k) at the rows ``queries`` : (batch, heads, Q,
+        d_head), and K, V at every row : (batch, heads, T, d_head), views of two matmuls against
+        W = [W^Q / sqrt(d_k), W^K, W^V] : (d_model, 3 d_model) (bias likewise), which it also returns:
+        Q from x[:, queries] W[:, :d_model], K and V from one x W[:, d_model:]."""
         xp = B.xp()
         W = xp.concatenate([params[name]["W"] * c for name, c in zip(PROJECTIONS, self.scales)], axis=1)
         b = xp.concatenate([params[name]["b"] * c for name, c in zip(PROJECTIONS, self.scales)])
-        batch, length, _ = x.shape
-        qkv = (rows_matmul(x, W) + b).reshape(batch, length, 3, self.num_heads, self.d_head)
-        qkv = xp.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d_head)
-        return qkv[0], qkv[1], qkv[2], W
+        d = self.d_model
+        x_q = x[:, queries]
+        q = (rows_matmul(x_q, W[:, :d]) + b[:d]).reshape(x_q.shape[0], x_q.shape[1], self.num_heads, self.d_head)
+        kv = (rows_matmul(x, W[:, d:]) + b[d:]).reshape(x.shape[0], x.shape[1], 2, self.num_heads, self.d_head)
+        kv = xp.transpose(kv, (2, 0, 3, 1, 4))  # (2, batch, heads, T, d_head)
+        return xp.transpose(q, (0, 2, 1, 3)), kv[0], kv[1], W
 
     def _merge(self, blocks: list[Array]) -> Array:
         """Blocks (batch, heads, T_i, d_head) of consecutive positions -> (batch, sum T_i, d_model)."""
@@ -144,11 +166,12 @@ class MultiHeadAttention:
         merged = xp.concatenate([xp.transpose(a, (0, 2, 1, 3)) for a in blocks], axis=1)
         return merged.reshape(merged.shape[0], merged.shape[1], self.d_model)
 
-    def _query_blocks(self, length: int, causal: bool) -> list[tuple[int, int, int]]:
-        """(start, stop, keys) per block: query positions start..stop-1 attend to keys 0..keys-1,
-        all of them, or under ``causal`` those before stop, in blocks of ``query_block`` positions."""
+    def _query_blocks(self, n_queries: int, length: int, causal: bool) -> list[tuple[int, int, int]]:
+        """(start, stop, keys) per block: query rows start..stop-1 attend to keys 0..keys-1, all
+        ``length`` of them in one block, or under ``causal`` (where the query rows are the positions)
+        those before stop, in blocks of ``query_block`` positions."""
         if not causal:
-            return [(0, length, length)]
+            return [(0, n_queries, length)]
         blocks = []
         for start in range(0, length, self.query_block):
             stop = min(start + self.query_block, length)
@@ -186,19 +209,24 @@ class MultiHeadAttention:
         return e, xp.any(allowed, axis=-1, keepdims=True) / row_sums(e)
 
     def forward(
-        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
+        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None,
+        queries: slice | None = None, *, check: bool = True,
     ) -> tuple[Array, Any]:
-        check_float("x", x, like=params["query"]["W"])
-        check_shape("x", x, (None, None, self.d_model))
+        """y : (batch, Q, d_model), the attention output at the positions ``queries`` (all T when
+        None; bidirectional only), each attending to every allowed key; inputs checked unless
+        ``check`` is False (for blocks that checked them already)."""
+        if check:
+            check_float("x", x, like=params["query"]["W"])
+            check_shape("x", x, (None, None, self.d_model))
+            if key_mask is not None:
+                check_mask("key_mask", key_mask, B.value(x).shape[:2])
         if not isinstance(causal, bool):
             raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-        batch, length, _ = B.value(x).shape
-        if key_mask is not None:
-            check_mask("key_mask", key_mask, (batch, length))
+        queries = all_positions(queries, causal)
         xp = B.xp()
-        q, k, v, W = self._project(params, x)
+        q, k, v, W = self._project(params, x, queries)
         blocks, heads = [], []
-        for rows in self._query_blocks(length, causal):
+        for rows in self._query_blocks(q.shape[2], k.shape[2], causal):
             start, stop, keys = rows
             scores = q[:, :, start:stop] @ xp.swapaxes(k[:, :, :keys], -1, -2)  # eq. 1; q carries 1 / sqrt(d_k)
             e, r = self._weights(scores, self._allowed(rows, causal, key_mask))
@@ -206,7 +234,7 @@ class MultiHeadAttention:
             blocks.append((rows, e, r, heads[-1]))
         merged = self._merge(heads)
         y = affine(params["output"], merged)
-        return y, (x, W, q, k, v, blocks, merged)
+        return y, (x, W, queries, q, k, v, blocks, merged)
 
     def start(self, params: Tree, batch: int, length: int) -> Tree:
         """An empty key/value cache for ``step``: {"key", "value"}, each zeros (batch, heads, length,
@@ -224,7 +252,7 @@ class MultiHeadAttention:
         round-off, and kv with position t's key and value written in (in place).
         """
         xp = B.xp()
-        q, k_t, v_t, _ = self._project(params, x_t[:, None])  # each (batch, heads, 1, d_head)
+        q, k_t, v_t, _ = self._project(params, x_t[:, None], slice(None))  # each (batch, heads, 1, d_head)
         kv["key"][:, :, t : t + 1], kv["value"][:, :, t : t + 1] = k_t, v_t
         k, v = kv["key"][:, :, : t + 1], kv["value"][:, :, : t + 1]
         scores = q @ xp.swapaxes(k, -1, -2)  # (batch, heads, 1, t + 1): every key is allowed
@@ -238,14 +266,13 @@ class MultiHeadAttention:
         turns P into e, block by block of queries. dS is 0 at masked scores (e = 0) and on rows with
         no allowed key (r = 0, so dH' = 0)."""
         xp = B.xp()
-        x, W, q, k, v, blocks, merged = cache
-        batch, length, _ = x.shape
+        x, W, queries, q, k, v, blocks, merged = cache
+        batch, n_queries, length, d = x.shape[0], q.shape[2], x.shape[1], self.d_model
         grads = {}
         grads["output"], d_merged = self.dense.backward(params["output"], merged, dy)
-        d_heads = xp.transpose(d_merged.reshape(batch, length, self.num_heads, self.d_head), (0, 2, 1, 3))
-        shape = (batch, self.num_heads, length, self.d_head)
-        dq = xp.empty(shape, x.dtype)
-        dk, dv = xp.zeros(shape, x.dtype), xp.zeros(shape, x.dtype)  # sums over the query blocks
+        d_heads = xp.transpose(d_merged.reshape(batch, n_queries, self.num_heads, self.d_head), (0, 2, 1, 3))
+        dq = xp.empty(q.shape, x.dtype)
+        dk, dv = xp.zeros(k.shape, x.dtype), xp.zeros(k.shape, x.dtype)  # sums over the query blocks
         for (start, stop, keys), e, r, heads in blocks:
             dh = d_heads[:, :, start:stop] * r  # dH'
             dv[:, :, :keys] += xp.swapaxes(e, -1, -2) @ dh  # P^T dH
@@ -254,13 +281,16 @@ class MultiHeadAttention:
             ds *= e  # dS
             dq[:, :, start:stop] = ds @ k[:, :, :keys]
             dk[:, :, :keys] += xp.swapaxes(ds, -1, -2) @ q[:, :, start:stop]
-        d_qkv = xp.empty((batch, length, 3, self.num_heads, self.d_head), x.dtype)
-        for i, d in enumerate((dq, dk, dv)):
-            d_qkv[:, :, i] = xp.swapaxes(d, 1, 2)
-        d_qkv = d_qkv.reshape(batch * length, 3 * self.d_model)  # [dQ dK dV], the gradient of x W + b
-        dW, db = x.reshape(-1, self.d_model).T @ d_qkv, column_sums(d_qkv)
+        d_q = xp.swapaxes(dq, 1, 2).reshape(batch * n_queries, d)  # the gradient of x[:, queries] W[:, :d] + b[:d]
+        d_kv = xp.empty((batch, length, 2, self.num_heads, self.d_head), x.dtype)
+        d_kv[:, :, 0], d_kv[:, :, 1] = xp.swapaxes(dk, 1, 2), xp.swapaxes(dv, 1, 2)
+        d_kv = d_kv.reshape(batch * length, 2 * d)  # [dK dV], the gradient of x W[:, d:] + b[d:]
+        x_q = x[:, queries].reshape(batch * n_queries, d)
+        dW = xp.concatenate([x_q.T @ d_q, x.reshape(batch * length, d).T @ d_kv], axis=1)
+        db = xp.concatenate([column_sums(d_q), column_sums(d_kv)])
         for i, (name, c) in enumerate(zip(PROJECTIONS, self.scales)):
-            cols = slice(i * self.d_model, (i + 1) * self.d_model)
+            cols = slice(i * d, (i + 1) * d)
             grads[name] = {"W": dW[:, cols] * c, "b": db[cols] * c}
-        dx = (d_qkv @ W.T).reshape(x.shape)
+        dx = (d_kv @ W[:, d:].T).reshape(x.shape)
+        dx[:, queries] += (d_q @ W[:, :d].T).reshape(batch, n_queries, d)
         return {name: grads[name] for name in (*PROJECTIONS, "output")}, dx

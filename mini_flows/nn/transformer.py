@@ -20,10 +20,10 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float, check_positive_int, check_shape
+from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
 from mini_flows.nn.activations import activation as activation_pair
-from mini_flows.nn.attention import LayerNorm, MultiHeadAttention
+from mini_flows.nn.attention import LayerNorm, MultiHeadAttention, all_positions
 from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.tree import Tree
 
@@ -50,8 +50,10 @@ class TransformerBlock:
         x' = x + MultiHeadAttention(LN_1(x)),  y = x' + act(LN_2(x') W_1 + b_1) W_2 + b_2.
 
     Inputs: x : (batch, T, d_model); key_mask : (batch, T) of 0/1 (0 = padding, never attended
-    to) or None; causal : query t attends to keys s <= t only.
-    Returns y : (batch, T, d_model).
+    to) or None; causal : query t attends to keys s <= t only; queries : a slice of the positions
+    (bidirectional only) or None for all.
+    Returns y : (batch, Q, d_model) at the Q query positions: LN_1 and the keys and values run at
+    every position, the rest of the block only at the query positions.
     Parameters: "ln1", "attn", "ln2" (LayerNorm, MultiHeadAttention, LayerNorm trees),
     "fc1" Dense(d_model, d_ff), "fc2" Dense(d_ff, d_model).
     """
@@ -73,16 +75,23 @@ class TransformerBlock:
         }
 
     def forward(
-        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
+        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None,
+        queries: slice | None = None, *, check: bool = True,
     ) -> tuple[Array, Any]:
-        check_float("x", x, like=params["ln1"]["gamma"])
-        check_shape("x", x, (None, None, self.d_model))
-        h, ln1_cache = self.ln1.forward(params["ln1"], x)
-        a, attn_cache = self.attn.forward(params["attn"], h, causal=causal, key_mask=key_mask)
-        x = x + a
-        h, ln2_cache = self.ln2.forward(params["ln2"], x)
-        act, act_cache = self.act_forward(affine(params["fc1"], h))  # fc1, fc2 unchecked: x was checked
-        return x + affine(params["fc2"], act), (ln1_cache, attn_cache, ln2_cache, h, act_cache, act)
+        """Inputs checked unless ``check`` is False (for an encoder that checked them already)."""
+        if check:
+            check_float("x", x, like=params["ln1"]["gamma"])
+            check_shape("x", x, (None, None, self.d_model))
+            if key_mask is not None:
+                check_mask("key_mask", key_mask, B.value(x).shape[:2])
+        queries = all_positions(queries, causal)
+        h, ln1_cache = self.ln1.forward(params["ln1"], x, check=False)
+        a, attn_cache = self.attn.forward(params["attn"], h, causal, key_mask, queries, check=False)
+        x = x[:, queries] + a
+        h, ln2_cache = self.ln2.forward(params["ln2"], x, check=False)
+        act, act_cache = self.act_forward(affine(params["fc1"], h))
+        cache = (queries, ln1_cache, attn_cache, ln2_cache, h, act_cache, act)
+        return x + affine(params["fc2"], act), cache
 
     def start(self, params: Tree, batch: int, length: int) -> Tree:
         """An empty key/value cache for ``step`` (see ``MultiHeadAttention.start``)."""
@@ -98,7 +107,7 @@ class TransformerBlock:
         return x + affine(params["fc2"], h), kv
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
-        ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache = cache
+        queries, ln1_cache, attn_cache, ln2_cache, fc1_cache, act_cache, fc2_cache = cache
         grads = {}
         grads["fc2"], dh = self.fc2.backward(params["fc2"], fc2_cache, dy)
         dh = self.act_backward(act_cache, dh)
@@ -107,7 +116,8 @@ class TransformerBlock:
         dx = dy + dh
         grads["attn"], dh = self.attn.backward(params["attn"], attn_cache, dx)
         grads["ln1"], dh = self.ln1.backward(params["ln1"], ln1_cache, dh)
-        return {name: grads[name] for name in ("ln1", "attn", "ln2", "fc1", "fc2")}, dx + dh
+        dh[:, queries] += dx
+        return {name: grads[name] for name in ("ln1", "attn", "ln2", "fc1", "fc2")}, dh
 
 
 class TransformerEncoder:
@@ -121,8 +131,9 @@ class TransformerEncoder:
 
     Inputs: x : (batch, T, d_model) with T <= max_len; key_mask : (batch, T) of 0/1 (0 = padding,
     never attended to) or None; causal : position t attends to positions s <= t (itself
-    included: shift the inputs to depend strictly on the past).
-    Returns y : (batch, T, d_model).
+    included: shift the inputs to depend strictly on the past); outputs : a slice of the
+    positions (bidirectional only) or None for all.
+    Returns y : (batch, Q, d_model) at the Q output positions.
     Parameters: "block0", ..., "block{L-1}" (TransformerBlock trees), "ln_f" (LayerNorm) and,
     when learned, "positions".
     """
@@ -154,19 +165,27 @@ class TransformerEncoder:
         return params
 
     def forward(
-        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None
+        self, params: Tree, x: Array, causal: bool = False, key_mask: Array | None = None,
+        outputs: slice | None = None, *, check: bool = True,
     ) -> tuple[Array, Any]:
-        check_float("x", x, like=params["ln_f"]["gamma"])
-        check_shape("x", x, (None, None, self.d_model))
+        """y : (batch, Q, d_model) at the positions ``outputs`` (all T when None; bidirectional
+        only): the last block runs its queries, feed-forward and LN_f only there. Inputs checked
+        unless ``check`` is False (for a network that checked them already)."""
+        if check:
+            check_float("x", x, like=params["ln_f"]["gamma"])
+            check_shape("x", x, (None, None, self.d_model))
+            if key_mask is not None:
+                check_mask("key_mask", key_mask, B.value(x).shape[:2])
         length = B.value(x).shape[1]
         if not 1 <= length <= self.max_len:
             raise ValueError(f"x has length {length}; the encoder takes 1 to max_len = {self.max_len} positions")
         h = x + self._table(params, B.value(x).dtype)[:length]
         caches = []
         for i, block in enumerate(self.blocks):
-            h, cache = block.forward(params[f"block{i}"], h, causal=causal, key_mask=key_mask)
+            queries = outputs if i == len(self.blocks) - 1 else None
+            h, cache = block.forward(params[f"block{i}"], h, causal, key_mask, queries, check=False)
             caches.append(cache)
-        y, ln_cache = self.ln_f.forward(params["ln_f"], h)
+        y, ln_cache = self.ln_f.forward(params["ln_f"], h, check=False)
         return y, (caches, ln_cache, length)
 
     def start(self, params: Tree, batch: int) -> list[Tree]:

@@ -28,20 +28,22 @@ def build(kind, name, length, K, scale):
     return make_network(name, length, K, HIDDEN, scale, autoregressive=kind == "autoregressive")
 
 
-def check_backward(net, seed, batch):
-    """The hand-written backward against autograd, for parameters and the input h."""
+def check_backward(net, seed, batch, positions=None):
+    """The hand-written backward against autograd, for parameters and the input h (the logits at
+    ``positions`` only, when given)."""
     rng = B.host_rng(seed)
     params = tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), net.init(rng))
     h = rng.standard_normal((batch, net.length, net.vocab_size))
-    (loc, scale_logits), cache = net.forward(params, h)
-    assert loc.shape == h.shape
+    at = () if positions is None else (positions,)
+    (loc, scale_logits), cache = net.forward(params, h, *at)
+    assert loc.shape == h[:, positions or slice(None)].shape
     assert (scale_logits is None) == (not net.scale)
     dloc = rng.standard_normal(loc.shape)
     dscale = rng.standard_normal(loc.shape) if net.scale else None
     grads, dh = net.backward(params, cache, dloc, dscale)
 
     def loss(p, h):
-        loc, s = net.forward(p, h)[0]
+        loc, s = net.forward(p, h, *at)[0]
         return (loc * dloc).sum() + ((s * dscale).sum() if net.scale else 0.0)
 
     auto = autograd_grads(loss, params, h)
@@ -60,6 +62,32 @@ def test_backward_matches_autograd(kind, name, K, length, batch, scale, seed):
 @given(K=st.integers(2, 6), length=st.integers(1, 5), batch=st.integers(1, 3), scale=st.booleans(), seed=seeds)
 def test_mlp_of_any_depth_backward_matches_autograd(num_layers, K, length, batch, scale, seed):
     check_backward(MLPNet(length, K, HIDDEN, scale, num_layers=num_layers), seed, batch)
+
+
+position_slices = st.builds(slice, st.integers(0, 2), st.none() | st.integers(1, 6), st.integers(1, 3))
+
+
+@pytest.mark.autograd
+@pytest.mark.parametrize("name", BIPARTITE_NETWORKS)
+@given(K=st.integers(2, 6), length=st.integers(1, 6), batch=st.integers(1, 3), scale=st.booleans(),
+       positions=position_slices, seed=seeds)
+def test_logits_at_some_positions_backward_matches_autograd(name, K, length, batch, scale, positions, seed):
+    check_backward(make_network(name, length, K, HIDDEN, scale, autoregressive=False), seed, batch, positions)
+
+
+@pytest.mark.parametrize("name", BIPARTITE_NETWORKS)
+@given(K=st.integers(2, 6), length=st.integers(1, 9), scale=st.booleans(), positions=position_slices, seed=seeds)
+def test_logits_at_some_positions_equal_those_of_the_whole_sequence(name, K, length, scale, positions, seed):
+    """A bipartite network asked for some positions gives the full forward's logits there, to
+    round-off (the Transformer computes only those rows in its last block)."""
+    net = make_network(name, length, K, HIDDEN, scale, autoregressive=False)
+    rng = B.host_rng(seed)
+    params = net.init(rng)
+    h = B.asarray(rng.standard_normal((2, length, K)))
+    whole, some = net.forward(params, h)[0], net.forward(params, h, positions)[0]
+    for a, b in zip(whole, some):
+        if a is not None:
+            np.testing.assert_allclose(B.to_numpy(b), B.to_numpy(a)[:, positions], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", AUTOREGRESSIVE_NETWORKS)

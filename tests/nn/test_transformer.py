@@ -140,6 +140,45 @@ def test_causal_query_blocks_equal_one_block(seed, batch, length, d_model, num_h
     assert_grads_close((grads, dx), (grads_whole, dx_whole), floor=tree_floor(grads_whole))
 
 
+query_slices = st.builds(slice, st.integers(0, 2), st.none() | st.integers(1, 5), st.integers(1, 3))
+
+
+def make_stack(kind, d_model, num_heads, length, rng):
+    """An attention, a block or a 2-layer encoder, and parameters away from their initial values."""
+    stack = {"attention": lambda: MultiHeadAttention(d_model, num_heads),
+             "block": lambda: TransformerBlock(d_model, num_heads, 6),
+             "encoder": lambda: TransformerEncoder(d_model, num_heads, 6, 2, length)}[kind]()
+    return stack, perturbed(stack.init(rng), rng)
+
+
+@pytest.mark.parametrize("kind", ["attention", "block", "encoder"])
+@given(seeds, batches, lengths, d_models, heads, key_masks, query_slices)
+def test_outputs_at_some_positions_equal_the_whole_and_backward_matches_autograd(
+    kind, seed, batch, length, d_model, num_heads, mask_kind, queries
+):
+    """Bidirectional attention, block and encoder asked for the positions ``queries`` give the
+    whole forward's rows there, to round-off, and their backward equals autograd's."""
+    rng = B.host_rng(seed)
+    stack, params = make_stack(kind, d_model, num_heads, length, rng)
+    key_mask = make_key_mask(mask_kind, rng, batch, length)
+    x = rng.standard_normal((batch, length, d_model))
+    some = {"queries" if kind != "encoder" else "outputs": queries}
+    whole, _ = stack.forward(params, x, key_mask=key_mask)
+    y, _ = stack.forward(params, x, key_mask=key_mask, **some)
+    np.testing.assert_allclose(y, whole[:, queries], rtol=1e-12, atol=1e-13)
+    check_backward(stack, params, x, seed, key_mask=key_mask, **some)
+
+
+@pytest.mark.parametrize("kind", ["attention", "block", "encoder"])
+def test_causal_outputs_at_some_positions_are_refused(kind):
+    stack, params = make_stack(kind, 4, 2, 3, B.host_rng(0))
+    name = "queries" if kind != "encoder" else "outputs"
+    with pytest.raises(ValueError, match="causal attention computes every position"):
+        stack.forward(params, np.ones((1, 3, 4)), causal=True, **{name: slice(1, None, 2)})
+    with pytest.raises(TypeError, match="queries must be a slice of positions or None, got list"):
+        stack.forward(params, np.ones((1, 3, 4)), **{name: [0, 2]})
+
+
 def run_backward(block, params, x, dy, **kwargs):
     """(y, grads, dx) of block's forward and backward."""
     y, cache = block.forward(params, x, **kwargs)
