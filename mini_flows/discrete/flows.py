@@ -129,6 +129,15 @@ class DiscreteFlow(Bijection):
             sigma, sigma_cache = one_hot_argmax(mask_scale_logits(scale), self.tau)
         return mu, sigma, MuSigmaCache(net_cache, mu_cache, sigma_cache, shrink_cache)
 
+    def _location_scale(self, z: Array, loc: Array, scale: Array | None) -> Array:
+        """Eq. 5 for sampling: y = (mu + sigma z) mod K, with mu and sigma the one-hot argmax of the
+        logits as in ``_mu_sigma`` (eq. 6), so bit for bit the inverse's, but unchecked and with
+        no straight-through cache. z, loc, scale : (..., K)."""
+        sigma = None if scale is None else hard_one_hot(scale, scale=True)
+        if self.spread is not None:
+            loc = shrink_logits(loc, self.spread)[0]
+        return location_scale(z, hard_one_hot(loc), sigma)
+
     def _mu_sigma_backward(self, params: Tree, cache: MuSigmaCache, dmu: Array,
                            dsigma: Array | None) -> tuple[Tree, Array]:
         net_cache, mu_cache, sigma_cache, shrink_cache = cache
@@ -205,15 +214,6 @@ class DiscreteAutoregressiveFlow(DiscreteFlow):
             ys.append(self._location_scale(z[:, d], loc[:, d], None if scale is None else scale[:, d]))
         return xp.stack(ys, axis=1)
 
-    def _location_scale(self, z_d: Array, loc: Array, scale: Array | None) -> Array:
-        """Eq. 5 at one position: y_d = (mu_d + sigma_d z_d) mod K, with mu_d and sigma_d the
-        one-hot argmax of the logits as in ``_mu_sigma`` (eq. 6), unchecked inside the loop.
-        z_d, loc, scale : (batch, K)."""
-        sigma = None if scale is None else hard_one_hot(scale, scale=True)
-        if self.spread is not None:
-            loc = shrink_logits(loc, self.spread)[0]
-        return location_scale(z_d, hard_one_hot(loc), sigma)
-
     def _inverse(self, params: Tree, y: Array, context: None) -> Result:
         """Data -> base in one network call: x = sigma^-1 (y - mu) mod K with mu, sigma = network(y)."""
         z = self._flip(y)
@@ -274,8 +274,9 @@ class DiscreteBipartiteFlow(DiscreteFlow):
 
     def _forward(self, params: Tree, x: Array, context: None) -> Result:
         """Base -> data in one network call."""
-        mu, sigma, _ = self._mu_sigma(params, self._mask(x.dtype) * x, self.moved)
-        return self._join(x[:, self.kept], location_scale(x[:, self.moved], mu, sigma)), self._zero_logdet(x), None
+        (loc, scale), _ = self.network.forward(params["network"], self._mask(x.dtype) * x, self.moved)
+        y_moved = self._location_scale(x[:, self.moved], loc, scale)
+        return self._join(x[:, self.kept], y_moved), self._zero_logdet(x), None
 
     def _inverse(self, params: Tree, y: Array, context: None) -> Result:
         """Data -> base in one network call."""
