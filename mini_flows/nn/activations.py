@@ -16,10 +16,11 @@ _W2 = _W0 * 0.044715
 
 
 def relu_forward(x: Array) -> tuple[Array, Any]:
-    """f(x) = x where x > 0, else 0 (NaN stays NaN). Written with ``where`` rather than ``maximum``, so
-    that autograd's derivative at the kink x = 0 is 0, as ``relu_backward``'s (``maximum`` splits it)."""
-    y = B.xp().where(x <= 0, 0, x)
-    return y, x
+    """f(x) = x where x > 0, else 0 (-0.0 for x < 0; NaN stays NaN, and so does an overflowed
+    -inf, which becomes NaN rather than a silent 0). Written as x (x > 0) rather than ``maximum``, so
+    that autograd's derivative at the kink x = 0 is 0, as ``relu_backward``'s (``maximum`` splits
+    it), and rather than ``where``, which takes 5x as long on NumPy."""
+    return x * (x > 0), x
 
 
 def relu_backward(cache: Any, dy: Array) -> Array:

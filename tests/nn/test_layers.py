@@ -68,6 +68,8 @@ def test_relu_derivative_at_the_kink_is_zero_on_both_sides():
     assert np.array_equal(activations.relu_backward(cache, dy), [0.0, 0.0, 0.0, 1.0])
     assert np.array_equal(auto, [0.0, 0.0, 0.0, 1.0])
     assert np.isnan(activations.relu_forward(np.array([np.nan]))[0]).all()
+    with np.errstate(invalid="ignore"):  # -inf * 0
+        assert np.isnan(activations.relu_forward(np.array([-np.inf]))[0]).all()  # an overflow is reported, not zeroed
 
 
 @pytest.mark.parametrize(
