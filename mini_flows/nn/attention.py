@@ -60,10 +60,12 @@ class LayerNorm:
         return self._normalise(params, x_t)[0]
 
     def _normalise(self, params: Tree, x: Array) -> tuple[Array, Any]:
-        centred = x - row_sums(x, 1 / self.dim)  # x - mu
-        rstd = 1 / B.xp().sqrt(row_sums(centred * centred, 1 / self.dim) + self.eps)  # 1 / sqrt(sigma^2 + eps)
-        xhat = centred * rstd
-        return xhat * params["gamma"] + params["beta"], (xhat, rstd)
+        xhat = x - row_sums(x, 1 / self.dim)  # x - mu, then in place (on fresh arrays, as in ``affine``):
+        rstd = 1 / B.xp().sqrt(row_sums(xhat * xhat, 1 / self.dim) + self.eps)  # 1 / sqrt(sigma^2 + eps)
+        xhat *= rstd
+        y = xhat * params["gamma"]
+        y += params["beta"]
+        return y, (xhat, rstd)
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:
         """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma; the two means are
@@ -113,8 +115,8 @@ class MultiHeadAttention:
     ``_weights``); a query with no key left to attend to gets attention weights 0 (head_i = 0
     there, y = b^O) instead of NaN.
 
-    K and V come from one matmul of width 2 d_model, x [W^K W^V], Q from one at the query positions
-    (the three matrices are held side by side as [W^Q W^K W^V]); the softmax's division
+    K and V come from one matmul of width 2 d_model, x [W^K W^V], Q from one at the query positions;
+    the softmax's division
     by the row sums is applied to the (T, d_k) product e V rather than to the (T, T) weights e.
     Causal attention runs over blocks of ``query_block`` query positions, each against the keys up
     to its own last position: the scores above the diagonal blocks, all masked, are never computed
@@ -145,20 +147,21 @@ class MultiHeadAttention:
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {name: self.dense.init(rng, dtype) for name in (*PROJECTIONS, "output")}
 
-    def _project(self, params: Tree, x: Array, queries: slice) -> tuple[Array, Array, Array, Array]:
+    def _project(self, params: Tree, x: Array, queries: slice) -> tuple[Array, Array, Array, tuple[Array, Array]]:
         """x : (batch, T, d_model) -> Q / sqrt(d_k) at the rows ``queries`` : (batch, heads, Q,
-        d_head), and K, V at every row : (batch, heads, T, d_head), views of two matmuls against
-        W = [W^Q / sqrt(d_k), W^K, W^V] : (d_model, 3 d_model) (bias likewise), which it also returns:
-        Q from x[:, queries] W[:, :d_model], K and V from one x W[:, d_model:]."""
+        d_head), and K, V at every row : (batch, heads, T, d_head); Q from x[:, queries] W_q with
+        W_q = W^Q / sqrt(d_k), K and V from one product x W_kv with W_kv = [W^K W^V] : (d_model,
+        2 d_model) (biases likewise). Also returns (W_q, W_kv) for the backward pass."""
         xp = B.xp()
-        W = xp.concatenate([params[name]["W"] * c for name, c in zip(PROJECTIONS, self.scales)], axis=1)
-        b = xp.concatenate([params[name]["b"] * c for name, c in zip(PROJECTIONS, self.scales)])
-        d = self.d_model
+        c = self.scales[0]
+        W_q, b_q = params["query"]["W"] * c, params["query"]["b"] * c
+        W_kv = xp.concatenate([params["key"]["W"], params["value"]["W"]], axis=1)
+        b_kv = xp.concatenate([params["key"]["b"], params["value"]["b"]])
         x_q = x[:, queries]
-        q = (rows_matmul(x_q, W[:, :d]) + b[:d]).reshape(x_q.shape[0], x_q.shape[1], self.num_heads, self.d_head)
-        kv = (rows_matmul(x, W[:, d:]) + b[d:]).reshape(x.shape[0], x.shape[1], 2, self.num_heads, self.d_head)
+        q = affine({"W": W_q, "b": b_q}, x_q).reshape(x_q.shape[0], x_q.shape[1], self.num_heads, self.d_head)
+        kv = affine({"W": W_kv, "b": b_kv}, x).reshape(x.shape[0], x.shape[1], 2, self.num_heads, self.d_head)
         kv = xp.transpose(kv, (2, 0, 3, 1, 4))  # (2, batch, heads, T, d_head)
-        return xp.transpose(q, (0, 2, 1, 3)), kv[0], kv[1], W
+        return xp.transpose(q, (0, 2, 1, 3)), kv[0], kv[1], (W_q, W_kv)
 
     def _merge(self, blocks: list[Array]) -> Array:
         """Blocks (batch, heads, T_i, d_head) of consecutive positions -> (batch, sum T_i, d_model)."""
@@ -224,13 +227,15 @@ class MultiHeadAttention:
             raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
         queries = all_positions(queries, causal)
         xp = B.xp()
-        q, k, v, W = self._project(params, x, queries)
+        q, k, v, W = self._project(params, x, queries)  # W = (W_q, W_kv)
         blocks, heads = [], []
         for rows in self._query_blocks(q.shape[2], k.shape[2], causal):
             start, stop, keys = rows
             scores = q[:, :, start:stop] @ xp.swapaxes(k[:, :, :keys], -1, -2)  # eq. 1; q carries 1 / sqrt(d_k)
             e, r = self._weights(scores, self._allowed(rows, causal, key_mask))
-            heads.append((e @ v[:, :, :keys]) * r)  # softmax(S + M) V : (batch, heads, stop - start, d_head)
+            head = e @ v[:, :, :keys]
+            head *= r  # softmax(S + M) V : (batch, heads, stop - start, d_head)
+            heads.append(head)
             blocks.append((rows, e, r, heads[-1]))
         merged = self._merge(heads)
         y = affine(params["output"], merged)
@@ -281,16 +286,17 @@ class MultiHeadAttention:
             ds *= e  # dS
             dq[:, :, start:stop] = ds @ k[:, :, :keys]
             dk[:, :, :keys] += xp.swapaxes(ds, -1, -2) @ q[:, :, start:stop]
-        d_q = xp.swapaxes(dq, 1, 2).reshape(batch * n_queries, d)  # the gradient of x[:, queries] W[:, :d] + b[:d]
+        d_q = xp.swapaxes(dq, 1, 2).reshape(batch * n_queries, d)  # the gradient of x[:, queries] W_q + b_q
         d_kv = xp.empty((batch, length, 2, self.num_heads, self.d_head), x.dtype)
         d_kv[:, :, 0], d_kv[:, :, 1] = xp.swapaxes(dk, 1, 2), xp.swapaxes(dv, 1, 2)
-        d_kv = d_kv.reshape(batch * length, 2 * d)  # [dK dV], the gradient of x W[:, d:] + b[d:]
+        d_kv = d_kv.reshape(batch * length, 2 * d)  # [dK dV], the gradient of x W_kv + b_kv
         x_q = x[:, queries].reshape(batch * n_queries, d)
         dW = xp.concatenate([x_q.T @ d_q, x.reshape(batch * length, d).T @ d_kv], axis=1)
         db = xp.concatenate([column_sums(d_q), column_sums(d_kv)])
         for i, (name, c) in enumerate(zip(PROJECTIONS, self.scales)):
             cols = slice(i * d, (i + 1) * d)
             grads[name] = {"W": dW[:, cols] * c, "b": db[cols] * c}
-        dx = (d_kv @ W[:, d:].T).reshape(x.shape)
-        dx[:, queries] += (d_q @ W[:, :d].T).reshape(batch, n_queries, d)
+        W_q, W_kv = W
+        dx = (d_kv @ W_kv.T).reshape(x.shape)
+        dx[:, queries] += (d_q @ W_q.T).reshape(batch, n_queries, d)
         return {name: grads[name] for name in (*PROJECTIONS, "output")}, dx

@@ -38,8 +38,12 @@ def column_sums(a: Array) -> Array:
 def affine(params: Tree, x: Array) -> Array:
     """x W + b for a ``Dense`` tree {W, b}, without ``Dense.forward``'s input checks: for callers
     that check their input once (the inference-only step methods, blocks built of Dense maps, whose
-    backward is then ``Dense.backward`` with the input as cache).  x : (..., n_in) -> (..., n_out)."""
-    return rows_matmul(x, params["W"]) + params["b"]
+    backward is then ``Dense.backward`` with the input as cache).  x : (..., n_in) -> (..., n_out).
+    The bias is added in place to the fresh product (autograd, whose boxes have no in-place add,
+    rebinds the name instead): one pass and no second array of the output's size."""
+    y = rows_matmul(x, params["W"])
+    y += params["b"]
+    return y
 
 
 class Dense:
@@ -66,7 +70,7 @@ class Dense:
             raise ValueError(f"x must have shape (..., {self.n_in}), got {tuple(x.shape)}")
         y = rows_matmul(x, params["W"])
         if self.bias:
-            y = y + params["b"]
+            y += params["b"]  # in place on the fresh product, as in ``affine``
         return y, x
 
     def backward(self, params: Tree, cache: Any, dy: Array) -> tuple[Tree, Array]:

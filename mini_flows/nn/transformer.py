@@ -91,7 +91,9 @@ class TransformerBlock:
         h, ln2_cache = self.ln2.forward(params["ln2"], x, check=False)
         act, act_cache = self.act_forward(affine(params["fc1"], h))
         cache = (queries, ln1_cache, attn_cache, ln2_cache, h, act_cache, act)
-        return x + affine(params["fc2"], act), cache
+        y = affine(params["fc2"], act)
+        y += x
+        return y, cache
 
     def start(self, params: Tree, batch: int, length: int) -> Tree:
         """An empty key/value cache for ``step`` (see ``MultiHeadAttention.start``)."""
