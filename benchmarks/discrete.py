@@ -17,7 +17,8 @@ Sections, each a table printed as it completes:
   writes it (benchmarks/torch_port.py), beside mini_flows' step.
 
 ``--previous PATH`` names a checkout of an earlier mini_flows (``git worktree add PATH COMMIT``):
-its ops and steps run in a worker process, interleaved with the current ones call by call, and
+its ops and steps run in a worker process, interleaved with the current ones call by call (a
+checkout older than ``mini_flows.process`` runs without its malloc settings), and
 the tables add its time and the ratio (previous / current). Steps of the previous version above
 K = ``--previous-max-k`` are skipped (the O(K^2) ops took about 30 s a step at K = 256).
 
@@ -27,7 +28,15 @@ calls after one warm-up.
 
 from __future__ import annotations
 
-from mini_flows.process import prepare
+import sys
+
+if "--worker" in sys.argv:  # serving an earlier checkout: its mini_flows must be the first one imported
+    sys.path.insert(0, sys.argv[sys.argv.index("--worker") + 1])
+try:
+    from mini_flows.process import prepare
+except ImportError:  # a checkout from before mini_flows.process: the BLAS thread count comes from the parent's environment
+    def prepare() -> bool:
+        return False
 
 prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flows.process
 
@@ -37,7 +46,6 @@ import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 OPS_KS = [2 ** i for i in range(1, 11)]
@@ -81,8 +89,12 @@ def seconds(fn: Callable[[], Any]) -> float:
 
 
 def worker(path: str) -> None:
-    """Serve timings for the mini_flows at ``path``: one JSON spec a line in, seconds a line out."""
-    sys.path.insert(0, path)
+    """Serve timings for the mini_flows at ``path`` (put first on sys.path at the top of this
+    script, before anything imports mini_flows): one JSON spec a line in, seconds a line out."""
+    import mini_flows
+
+    if not os.path.abspath(mini_flows.__file__).startswith(os.path.abspath(path)):
+        raise RuntimeError(f"the worker for {path} imported {mini_flows.__file__} instead")
     built: dict[str, Callable[[], Any]] = {}
     for line in sys.stdin:
         key = line.strip()
@@ -158,26 +170,39 @@ def step_section(repeats: int, previous: Previous | None, previous_max_k: int) -
                 print(f"{K:>5}  {network:<12}{str(scale):<7}{1e3 * now:>10.1f}{ratio_cells(now, before)}", flush=True)
 
 
-def _matmul_floor(params: Any, rows: int, heads: int, d_head: int, T: int, batch: int) -> Callable[[], Any]:
-    """Every weight matrix "W" of ``params`` applied to ``rows`` rows, plus each Transformer layer's
-    two attention products (batch, heads, T, d_head) x (T, T): the bipartite flow's matrix
-    products on arrays of the same shapes."""
+def _product_shapes(model: Any, batch: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The (left, right) operand shapes of every matrix product one sampling pass of a bipartite
+    model of ``TransformerNet``s makes: per flow the embedding and head, and per block the keys and
+    values at all T positions, and the queries, attention, output and feed-forward products at the
+    positions the block computes (the P transformed ones in the last block, all T before it)."""
+    shapes = []
+    for flow in model.flows:
+        net = flow.network
+        T, P = net.length, len(range(net.length)[flow.moved])
+        d, blocks = net.hidden, net.encoder.blocks
+        shapes.append(((batch * T, net.vocab_size), (net.vocab_size, d)))  # embed
+        for i, block in enumerate(blocks):
+            rows, heads = (P if i == len(blocks) - 1 else T), block.num_heads
+            d_head, d_ff = d // heads, block.d_ff
+            shapes += [((batch * T, d), (d, 2 * d)), ((batch * rows, d), (d, d)),  # K V, Q
+                       ((batch, heads, rows, d_head), (batch, heads, d_head, T)),  # Q K^T
+                       ((batch, heads, rows, T), (batch, heads, T, d_head)),  # P V
+                       ((batch * rows, d), (d, d)), ((batch * rows, d), (d, d_ff)), ((batch * rows, d_ff), (d_ff, d))]
+        shapes.append(((batch * P, d), (d, net.n_out)))  # head
+    return shapes
+
+
+def _matmul_floor(model: Any, batch: int) -> Callable[[], Any]:
+    """The matrix products of ``_product_shapes`` alone, on random float64 arrays of those shapes."""
     from mini_flows import backend as B
-    from mini_flows.nn.tree import flatten
 
     rng = B.host_rng(1)
-    weights = [w for name, w in flatten(params).items() if name.endswith("/W")]
-    inputs = [B.asarray(rng.standard_normal((rows, w.shape[0]))) for w in weights]
-    layers = sum(1 for name in flatten(params) if name.endswith("attn/query/W"))
-    q = B.asarray(rng.standard_normal((batch, heads, T, d_head)))
-    p = B.asarray(rng.standard_normal((batch, heads, T, T)))
+    pairs = [(B.asarray(rng.standard_normal(a)), B.asarray(rng.standard_normal(b)))
+             for a, b in _product_shapes(model, batch)]
 
     def products() -> None:
-        for a, w in zip(inputs, weights):
-            a @ w
-        for _ in range(layers):
-            q @ q.swapaxes(-1, -2)
-            p @ q
+        for a, b in pairs:
+            a @ b
     return products
 
 
@@ -195,13 +220,11 @@ def sample_section(repeats: int) -> None:
     for T in SAMPLE_TS:
         model = build_model("bipartite", SAMPLE_VOCAB, T, num_flows=8, hidden=128, network="transformer")
         params = model.init(B.host_rng(0))
-        net = model.flows[0].network
-        heads = net.encoder.blocks[0].num_heads
         for batch in (1, 64):
             runs = {
                 "lstm": lambda: lstm.sample(lstm_params, batch, 1, B.asarray([T] * batch)),
                 "bip": lambda: model.sample(params, batch, 1),
-                "floor": _matmul_floor(params, batch * T, heads, 128 // heads, T, batch),
+                "floor": _matmul_floor(model, batch),
             }
             m = interleaved_medians(runs, repeats)
             print(f"{T:>5}{batch:>7}{1e3 * m['lstm']:>11.1f}{1e3 * m['bip']:>11.1f}{1e3 * m['floor']:>9.1f}"
