@@ -82,6 +82,20 @@ def shift_right_backward(dout: Array) -> Array:
     return xp.concatenate([dout[:, 1:], xp.zeros_like(dout[:, :1])], axis=1)
 
 
+def at_positions(a: Array, positions: slice | None) -> Array:
+    """(..., D, n) -> (..., P, n): ``a`` at the positions asked for (all of it when None)."""
+    return a if positions is None else a[..., positions, :]
+
+
+def scatter_positions(d: Array, length: int, positions: slice | None) -> Array:
+    """The transpose of ``at_positions``: (..., P, n) gradients -> (..., D, n), zero elsewhere."""
+    if positions is None:
+        return d
+    full = B.xp().zeros((*d.shape[:-2], length, d.shape[-1]), dtype=d.dtype)
+    full[..., positions, :] = d
+    return full
+
+
 class _Network:
     """Shared by every network: sizes, checks, the per-position bias and the split into heads."""
 
@@ -110,13 +124,8 @@ class _Network:
     def _heads_backward(self, dloc: Array, dscale: Array | None,
                         positions: slice | None = None) -> tuple[Array, Array]:
         """(dloc, dscale) at ``positions`` -> (draw, dbias) with dbias : (D, heads K), 0 elsewhere."""
-        xp = B.xp()
-        draw = xp.concatenate([dloc, dscale], axis=-1) if self.scale else dloc
-        if positions is None:
-            return draw, draw.sum(axis=0)
-        dbias = xp.zeros((self.length, self.n_out), dtype=draw.dtype)
-        dbias[positions] = draw.sum(axis=0)
-        return draw, dbias
+        draw = B.xp().concatenate([dloc, dscale], axis=-1) if self.scale else dloc
+        return draw, scatter_positions(draw.sum(axis=0), self.length, positions)
 
 
 class TransformerNet(_Network):
@@ -155,8 +164,7 @@ class TransformerNet(_Network):
         e = affine(params["embed"], inp)
         t, t_cache = self.encoder.forward(params["encoder"], e, self.causal, None, positions, check=False)
         raw = affine(params["head"], t)
-        bias = params["bias"] if positions is None else params["bias"][positions]
-        return self._heads(raw, bias), (inp, t_cache, t, positions)
+        return self._heads(raw, at_positions(params["bias"], positions)), (inp, t_cache, t, positions)
 
     def start(self, params: Tree, batch: int) -> list[Tree]:
         """The state before position 0: empty key/value caches, one per encoder block. Causal only."""
@@ -294,19 +302,13 @@ class MLPNet(_Network):
         """h : (batch, D, K) -> (loc, scale) : (batch, P, K) at ``positions`` (all D when None)."""
         self._check(params, h)
         raw, cache = self.mlp.forward(params, h.reshape(h.shape[0], self.length * self.vocab_size))
-        raw = raw.reshape(h.shape[0], self.length, self.n_out)
-        if positions is not None:
-            raw = raw[:, positions]
-        bias = params["bias"] if positions is None else params["bias"][positions]
-        return self._heads(raw, bias), (cache, positions)
+        raw = at_positions(raw.reshape(h.shape[0], self.length, self.n_out), positions)
+        return self._heads(raw, at_positions(params["bias"], positions)), (cache, positions)
 
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
         cache, positions = cache
         draw, dbias = self._heads_backward(dloc, dscale, positions)
-        if positions is not None:
-            full = B.xp().zeros((draw.shape[0], self.length, self.n_out), dtype=draw.dtype)
-            full[:, positions] = draw
-            draw = full
+        draw = scatter_positions(draw, self.length, positions)
         grads, da = self.mlp.backward(params, cache, draw.reshape(draw.shape[0], self.length * self.n_out))
         return {**grads, "bias": dbias}, da.reshape(draw.shape[0], self.length, self.vocab_size)
 

@@ -40,7 +40,7 @@ from mini_flows.discrete import (
 )
 from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.discrete.flows import SPREAD
-from mini_flows.discrete.networks import shift_right, shift_right_backward
+from mini_flows.discrete.networks import at_positions, scatter_positions, shift_right, shift_right_backward
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
@@ -134,15 +134,19 @@ class ContextMLPNet(_Context):
         return {"mlp": self.mlp.init(rng, dtype),
                 "bias": init.normal(rng, (self.length, self.vocab_size), 0.1, dtype)}
 
-    def forward(self, params: Tree, h: Array) -> tuple[tuple[Array, None], Any]:
+    def forward(self, params: Tree, h: Array, positions: slice | None = None) -> tuple[tuple[Array, None], Any]:
+        """loc : (batch, P, K) at ``positions`` (all D when None), as ``MLPNet``'s."""
         batch = h.shape[0]
         c = self._context(B.value(h).dtype, batch)
         inputs = B.xp().concatenate([h.reshape(batch, -1), c.reshape(batch, -1)], axis=-1)
         out, cache = self.mlp.forward(params["mlp"], inputs)
-        return (out.reshape(batch, self.length, self.vocab_size) + params["bias"], None), cache
+        out = at_positions(out.reshape(batch, self.length, self.vocab_size) + params["bias"], positions)
+        return (out, None), (cache, positions)
 
     def backward(self, params: Tree, cache: Any, dloc: Array, dscale: None = None) -> tuple[Tree, Array]:
+        cache, positions = cache
         batch = dloc.shape[0]
+        dloc = scatter_positions(dloc, self.length, positions)
         g_mlp, dinp = self.mlp.backward(params["mlp"], cache, dloc.reshape(batch, -1))
         dh = dinp[:, :self.length * self.vocab_size].reshape(batch, self.length, self.vocab_size)
         return {"mlp": g_mlp, "bias": dloc.sum(axis=0)}, dh
