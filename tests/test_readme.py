@@ -100,8 +100,6 @@ def _check_nlsq_inverse(ns: dict) -> None:
 
 
 def _check_prior_sample(ns: dict) -> None:
-    import numpy as np
-
     from mini_flows import backend as B
 
     z = B.to_numpy(ns["z"])
@@ -136,8 +134,6 @@ def _check_parameters(ns: dict) -> None:
 
 
 def _check_training_data(ns: dict) -> None:
-    import numpy as np
-
     from mini_flows import backend as B
 
     data = B.to_numpy(ns["data"])

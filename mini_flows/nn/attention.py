@@ -25,7 +25,7 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
 from mini_flows.nn import init
-from mini_flows.nn.layers import Dense, affine, column_sums, row_sums, rows_matmul
+from mini_flows.nn.layers import Dense, affine, column_sums, row_sums
 from mini_flows.nn.tree import Tree
 
 

@@ -52,7 +52,7 @@ def test_strict_mode_raises_naming_file_line_and_character(three_files):
 
 def test_a_sentence_longer_than_max_length_raises_naming_the_line(tmp_path):
     path = write(tmp_path / "train.txt", ["ok", "a" * MAX_LENGTH, "b" * (MAX_LENGTH + 1)])
-    with pytest.raises(ValueError, match=rf"line 3 of .*train\.txt has 289 characters, more than max_length=288"):
+    with pytest.raises(ValueError, match=r"line 3 of .*train\.txt has 289 characters, more than max_length=288"):
         load_text(path, seed=0, fractions=(0.4, 0.3, 0.3))
 
 
