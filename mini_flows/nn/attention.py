@@ -115,9 +115,9 @@ class MultiHeadAttention:
     ``_weights``); a query with no key left to attend to gets attention weights 0 (head_i = 0
     there, y = b^O) instead of NaN.
 
-    K and V come from one matmul of width 2 d_model, x [W^K W^V], Q from one at the query positions;
-    the softmax's division
-    by the row sums is applied to the (T, d_k) product e V rather than to the (T, T) weights e.
+    K and V come from one matmul of width 2 d_model, x [W^K W^V], Q from one at the query
+    positions; the softmax's division by the row sums is applied to the (T, d_k) product e V
+    rather than to the (T, T) weights e.
     Causal attention runs over blocks of ``query_block`` query positions, each against the keys up
     to its own last position: the scores above the diagonal blocks, all masked, are never computed
     (a quarter of the (T, T) work skipped at T = 2 query_block, half as T grows).
