@@ -16,8 +16,9 @@ states, their gradients) every step. glibc's malloc serves blocks above a thresh
 ``mmap`` pages and hands the top of its heap back to the system once more than a threshold is
 free, so each step faults in, and the kernel zeroes, thousands of pages the previous step had
 just released: on an LSTM of width 64 over 64 steps of batch 32, about 2,600 page faults a
-step and a third of its time. ``keep_freed_memory`` raises both thresholds so that malloc reuses
-those blocks; the process then keeps its peak heap until it exits. Elsewhere than glibc it does
+step and a third of its time. ``keep_freed_memory`` raises both thresholds and gives no block
+an mmap of its own, so that malloc reuses those blocks; the process then keeps its peak heap
+until it exits. Elsewhere than glibc it does
 nothing.
 """
 
@@ -71,7 +72,7 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     settings = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_MMAP_MAX, MMAP_MAX), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return all([bool(libc.mallopt(parameter, value)) for parameter, value in settings])
+    return all([bool(libc.mallopt(parameter, value)) for parameter, value in settings])  # a list: every one is set
 
 
 def prepare(threads: int | None = None) -> bool:

@@ -91,6 +91,16 @@ def _neg_large(dtype: Any) -> float:
 PROJECTIONS = ("query", "key", "value")
 
 
+def check_sequence(x: Array, key_mask: Array | None, like: Array, d_model: int) -> None:
+    """The input checks of attention, a Transformer block and an encoder, made once by whichever is
+    called: x : (batch, T, d_model) float of ``like``'s dtype and finite, key_mask : (batch, T) of
+    0/1 or None."""
+    check_float("x", x, like=like)
+    check_shape("x", x, (None, None, d_model))
+    if key_mask is not None:
+        check_mask("key_mask", key_mask, B.value(x).shape[:2])
+
+
 def all_positions(queries: slice | None, causal: bool) -> slice:
     """The query positions of a forward call as a slice: ``queries``, or every position when None.
     Causal attention takes every position (its query blocks follow the positions)."""
@@ -219,10 +229,7 @@ class MultiHeadAttention:
         None; bidirectional only), each attending to every allowed key; inputs checked unless
         ``check`` is False (for blocks that checked them already)."""
         if check:
-            check_float("x", x, like=params["query"]["W"])
-            check_shape("x", x, (None, None, self.d_model))
-            if key_mask is not None:
-                check_mask("key_mask", key_mask, B.value(x).shape[:2])
+            check_sequence(x, key_mask, params["query"]["W"], self.d_model)
         if not isinstance(causal, bool):
             raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
         queries = all_positions(queries, causal)
@@ -236,7 +243,7 @@ class MultiHeadAttention:
             head = e @ v[:, :, :keys]
             head *= r  # softmax(S + M) V : (batch, heads, stop - start, d_head)
             heads.append(head)
-            blocks.append((rows, e, r, heads[-1]))
+            blocks.append((rows, e, r, head))
         merged = self._merge(heads)
         y = affine(params["output"], merged)
         return y, (x, W, queries, q, k, v, blocks, merged)

@@ -20,10 +20,10 @@ from typing import Any
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
+from mini_flows.checks import check_positive_int
 from mini_flows.nn import init
 from mini_flows.nn.activations import activation as activation_pair
-from mini_flows.nn.attention import LayerNorm, MultiHeadAttention, all_positions
+from mini_flows.nn.attention import LayerNorm, MultiHeadAttention, all_positions, check_sequence
 from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.tree import Tree
 
@@ -80,10 +80,7 @@ class TransformerBlock:
     ) -> tuple[Array, Any]:
         """Inputs checked unless ``check`` is False (for an encoder that checked them already)."""
         if check:
-            check_float("x", x, like=params["ln1"]["gamma"])
-            check_shape("x", x, (None, None, self.d_model))
-            if key_mask is not None:
-                check_mask("key_mask", key_mask, B.value(x).shape[:2])
+            check_sequence(x, key_mask, params["ln1"]["gamma"], self.d_model)
         queries = all_positions(queries, causal)
         h, ln1_cache = self.ln1.forward(params["ln1"], x, check=False)
         a, attn_cache = self.attn.forward(params["attn"], h, causal, key_mask, queries, check=False)
@@ -174,10 +171,7 @@ class TransformerEncoder:
         only): the last block runs its queries, feed-forward and LN_f only there. Inputs checked
         unless ``check`` is False (for a network that checked them already)."""
         if check:
-            check_float("x", x, like=params["ln_f"]["gamma"])
-            check_shape("x", x, (None, None, self.d_model))
-            if key_mask is not None:
-                check_mask("key_mask", key_mask, B.value(x).shape[:2])
+            check_sequence(x, key_mask, params["ln_f"]["gamma"], self.d_model)
         length = B.value(x).shape[1]
         if not 1 <= length <= self.max_len:
             raise ValueError(f"x has length {length}; the encoder takes 1 to max_len = {self.max_len} positions")
