@@ -61,6 +61,9 @@ class ContinuousFlowModel:
                              f"event_ndim {getattr(flow, 'event_ndim', None)}")
         if getattr(flow, "dim", dim) != dim:
             raise ValueError(f"flow has dim {flow.dim} but the model has dim {dim}")
+        if getattr(flow, "cond_size", 0) != 0:
+            raise ValueError(f"flow must take no context, got one with cond_size={flow.cond_size} (this model is a "
+                             "density of x alone)")
         self.dim, self.flow, self.config = dim, flow, config
 
     @classmethod

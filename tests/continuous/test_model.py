@@ -174,6 +174,8 @@ def test_build_flow_model_rejects_bad_configuration(kwargs, error, match):
 def test_model_rejects_a_flow_of_another_shape():
     with pytest.raises(ValueError, match="flow has dim 3 but the model has dim 2"):
         ContinuousFlowModel(2, FlowStack("af", 3, 1, NLSqTransform()))
+    with pytest.raises(ValueError, match="flow must take no context, got one with cond_size=3"):
+        ContinuousFlowModel(2, FlowStack("af", 2, 1, NLSqTransform(), cond_size=3))
     with pytest.raises(ValueError, match=r"flow must be a bijection of vectors \(event_ndim 1\), got Chain with "
                                          "event_ndim 2"):
         ContinuousFlowModel(2, build_model("bipartite", 3, 2, network="mlp").chain)
