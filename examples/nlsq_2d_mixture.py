@@ -4,8 +4,9 @@ learns a mixture of four Gaussians; the same flow with affine transforms does no
 The data: four Gaussians of standard deviation 0.4 centred at (+-2, +-2), equally weighted. Both
 flows map data z to base eps ~ N(0, I) through 5 AF layers (the order reversed between layers),
 each a MADE giving the raw parameters of every dimension's scalar transform; they differ only in
-the transform: NLSq, f(x) = a + b x + c / (1 + (d x + g)^2), or affine, f(x) = a + b x. Both train
-by maximum likelihood with Adam on fresh samples (``mini_flows.experiments.nlsq``, which
+the transform: NLSq, f(x) = a + b x + c / (1 + (d x + g)^2), or affine, f(x) = a + b x. Each is a
+``ContinuousFlowModel`` (``build_flow_model(2, 5, "nlsq")``: the base N(0, I) and the flow) and
+trains by maximum likelihood with Adam on fresh samples (``mini_flows.experiments.nlsq``, which
 ``mini-flows run nlsq2d`` also runs). The script prints both test NLLs beside the mixture's
 entropy (the lowest NLL any model can reach; estimated by Monte Carlo from the known density) and
 saves the three density images as a PNG where matplotlib is installed. The affine flow's running
@@ -25,7 +26,7 @@ import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
-from mini_flows.continuous import AffineTransform, FlowStack, NLSqTransform  # noqa: E402
+from mini_flows.continuous import build_flow_model  # noqa: E402
 from mini_flows.experiments.figures import no_plot_note, plot  # noqa: E402
 from mini_flows.experiments.nlsq import (  # noqa: E402
     density_image,
@@ -55,12 +56,12 @@ def main(argv: list[str] | None = None) -> None:
     entropy = -float(mixture_log_prob(sample_mixture(200000, rng)).mean())
 
     results, images = {}, [("true mixture", density_image(mixture_log_prob))]
-    for name, transform in (("NLSq", NLSqTransform()), ("affine", AffineTransform())):
-        flow = FlowStack("af", 2, 5, transform, hidden_sizes=(args.hidden,))
+    for name, transform in (("NLSq", "nlsq"), ("affine", "affine")):
+        model = build_flow_model(2, 5, transform, hidden_sizes=(args.hidden,))
         print(f"training the 5-layer AF with {name} transforms")
-        params = train_flow(flow, flow.init(B.host_rng(args.seed)), args.steps, rng, Progress(name, args.steps),
+        params = train_flow(model, model.init(B.host_rng(args.seed)), args.steps, rng, Progress(name, args.steps),
                             args.batch, args.lr)
-        log_prob = lambda x: guarded_log_prob(flow, params, x)  # noqa: E731
+        log_prob = lambda x: guarded_log_prob(model, params, x)  # noqa: E731
         results[name] = -float(log_prob(test).mean())
         images.append((f"5-layer AF, {name}", density_image(log_prob)))
 

@@ -162,6 +162,27 @@ def _check_rebuilt_latent(ns: dict) -> None:
     assert ns["same_latent"].length_prior.counts == ns["latent"].length_prior.counts
 
 
+def _check_restored_density(ns: dict) -> None:
+    import numpy as np
+
+    from mini_flows import backend as B
+
+    log_p = B.to_numpy(ns["log_p"])
+    assert log_p.shape == (1000,) and np.isfinite(log_p).all()
+    assert np.array_equal(log_p, B.to_numpy(ns["density"].log_prob(ns["density_params"], ns["test_points"])))
+    assert ns["same_density"].config == ns["density"].config
+
+
+def _check_density_samples(ns: dict) -> None:
+    import numpy as np
+
+    from mini_flows import backend as B
+
+    drawn = B.to_numpy(ns["drawn"])
+    assert drawn.shape == (5, 2) and np.isfinite(drawn).all()
+    assert np.array_equal(drawn, B.to_numpy(ns["density"].sample(ns["density_params"], 5, seed=4)))
+
+
 def _check_latent_scores(ns: dict) -> None:
     import math
 
@@ -184,6 +205,8 @@ COMMENT_CHECKS = {
     "bit for bit": _check_restored_flow,
     "p(T) included": _check_rebuilt_latent,
     "importance-sampled NLL, bits per character": _check_latent_scores,
+    "(1000,) nats, the trained model's bit for bit": _check_restored_density,
+    "(5, 2) points, as the trained model draws them": _check_density_samples,
 }
 
 

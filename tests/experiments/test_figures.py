@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mini_flows import backend as B
-from mini_flows.continuous import AffineTransform, FlowStack
+from mini_flows.continuous import build_flow_model
 from mini_flows.data import mog_samples, mog_table
 from mini_flows.experiments import mog2d, nlsq, xor
 from mini_flows.experiments.timing import mean_ci
@@ -56,16 +56,16 @@ def test_mixture_density_and_mass_near_the_centres():
 
 
 def test_guarded_log_prob_marks_overflowing_points_minus_infinity():
-    flow = FlowStack("af", 2, 3, AffineTransform(), hidden_sizes=(4,))
-    params = flow.init(B.host_rng(0))
+    model = build_flow_model(2, 3, "affine", hidden_sizes=(4,))
+    params = model.init(B.host_rng(0))
     for layer in params.values():  # output units (a_0, log b_0, a_1, log b_1): b ~ e^200 per layer
         out = layer["made"]["layer_1"]
         out["b"] = out["b"] + B.asarray([0.0, 200.0, 0.0, 200.0])
     x = B.asarray([[0.0, 0.0], [1e-3, 0.0], [3.0, -2.0]])  # (0, 0) stays finite; the others reach inf
     with pytest.raises(ValueError, match="NaN or infinity"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        nlsq.flow_log_prob(flow, params, x)
-    log_p = B.to_numpy(nlsq.guarded_log_prob(flow, params, x))
+        model.log_prob(params, x)
+    log_p = B.to_numpy(nlsq.guarded_log_prob(model, params, x))
     assert np.isfinite(log_p[0]) and np.isneginf(log_p[1:]).all()
 
 
