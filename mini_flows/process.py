@@ -11,6 +11,14 @@ environment variables ``BLAS_THREAD_VARIABLES`` before that: by default one thre
 environment already names a count, or the count passed (``mini-flows --threads N``), which
 overrides the environment.
 
+At run time. A script that imports NumPy before anything of ours has BLAS's threads already
+started. ``one_blas_thread()`` sets the count of the OpenBLAS the process has loaded (NumPy's and
+SciPy's wheels ship one) to 1 for the duration of a block, through OpenBLAS's own
+``openblas_set_num_threads``, and puts the previous count back after; ``train.fit`` and
+``latent.evaluate`` run inside it, so a user's script trains at one thread's speed without any
+setting, while the user's own code outside those loops keeps its threads. Where the environment
+names a count (any of ``BLAS_THREAD_VARIABLES``), the user asked for threads and it does nothing.
+
 Memory. A training step allocates and frees the same few-megabyte arrays (a sequence's stacked
 states, their gradients) every step. glibc's malloc serves blocks above a threshold with fresh
 ``mmap`` pages and hands the top of its heap back to the system once more than a threshold is
@@ -24,17 +32,21 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import platform
 import sys
+from typing import Callable, Iterator
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # mallopt's parameter numbers in glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed: blocks up to 32 MiB come from the reusable heap
 MMAP_MAX = 0  # and larger ones too: no block gets its own mmap
 TRIM_THRESHOLD = 1 << 30  # hand the heap's free top back only beyond 1 GiB
+OPENBLAS_NAMES = [(f"{prefix}openblas_get_num_threads{suffix}", f"{prefix}openblas_set_num_threads{suffix}")
+                  for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]  # plain, and NumPy's wheels' builds
 
 
 def blas_threads(threads: int | None = None) -> bool:
@@ -54,6 +66,45 @@ def blas_threads(threads: int | None = None) -> bool:
         else:
             os.environ[variable] = str(threads)
     return True
+
+
+def _openblas_controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    """(get, set) of the thread count of every OpenBLAS mapped into this process (Linux: read from
+    /proc/self/maps); [] elsewhere, or before NumPy has loaded one."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return []
+    controls = []
+    for path in sorted(paths):
+        library = ctypes.CDLL(path)
+        for get, set_ in OPENBLAS_NAMES:
+            if hasattr(library, get) and hasattr(library, set_):
+                controls.append((getattr(library, get), getattr(library, set_)))
+                break
+    return controls
+
+
+def openblas_threads() -> list[int]:
+    """The thread count of each OpenBLAS loaded in this process ([] where none is, or off Linux)."""
+    return [get() for get, _ in _openblas_controls()]
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the block (or, as ``@one_blas_thread()``, the function) with the loaded OpenBLAS on one
+    thread, then restore its count; nothing where the environment names a BLAS thread count (the
+    user chose one) or no OpenBLAS is loaded. Nested uses cost two C calls each."""
+    controls = [] if any(v in os.environ for v in BLAS_THREAD_VARIABLES) else _openblas_controls()
+    counts = [get() for get, _ in controls]
+    for _, set_ in controls:
+        set_(1)
+    try:
+        yield
+    finally:
+        for (_, set_), count in zip(controls, counts):
+            set_(count)
 
 
 def keep_freed_memory() -> bool:

@@ -35,6 +35,7 @@ from mini_flows import backend as B
 from mini_flows.checks import check_positive_int
 from mini_flows.nn.tree import Tree, tree_map
 from mini_flows.optim import Adam, check_loss, divergence_guard, loss_rise
+from mini_flows.process import one_blas_thread
 
 LossAndGrads = Callable[[Tree, Any], tuple]
 Summary = Callable[[Mapping[str, float], Mapping[str, float]], Mapping[str, "float | str"]]
@@ -168,6 +169,7 @@ def _next_batch(batches: Callable[[int], Any] | Iterator[Any], step: int, steps:
                          "or train.epochs(...) for endless epochs") from None
 
 
+@one_blas_thread()
 def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any] | Iterable[Any], steps: int,
         optimizer: Adam | None = None, schedule: Callable[[int], float] | None = None,
         reporter: Progress | None = None) -> tuple[Tree, dict[str, list]]:
@@ -187,6 +189,7 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
     history maps "step" (0-based), "loss", "grad_norm" (before clipping), "seconds" (since the
     start) and every extras key to lists with one entry per step. NaN or infinity in a step
     raises ``optim.TrainingDiverged`` naming the step, the last loss and the learning rate.
+    BLAS runs on one thread meanwhile unless the environment names a count (``process.one_blas_thread``).
     """
     check_positive_int("steps", steps)
     optimizer = Adam() if optimizer is None else optimizer

@@ -23,6 +23,7 @@ from mini_flows.latent.dropout import check_dropout_rate, dropout_mask
 from mini_flows.latent.model import LatentFlowModel, log_mean_exp
 from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
+from mini_flows.process import one_blas_thread
 from mini_flows.train import Progress, epochs, fit
 
 KL_MIN = 1e-5
@@ -115,6 +116,7 @@ def train(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any
     return fit(loss_and_grads, params, batch_at, steps, Adam(lr=lr, clip_norm=clip), reporter=reporter)
 
 
+@one_blas_thread()
 def evaluate(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[Any, Any]], samples: int = 50,
              seed: int | None = 0, chunk: int = 10) -> dict[str, Any]:
     """Importance-sampled NLL and the ELBO's parts over one pass of ``data_batches``.
@@ -124,7 +126,7 @@ def evaluate(model: LatentFlowModel, params: Tree, data_batches: Iterable[tuple[
     "nll" = -sum [log p(x | T) + log p(T)] / tokens (the importance-sampled estimate),
     "nll_given_length" (without log p(T)), "length_nll" (-log p(T) alone), "rec" (-E_q log p(x | z),
     the reconstruction), "kl" and "elbo_nll" = rec + kl >= nll_given_length; plus "unit",
-    "tokens" and "sequences".
+    "tokens" and "sequences". BLAS runs on one thread meanwhile, as in ``train.fit``.
     """
     check_positive_int("samples", samples)
     check_positive_int("chunk", chunk)
