@@ -125,6 +125,7 @@ def run(settings: Settings) -> Report:
     results: dict[str, Any] = {"entropy": table_entropy(B.to_numpy(truth)), "steps": steps, "num_data": num_data}
     verdicts = {LABELS[0]: "misses modes", LABELS[1]: "captures modes"}
     for label, (model, params) in models.items():
+        settings.keep_model(label, model, params)
         q = probability_image(model, params)
         cross = float(-xp.sum(truth * xp.log(q)))
         train = mean_nll(partial(model.log_prob, params), data)
