@@ -53,7 +53,7 @@ from mini_flows.discrete.flows import SPREAD  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
 from mini_flows.experiments.saved import decode, draw, load_model  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
-from mini_flows.experiments.tables import write_results  # noqa: E402
+from mini_flows.experiments.tables import Report, write_results  # noqa: E402
 
 DATA_EXPERIMENTS = ("charlm", "charflows", "music")
 MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
@@ -169,8 +169,9 @@ def _check_args(args: argparse.Namespace) -> None:
                                f"not {args.name!r}")
 
 
-def _execute(name: str, settings: Settings, command: str) -> None:
-    """Run one experiment on the current backend; print its table and notes, write results.json."""
+def _execute(name: str, settings: Settings, command: str) -> Report:
+    """Run one experiment on the current backend; print its table and notes, write results.json;
+    the experiment's report."""
     experiment = EXPERIMENTS[name]
     settings.say(f"== {name} ({experiment.source}): {experiment.summary}")
     if settings.steps is not None and not experiment.trains:
@@ -190,15 +191,20 @@ def _execute(name: str, settings: Settings, command: str) -> None:
     written = ", ".join(["results.json", *report.figures, *([f"{len(settings.models)} models (models/)"]
                                                             if settings.models else [])])
     print(f"\n{name}: {seconds:.1f} s; wrote {written} to {settings.out}", flush=True)
+    return report
 
 
 def _demo(args: argparse.Namespace, root: Path) -> None:
-    start = time.perf_counter()
+    start, figures = time.perf_counter(), 0
     for name, steps, what in DEMO:
         print(f"\n### {what}\n", flush=True)
         settings = Settings(out=_prepare_out(root / name), seed=args.seed, steps=steps)
-        _execute(name, settings, f"mini-flows run {name} --seed {args.seed}" + (f" --steps {steps}" if steps else ""))
-    print(f"\ndemo: {time.perf_counter() - start:.0f} s; results and figures under {root}")
+        report = _execute(name, settings,
+                          f"mini-flows run {name} --seed {args.seed}" + (f" --steps {steps}" if steps else ""))
+        figures += len(report.figures)
+    written = f"results and {figures} figure{'s' * (figures != 1)}" if figures else \
+        "results, no figures (see the notes above)"
+    print(f"\ndemo: {time.perf_counter() - start:.0f} s; {written} under {root}")
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from mini_flows import cli
 from mini_flows.cli import main
+from mini_flows.experiments import figures
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,19 @@ def test_sample_refuses_a_results_json_without_models(xor_run, tmp_path, capsys)
     one_line_error(capsys, ["sample", str(tmp_path)], "the addition run in", "kept no model")
     (tmp_path / "results.json").write_text("{not json")
     one_line_error(capsys, ["sample", str(tmp_path)], "cannot read", "results.json")
+
+
+@pytest.mark.parametrize("matplotlib", [True, False])
+def test_the_demos_last_line_promises_only_the_figures_it_wrote(matplotlib, tmp_path, capsys, monkeypatch):
+    """Issue 26, item 5: without matplotlib (or with a figure skipped) the demo does not end with
+    "results and figures"."""
+    monkeypatch.setattr(cli, "DEMO", [("xor", 3, "the XOR table"), ("nlsq1d", None, "NLSq multimodality")])
+    if not matplotlib:
+        monkeypatch.setattr(figures, "plot", lambda path, draw: False)  # as where matplotlib is missing
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("demo: ") and last.endswith(f"under {tmp_path}")
+    if matplotlib:
+        assert "; results and 2 figures under" in last
+    else:
+        assert "; results, no figures (see the notes above) under" in last and "results and" not in last

@@ -157,12 +157,12 @@ def paired_se(a: Array, b: Array) -> float:
     return float(B.xp().std(d) / d.shape[0] ** 0.5)
 
 
-def train_row(row: Row, seed: int, quick: bool, progress: Callable[[str, int], Progress] = Progress,
+def train_row(row: Row, seed: int, quick: bool, progress: Callable[..., Progress] = Progress,
               spread: float | None = SPREAD, keep: Callable[..., None] | None = None) -> dict[str, Any]:
     """Draw the row's table and training set, train the four models on it, and score each by its
     training-set NLL and its population cross-entropy (exact, or on held-out samples), with the
     paired standard error of each flow - base difference where it is a mean over samples;
-    ``progress(label, steps)`` makes each model's progress printer, ``spread`` is the flows';
+    ``progress(label, steps, unit=...)`` makes each model's progress printer, ``spread`` is the flows';
     ``keep(label, model, params)`` (``Settings.keep_model``), where given, keeps each trained model."""
     D, K = row.D, row.K
     table = dirichlet_table(D, K, seed)
@@ -181,7 +181,7 @@ def train_row(row: Row, seed: int, quick: bool, progress: Callable[[str, int], P
                             scale=row.scale and flows > 0, spread=spread)
         params, history = fit(model.loss_and_grads, identity_start(model, model.init(B.host_rng(seed))),
                               epochs(train, row.batch, row.steps, seed + 3), row.steps, Adam(lr=lr),
-                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps))
+                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps, unit="nats/seq"))
         if keep is not None:
             keep(f"{label} D={D} K={K}", model, params)
         if flows:

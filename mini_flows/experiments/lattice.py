@@ -136,12 +136,12 @@ def batch_stream(n: int, steps: int, batch: int, seed: int) -> Array:
 
 
 def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
-               progress: Callable[[str, int], Progress] = Progress,
+               progress: Callable[..., Progress] = Progress,
                keep: Callable[..., None] | None = None) -> tuple[Pair, dict[str, Any]]:
     """Adam (``train.fit``, learning rate decaying linearly) on each model in turn, step s on
     ``train[index[s]]``, without gradient clipping: a global-norm clip would let the flow's gradient
     shrink the base's steps, so a flow model whose flow stays the identity would train its base
-    differently from the base alone. ``progress(label, steps)`` makes each progress printer;
+    differently from the base alone. ``progress(label, steps, unit=...)`` makes each progress printer;
     ``keep(label, model, params)`` (``Settings.keep_model``), where given, keeps each trained model.
     Returns the pair with trained parameters, and the flow model's straight-through diagnostics
     (``diagnostics_report``) under its name."""
@@ -149,7 +149,7 @@ def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
     trained, diagnostics = {}, {}
     for name, (model, params) in pair.items():
         params, history = fit(model.loss_and_grads, params, lambda s: train[index[s]], steps, Adam(lr=lr),
-                              linear_decay(lr, steps), progress(f"{name} {label}", steps))
+                              linear_decay(lr, steps), progress(f"{name} {label}", steps, unit="nats/seq"))
         if keep is not None:
             keep(f"{name} {label}", model, params)
         trained[name] = (model, params)
@@ -159,7 +159,7 @@ def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
 
 
 def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, label: str,
-            progress: Callable[[str, int], Progress] = Progress, batch: int = 128,
+            progress: Callable[..., Progress] = Progress, batch: int = 128,
             lr: float = LEARNING_RATE, spread: float | None = SPREAD,
             keep: Callable[..., None] | None = None) -> dict[str, Any]:
     """The AR base and the AR flow trained under control (``controlled_pair``, one ``batch_stream``,

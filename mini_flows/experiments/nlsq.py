@@ -217,7 +217,8 @@ def run_2d(settings: Settings) -> Report:
     for name, transform in (("NLSq", NLSqTransform()), ("affine", AffineTransform())):
         flow = FlowStack("af", 2, 5, transform, hidden_sizes=(hidden,))
         label = f"5-layer AF, {name}"
-        params = train_flow(flow, flow.init(B.host_rng(settings.seed)), steps, rng, settings.progress(label, steps))
+        params = train_flow(flow, flow.init(B.host_rng(settings.seed)), steps, rng,
+                            settings.progress(label, steps, unit="nats/point"))
         log_prob = lambda x: guarded_log_prob(flow, params, x)  # noqa: E731
         nll = -float(log_prob(test).mean())
         image = density_image(log_prob)

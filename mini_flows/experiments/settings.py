@@ -61,14 +61,14 @@ class Settings:
         if self.verbose:
             print(line, flush=True)
 
-    def progress(self, label: str, steps: int, warn_rise: bool = True) -> Progress:
+    def progress(self, label: str, steps: int, warn_rise: bool = True, unit: str | None = None) -> Progress:
         """The progress printer of one model's ``steps`` training steps, on the run's clock
-        (``warn_rise``: see ``Progress``). A discrete flow model's lines show its flows'
-        straight-through diagnostics condensed (``discrete.diagnostics.progress_summary``), and it
-        warns at the end about any frozen flow (``frozen_flows``); other models' extras show as
-        they are."""
+        (``warn_rise``, and ``unit``, the loss's: see ``Progress``). A discrete flow model's lines
+        show its flows' straight-through diagnostics condensed
+        (``discrete.diagnostics.progress_summary``), and it warns at the end about any frozen flow
+        (``frozen_flows``); other models' extras show as they are."""
         return Progress(label, steps, self.verbose, clock=self.clock, warn_rise=warn_rise, summary=progress_summary,
-                        checks=[frozen_flows])
+                        checks=[frozen_flows], unit=unit)
 
     def keep_model(self, label: str, model: Any, params: Tree, decoder: dict[str, Any] | None = None) -> None:
         """Save a trained model's checkpoint under ``out``/models and list it in results.json

@@ -66,7 +66,7 @@ def train_bipartite(label: str, model: DiscreteFlowModel, rows: Any, steps: int,
 
     params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch, steps,
                           Adam(lr=LR, clip_norm=CLIP), linear_decay(LR, steps),
-                          reporter=settings.progress(label, steps))
+                          reporter=settings.progress(label, steps, unit="nats/seq"))
     return params, diagnostics_report(history)
 
 

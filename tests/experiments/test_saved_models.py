@@ -49,7 +49,8 @@ def test_a_run_keeps_every_trained_model_and_its_checkpoint_rebuilds_it_bit_for_
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "07-a-previous-run.npz").write_bytes(b"stale")
     assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
-    capsys.readouterr()
+    progress = [line for line in capsys.readouterr().out.splitlines() if " step " in line]
+    assert progress and all(" nats/seq  " in line for line in progress)  # the loss's unit (issue 26, item 5)
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["models"] == [
         {"label": "factorized base alone", "file": "models/01-factorized-base-alone.npz", "class": "DiscreteFlowModel"},
@@ -74,6 +75,8 @@ def test_a_rebuilt_sequence_model_generates_what_the_trained_one_did(tmp_path, c
     flow model."""
     assert main(["run", "charlm", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if " step " in line]
+    assert all((" nats/seq  " if "bipartite" in line else " nats/char  ") in line for line in progress)
     record = json.loads((tmp_path / "results.json").read_text())
     assert [entry["class"] for entry in record["models"]] == \
         ["LSTMBaseline", "DiscreteFlowModel"] + ["LatentFlowModel"] * 7
