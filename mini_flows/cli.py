@@ -230,6 +230,9 @@ def _sample(args: argparse.Namespace) -> None:
         raise CommandError(f"{path} lists no models: it was written before runs kept their models; run "
                            f"'mini-flows run {record.get('experiment', 'NAME')}' again")
     models = record["models"]
+    if not isinstance(models, list) or not all(isinstance(e, dict) and {"label", "file", "class"} <= e.keys()
+                                               for e in models):
+        raise CommandError(f"{path}: its \"models\" list is not one mini-flows wrote (label, file, class each)")
     if not models:
         raise CommandError(f"the {record.get('experiment')} run in {str(folder)!r} kept no model (it trains none, or "
                            "its models cannot be rebuilt yet: see mini_flows.experiments.saved)")

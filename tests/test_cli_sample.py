@@ -69,6 +69,8 @@ def test_sample_refuses_a_results_json_without_models(xor_run, tmp_path, capsys)
                    "'mini-flows run xor' again")
     (tmp_path / "results.json").write_text(json.dumps({**old, "experiment": "addition", "models": []}))
     one_line_error(capsys, ["sample", str(tmp_path)], "the addition run in", "kept no model")
+    (tmp_path / "results.json").write_text(json.dumps({**old, "models": [{"label": "x"}]}))
+    one_line_error(capsys, ["sample", str(tmp_path)], "models\" list is not one mini-flows wrote")
     (tmp_path / "results.json").write_text("{not json")
     one_line_error(capsys, ["sample", str(tmp_path)], "cannot read", "results.json")
 

@@ -29,8 +29,8 @@ from mini_flows import backend as B
 from mini_flows.data import PAD_ID, load_text
 from mini_flows.data.fixed_length import pad_rows, strip_rows
 from mini_flows.data.text import batches
-from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
 from mini_flows.experiments.saved import text_decoder
+from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
 from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell

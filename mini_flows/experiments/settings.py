@@ -66,7 +66,8 @@ class Settings:
         (``warn_rise``, and ``unit``, the loss's: see ``Progress``). A discrete flow model's lines
         show its flows' straight-through diagnostics condensed
         (``discrete.diagnostics.progress_summary``), and it warns at the end about any frozen flow
-        (``frozen_flows``); other models' extras show as they are."""
+        (``frozen_flows``); other models' extras show as they are (running means, as every number
+        of a line)."""
         return Progress(label, steps, self.verbose, clock=self.clock, warn_rise=warn_rise, summary=progress_summary,
                         checks=[frozen_flows], unit=unit)
 
