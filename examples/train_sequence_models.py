@@ -75,7 +75,7 @@ def train(body: str, steps: int, seed: int) -> None:
     floor = (DELAY - 1) / LENGTH * math.log(VOCAB)
     print(f"\n{body}: per-token loss, nats (chance {math.log(VOCAB):.3f}, learnt rule {floor:.3f})")
     fit(model.loss_and_grads, model.init(B.host_rng(seed)), lambda step: delayed_copy_batch(data, BATCH), steps,
-        Adam(lr=3e-3, clip_norm=1.0), reporter=Progress(body, steps, reports=6))
+        Adam(lr=3e-3, clip_norm=1.0), reporter=Progress(body, steps, reports=6, unit="nats/token"))
 
 
 def main() -> None:

@@ -4,11 +4,16 @@
     mini-flows run NAME [--backend numpy|cupy] [--seed S] [--steps N] [--out DIR] [--quick] [--data FILE]
                         [--threads N]
     mini-flows demo [--backend numpy|cupy] [--seed S] [--out DIR] [--threads N]
+    mini-flows sample DIR [--model LABEL] [-n N] [--seed S]
 
 ``run`` trains and evaluates one experiment, printing progress (step, loss, time left), then a
 table with the paper's numbers beside ours, and writes results.json (and PNG figures where
 matplotlib is installed) into --out (default: mini-flows-results/NAME). ``demo`` is a tour of
-both papers in about a minute. The command runs BLAS on one thread (OPENBLAS_NUM_THREADS,
+both papers in about a minute. ``run`` keeps every model it trains (DIR/models, listed in
+results.json; ``mini_flows.experiments.saved``), and ``sample`` prints N samples (default 5) of
+each model a finished run in DIR kept, or of the one --model names: one sample a line, decoded as
+the data reads (text as text, piano rolls as MIDI notes, else numbers); with several models each
+model's samples follow a line "== LABEL". The command runs BLAS on one thread (OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS, MKL_NUM_THREADS = 1) unless the environment names a count or ``--threads N`` does
 (the flag wins): these models' matrix products are small, and on a few cores extra BLAS threads
 make them several times slower. It also lets malloc reuse freed memory (``mini_flows.process``). Bad
@@ -37,6 +42,7 @@ def _threads_flag(argv: Sequence[str]) -> int | None:
 prepare(_threads_flag(sys.argv[1:]))  # before NumPy loads (mini_flows.process)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
@@ -45,11 +51,13 @@ from pathlib import Path  # noqa: E402
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.discrete.flows import SPREAD  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
+from mini_flows.experiments.saved import decode, draw, load_model  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
-from mini_flows.experiments.tables import write_results  # noqa: E402
+from mini_flows.experiments.tables import Report, write_results  # noqa: E402
 
 DATA_EXPERIMENTS = ("charlm", "charflows", "music")
 MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
+MAX_SAMPLES = 100_000  # samples per model for ``sample``; beyond it a typo, not a reading
 
 DEMO = [  # (experiment, steps or None for its default, what it shows)
     ("xor", None, "Tran et al. 3.2: a factorized base cannot hold the XOR table's correlation; one discrete flow "
@@ -104,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="discrete flows: the paper's straight-through gradient, without the bound on the spread of "
                           "the location logits that keeps flows from freezing")
     demo = sub.add_parser("demo", help="a tour of both papers in about a minute")
+    sample = sub.add_parser("sample", help="print samples of the models a finished run kept")
+    sample.add_argument("folder", help="the run's --out folder, holding its results.json")
+    sample.add_argument("--model", default=None, help="the label of one model (default: every model the run kept)")
+    sample.add_argument("-n", type=int, default=5, help="samples per model (default 5)")
+    sample.add_argument("--seed", type=int, default=0, help="seeds the samples (default 0)")
     for p, folder in ((run, "NAME"), (demo, "demo")):
         p.add_argument("--backend", choices=B.BACKENDS, default=None,
                        help="array library (default: numpy, or MINI_FLOWS_BACKEND)")
@@ -156,8 +169,9 @@ def _check_args(args: argparse.Namespace) -> None:
                                f"not {args.name!r}")
 
 
-def _execute(name: str, settings: Settings, command: str) -> None:
-    """Run one experiment on the current backend; print its table and notes, write results.json."""
+def _execute(name: str, settings: Settings, command: str) -> Report:
+    """Run one experiment on the current backend; print its table and notes, write results.json;
+    the experiment's report."""
     experiment = EXPERIMENTS[name]
     settings.say(f"== {name} ({experiment.source}): {experiment.summary}")
     if settings.steps is not None and not experiment.trains:
@@ -174,17 +188,65 @@ def _execute(name: str, settings: Settings, command: str) -> None:
     print()
     print(report.render())
     write_results(settings.out / "results.json", name, report, settings, B.get_backend(), seconds, command)
-    written = ", ".join(["results.json", *report.figures])
+    written = ", ".join(["results.json", *report.figures, *([f"{len(settings.models)} models (models/)"]
+                                                            if settings.models else [])])
     print(f"\n{name}: {seconds:.1f} s; wrote {written} to {settings.out}", flush=True)
+    return report
 
 
 def _demo(args: argparse.Namespace, root: Path) -> None:
-    start = time.perf_counter()
+    start, figures = time.perf_counter(), 0
     for name, steps, what in DEMO:
         print(f"\n### {what}\n", flush=True)
         settings = Settings(out=_prepare_out(root / name), seed=args.seed, steps=steps)
-        _execute(name, settings, f"mini-flows run {name} --seed {args.seed}" + (f" --steps {steps}" if steps else ""))
-    print(f"\ndemo: {time.perf_counter() - start:.0f} s; results and figures under {root}")
+        report = _execute(name, settings,
+                          f"mini-flows run {name} --seed {args.seed}" + (f" --steps {steps}" if steps else ""))
+        figures += len(report.figures)
+    written = f"results and {figures} figure{'s' * (figures != 1)}" if figures else \
+        "results, no figures (see the notes above)"
+    print(f"\ndemo: {time.perf_counter() - start:.0f} s; {written} under {root}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    """Print ``args.n`` samples of each model the run in ``args.folder`` kept (or of ``args.model``),
+    one a line, decoded; a line "== LABEL" before each model's where several are printed."""
+    folder, path = Path(args.folder), Path(args.folder) / "results.json"
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise CommandError(f"-n must be an integer from 1 to {MAX_SAMPLES:,}, got {args.n}")
+    if args.seed < 0:
+        raise CommandError(f"--seed must be an integer >= 0, got {args.seed}")
+    if not folder.is_dir():
+        raise CommandError(f"{str(folder)!r} is not a folder; name the --out folder of a finished mini-flows run")
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CommandError(f"no results.json in {str(folder)!r}; name the --out folder of a finished mini-flows "
+                           "run") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CommandError(f"cannot read {path}: {err}") from None
+    if not isinstance(record, dict):
+        raise CommandError(f"{path} is not a mini-flows results.json")
+    if "models" not in record:
+        raise CommandError(f"{path} lists no models: it was written before runs kept their models; run "
+                           f"'mini-flows run {record.get('experiment', 'NAME')}' again")
+    models = record["models"]
+    if not isinstance(models, list) or not all(isinstance(e, dict) and {"label", "file", "class"} <= e.keys()
+                                               for e in models):
+        raise CommandError(f"{path}: its \"models\" list is not one mini-flows wrote (label, file, class each)")
+    if not models:
+        raise CommandError(f"the {record.get('experiment')} run in {str(folder)!r} kept no model (it trains none, or "
+                           "its models cannot be rebuilt yet: see mini_flows.experiments.saved)")
+    labels = [entry["label"] for entry in models]
+    if args.model is not None:
+        if args.model not in labels:
+            raise CommandError(f"no model {args.model!r} in {path}; its models: {', '.join(map(repr, labels))}")
+        models = [models[labels.index(args.model)]]
+    for entry in models:
+        model, params = load_model(folder, entry)
+        if len(models) > 1:
+            print(f"== {entry['label']}")
+        for drawn in draw(model, params, args.n, args.seed):
+            print(decode(drawn, entry.get("decoder")), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "list":
             _list()
+            return 0
+        if args.command == "sample":
+            _sample(args)
             return 0
         _check_args(args)
         default = Path("mini-flows-results") / (args.name if args.command == "run" else "demo")

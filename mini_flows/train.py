@@ -9,7 +9,8 @@
 or an iterable of batches; ``schedule(step)`` sets the learning rate; a ``Progress`` prints lines.
 The input ``params`` are left alone; ``fit`` returns the trained copy.
 
-``Progress`` prints a model's step, loss, extras (or a summary of them), elapsed and time left
+``Progress`` prints a model's step, running means of its loss (in its unit) and extras (or a
+summary of them), elapsed and time left
 (or, without a loss, any long loop's progress, such as building a data set); given a ``RunClock``
 that knows how many steps the whole run plans (every model of an experiment), it also prints the
 run's time left. At the end it warns where the loss rose and
@@ -27,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -81,28 +83,36 @@ class RunClock:
 
 
 class Progress:
-    """Prints "label  step s/S  loss L  extras  E s elapsed, R s left[, run R s left]" about
-    ``reports`` times over a model's ``steps`` and at its end, the loss a running mean (decay
-    0.9, left out for a loop without one); at the end, a warning where the loss clearly rose
-    (``optim.loss_rise``) unless ``warn_rise`` is False (for a loss that rises by design, such as
-    an ELBO whose KL weight is annealed upward). ``clock``: the whole run's ``RunClock``, ticked every step. Silent when
-    ``verbose`` is False (the clock still ticks).
+    """Prints "label  step s/S  loss L UNIT  extras  E s elapsed, R s left[, run R s left]" about
+    ``reports`` times over a model's ``steps`` and at its end (the loss left out for a loop
+    without one; ``unit``, such as "nats/seq", after it where given); at the end, a warning where
+    the loss clearly rose (``optim.loss_rise``) unless ``warn_rise`` is False (for a loss that
+    rises by design, such as an ELBO whose KL weight is annealed upward). ``clock``: the whole
+    run's ``RunClock``, ticked every step. Silent when ``verbose`` is False (the clock still ticks).
 
-    ``summary(extras, first)`` -> {name: number or text}: what a line shows of a step's extras,
-    given the first step's (default: every extra as it is), for models whose extras are too many
-    to print. ``checks``: functions of the training history (``fit``'s) that return warnings to
-    print at the end, after the loss's own.
+    ``summary(extras, first)`` -> {name: number or text}: what a line shows of the extras, given
+    the first step's (default: every extra), for models whose extras are too many to print.
+    ``checks``: functions of the training history (``fit``'s) that return warnings to print at
+    the end, after the loss's own.
+
+    Every number a line shows is averaged the same way: a running mean with decay 0.9 over the
+    steps so far, m_s = 0.9 m_{s-1} + 0.1 v_s (m_1 = v_1), of the loss and of each extra alike,
+    so that the numbers of one line describe the same recent steps (a single step's extras are as
+    noisy as its loss); ``summary`` condenses the extras' means. A non-finite value shows as it is
+    and restarts its mean.
     """
 
     def __init__(self, label: str, steps: int, verbose: bool = True, reports: int = 5, clock: RunClock | None = None,
-                 warn_rise: bool = True, summary: Summary | None = None, checks: Sequence[Check] = ()):
+                 warn_rise: bool = True, summary: Summary | None = None, checks: Sequence[Check] = (),
+                 unit: str | None = None):
         check_positive_int("steps", steps)
         check_positive_int("reports", reports)
         self.label, self.steps, self.verbose, self.clock = label, steps, verbose, clock
-        self.warn_rise, self.summary, self.checks = warn_rise, summary, tuple(checks)
+        self.warn_rise, self.summary, self.checks, self.unit = warn_rise, summary, tuple(checks), unit
         self.every = max(1, steps // reports)
         self.start = time.perf_counter()
         self.running: float | None = None
+        self.means: dict[str, float] = {}
         self.first: dict[str, float] | None = None
 
     def update(self, step: int, loss: float | None = None, extras: dict[str, float] | None = None) -> None:
@@ -110,19 +120,21 @@ class Progress:
         loss (loading data) leaves ``loss`` out, and its lines show no loss."""
         extras = extras or {}
         if loss is not None:
-            self.running = loss if self.running is None else 0.9 * self.running + 0.1 * loss
+            self.running = _running_mean(self.running, loss)
+        self.means = {key: _running_mean(self.means.get(key), value) for key, value in extras.items()}
         self.first = extras if self.first is None else self.first
         if self.clock is not None:
             self.clock.tick()
         if not self.verbose or (step % self.every and step != self.steps):
             return
         elapsed = time.perf_counter() - self.start
-        shown = extras if self.summary is None else self.summary(extras, self.first)
+        shown = self.means if self.summary is None else self.summary(self.means, self.first)
         text = "".join(f"  {name} {value if isinstance(value, str) else f'{value:7.4f}'}"
                        for name, value in shown.items())
         run_left = None if self.clock is None else self.clock.left()
         run = "" if run_left is None else f", run {run_left:6.1f}s left"
-        shown_loss = "" if self.running is None else f"  loss {self.running:8.4f}"
+        unit = f" {self.unit}" if self.unit else ""
+        shown_loss = "" if self.running is None else f"  loss {self.running:8.4f}{unit}"
         print(f"  {self.label:<26} step {step:>5}/{self.steps}{shown_loss}{text}  "
               f"{elapsed:6.1f}s elapsed, {elapsed / step * (self.steps - step):6.1f}s left{run}", flush=True)
 
@@ -137,6 +149,11 @@ class Progress:
             warnings.insert(0, f"{rise} (it started at {lr:g})")
         for warning in warnings:
             print(f"  {self.label}: {warning}", flush=True)
+
+
+def _running_mean(mean: float | None, value: float) -> float:
+    """0.9 mean + 0.1 value; the value itself to start, or after a non-finite mean."""
+    return value if mean is None or not math.isfinite(mean) else 0.9 * mean + 0.1 * value
 
 
 def linear_decay(lr: float, steps: int, final: float = 0.05) -> Callable[[int], float]:

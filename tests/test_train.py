@@ -134,8 +134,23 @@ def test_progress_shows_a_summary_of_the_extras_given_the_first_steps(capsys):
     progress.update(1, 1.0, {"g": 4.0, "kl": 0.5, "hidden": 9.0})
     progress.update(2, 1.0, {"g": 1.0, "kl": 0.25, "hidden": 9.0})
     lines = capsys.readouterr().out.splitlines()
-    assert "loss   1.0000  ratio 1  kl  0.5000  " in lines[0] and "loss   1.0000  ratio 0.25  kl  0.2500  " in lines[1]
+    # the summary sees the extras' running means: g 0.9 * 4 + 0.1 * 1 = 3.7, kl 0.9 * 0.5 + 0.1 * 0.25
+    assert "loss   1.0000  ratio 1  kl  0.5000  " in lines[0] and "loss   1.0000  ratio 0.93  kl  0.4750  " in lines[1]
     assert "hidden" not in lines[0] + lines[1]
+
+
+def test_progress_averages_the_loss_and_every_extra_alike_and_names_the_unit(capsys):
+    progress = Progress("averaged", 3, reports=3, unit="nats/seq")
+    for step, (loss, kl) in enumerate([(2.0, 1.0), (1.0, 0.0), (4.0, float("nan"))], start=1):
+        progress.update(step, loss, {"kl": kl})
+    lines = capsys.readouterr().out.splitlines()
+    assert "loss   2.0000 nats/seq  kl  1.0000  " in lines[0]
+    assert "loss   1.9000 nats/seq  kl  0.9000  " in lines[1]  # the same running mean: 0.9 * 2 + 0.1 * 1, 0.9 * 1 + 0
+    assert "loss   2.1100 nats/seq  kl     nan  " in lines[2]  # a non-finite extra shows as it is
+    progress.update(3, 1.0, {"kl": 0.5})
+    assert "kl  0.5000  " in capsys.readouterr().out  # and restarts its mean
+    Progress("unitless", 1).update(1, 1.5)
+    assert "loss   1.5000  " in capsys.readouterr().out
 
 
 def test_fit_hands_the_history_to_the_checks_at_the_end(capsys):

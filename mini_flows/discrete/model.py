@@ -111,8 +111,10 @@ class DiscreteFlowModel:
         return -float(log_p.mean()), grads, diagnostics
 
     def sample(self, params: Tree, n: int, seed: int | None = None) -> Array:
-        """n integer sequences (n, D): base sample (noise from ``B.rng(seed)``), then f_1, ..., f_L
-        forward."""
+        """n integer sequences (n, D): base sample (noise from ``B.rng(seed)``; None: fresh entropy),
+        then f_1, ..., f_L forward. The arguments are those of every model's ``sample``
+        (``LatentFlowModel``, ``LSTMBaseline``); the sequences all have length D, so it returns the
+        tokens alone, where those return (x, lengths)."""
         check_positive_int("n", n)
         h = self.base.sample(params["base"], n, seed)
         return one_hot_to_tokens(self.chain.forward(params, h)[0])
@@ -120,7 +122,7 @@ class DiscreteFlowModel:
 
 def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, scale: bool = False,
                 hidden: int = 32, network: str = "transformer", base_network: str | None = None,
-                tau: float = 0.1, spread: float | None = SPREAD) -> DiscreteFlowModel:
+                tau: float = 0.1, spread: float | None = SPREAD, layers: int = 1) -> DiscreteFlowModel:
     """A model in the paper's two set-ups (section 4); ``model.init(rng)`` draws its parameters.
 
     kind="autoregressive": an ``AutoregressiveCategorical`` base and ``num_flows``
@@ -134,11 +136,12 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     flow; ``hidden`` is every network's width; ``tau`` is the straight-through temperature (the
     paper fixes 0.1); ``spread`` bounds the spread of the location logits the straight-through
     softmax sees, so that training cannot freeze the flows (``straight_through.shrink_logits``;
-    None: the paper's plain estimator). The model's ``config`` holds these arguments, as JSON
-    values.
+    None: the paper's plain estimator); ``layers`` is every flow network's number of hidden layers
+    (``make_network``'s ``num_layers``; the base's network keeps one). The model's ``config`` holds
+    these arguments, as JSON values.
     """
     config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
-                  network=network, base_network=base_network, tau=tau, spread=spread)
+                  network=network, base_network=base_network, tau=tau, spread=spread, layers=layers)
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
     if not isinstance(scale, bool):
@@ -152,7 +155,7 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
         raise ValueError(f"unknown {kind} network {network!r}; choose from {', '.join(map(repr, choices))}")
     flows = []
     for i in range(num_flows):
-        net = make_network(network, length, vocab_size, hidden, scale, autoregressive)
+        net = make_network(network, length, vocab_size, hidden, scale, autoregressive, layers)
         if autoregressive:
             flows.append(DiscreteAutoregressiveFlow(net, order="reversed" if i % 2 == 0 else "forward", tau=tau,
                                                     spread=spread))

@@ -370,14 +370,18 @@ class TabularNet(_Network):
 
 
 def make_network(name: str, length: int, vocab_size: int, hidden: int = 32, scale: bool = False,
-                 autoregressive: bool = True) -> _Network:
+                 autoregressive: bool = True, num_layers: int = 1) -> _Network:
     """A network by name: autoregressive "transformer" (causal), "lstm", "made" or "tabular";
-    bipartite "transformer" (bidirectional) or "mlp"."""
+    bipartite "transformer" (bidirectional) or "mlp". ``num_layers``: its hidden layers (Transformer
+    blocks, LSTM layers); the tabular network has none to vary and takes 1 only."""
     choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
     if name not in choices:
         kind = "autoregressive" if autoregressive else "bipartite"
         raise ValueError(f"unknown {kind} network {name!r}; choose from {', '.join(map(repr, choices))}")
     if name == "transformer":
-        return TransformerNet(length, vocab_size, hidden, scale, causal=autoregressive)
-    return {"lstm": LSTMNet, "made": MADENet, "mlp": MLPNet, "tabular": TabularNet}[name](length, vocab_size, hidden,
-                                                                                       scale)
+        return TransformerNet(length, vocab_size, hidden, scale, causal=autoregressive, num_layers=num_layers)
+    if name == "tabular":
+        if num_layers != 1:
+            raise ValueError(f"the tabular network has no hidden layers: num_layers must be 1, got {num_layers!r}")
+        return TabularNet(length, vocab_size, hidden, scale)
+    return {"lstm": LSTMNet, "made": MADENet, "mlp": MLPNet}[name](length, vocab_size, hidden, scale, num_layers)

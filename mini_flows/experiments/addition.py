@@ -242,7 +242,8 @@ def run(settings: Settings) -> Report:
             return y[part]
 
         params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch_at, steps,
-                              Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps), settings.progress(label, steps))
+                              Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps),
+                              settings.progress(label, steps, unit="nats/seq"))
         if flows:
             diagnostics[label] = diagnostics_report(history)
         results[label] = heldout_nll(model, params, *test)

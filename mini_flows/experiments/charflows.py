@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from mini_flows.data.fixed_length import is_padded, load_chunks, pad_rows, strip_rows
 from mini_flows.experiments.figures import save_figure
+from mini_flows.experiments.saved import text_decoder
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
 from mini_flows.experiments.textflows import bipartite_lm, bits_per_char, hmm_source, sample_rows, train_bipartite
@@ -97,6 +98,7 @@ def run(settings: Settings) -> Report:
         model = bipartite_lm(data.vocab_size, data.train.shape[1], spec.flows, spec.scale, spec.hidden, spec.layers,
                              settings.spread)
         params, diagnostics = train_bipartite(spec.label, model, data.train, steps, settings)
+        settings.keep_model(spec.label, model, params, text_decoder(data.decode, data.vocab_size, data.end))
         rows = sample_rows(model, params, 200, settings.seed + 3)
         results[spec.label] = {**spec._asdict(), "bpc": bits_per_char(model, params, data.test, data.characters)}
         if spec.flows:

@@ -29,6 +29,7 @@ from mini_flows import backend as B
 from mini_flows.data import PAD_ID, load_text
 from mini_flows.data.fixed_length import pad_rows, strip_rows
 from mini_flows.data.text import batches
+from mini_flows.experiments.saved import text_decoder
 from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
 from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
@@ -124,6 +125,9 @@ def run(settings: Settings) -> Report:
             scores = {"diverged": True} if params is None else evaluate(
                 model, params, list(batches(data.test, 100, None)), samples=samples[1], seed=settings.seed + 1)
             strings = [] if params is None else sampled(model, params, settings.seed + 3)
+        if params is not None:
+            settings.keep_model(label, model, params, text_decoder(data.decode, data.vocab_size,
+                                                                   data.end if prior == "bipartite" else None))
         results[label] = scores
         generated[label] = [data.decode(s) for s in strings]
         milliseconds = [cell(1e3 * t, digits=1) for t in timed[label]] if label in timed else [cell(None)] * 2

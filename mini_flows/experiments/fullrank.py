@@ -157,12 +157,13 @@ def paired_se(a: Array, b: Array) -> float:
     return float(B.xp().std(d) / d.shape[0] ** 0.5)
 
 
-def train_row(row: Row, seed: int, quick: bool, progress: Callable[[str, int], Progress] = Progress,
-              spread: float | None = SPREAD) -> dict[str, Any]:
+def train_row(row: Row, seed: int, quick: bool, progress: Callable[..., Progress] = Progress,
+              spread: float | None = SPREAD, keep: Callable[..., None] | None = None) -> dict[str, Any]:
     """Draw the row's table and training set, train the four models on it, and score each by its
     training-set NLL and its population cross-entropy (exact, or on held-out samples), with the
     paired standard error of each flow - base difference where it is a mean over samples;
-    ``progress(label, steps)`` makes each model's progress printer, ``spread`` is the flows'."""
+    ``progress(label, steps, unit=...)`` makes each model's progress printer, ``spread`` is the flows';
+    ``keep(label, model, params)`` (``Settings.keep_model``), where given, keeps each trained model."""
     D, K = row.D, row.K
     table = dirichlet_table(D, K, seed)
     train = B.asarray(sample_table(table, row.n_train, seed + 1))
@@ -180,7 +181,9 @@ def train_row(row: Row, seed: int, quick: bool, progress: Callable[[str, int], P
                             scale=row.scale and flows > 0, spread=spread)
         params, history = fit(model.loss_and_grads, identity_start(model, model.init(B.host_rng(seed))),
                               epochs(train, row.batch, row.steps, seed + 3), row.steps, Adam(lr=lr),
-                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps))
+                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps, unit="nats/seq"))
+        if keep is not None:
+            keep(f"{label} D={D} K={K}", model, params)
         if flows:
             out["diagnostics"][label] = diagnostics_report(history)
         log_prob = partial(model.log_prob, params)
@@ -233,7 +236,8 @@ def run(settings: Settings) -> Report:
     for i, row in enumerate(sized):
         D, K = row.D, row.K
         settings.say(f"D = {D}, K = {K}: {K**D} outcomes, {row.n_train} training samples")
-        r = train_row(row, settings.seed * 100 + i, settings.quick, settings.progress, settings.spread)
+        r = train_row(row, settings.seed * 100 + i, settings.quick, settings.progress, settings.spread,
+                      settings.keep_model)
         name = f"D = {D}, K = {K}"
         rows.append([f"{name}, training set (N = {row.n_train})",
                      *(cell(r["train"][m], p) for m, p in zip(MODELS, PAPER[(D, K)])), cell(r["train_entropy"])])

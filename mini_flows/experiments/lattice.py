@@ -136,18 +136,22 @@ def batch_stream(n: int, steps: int, batch: int, seed: int) -> Array:
 
 
 def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
-               progress: Callable[[str, int], Progress] = Progress) -> tuple[Pair, dict[str, Any]]:
+               progress: Callable[..., Progress] = Progress,
+               keep: Callable[..., None] | None = None) -> tuple[Pair, dict[str, Any]]:
     """Adam (``train.fit``, learning rate decaying linearly) on each model in turn, step s on
     ``train[index[s]]``, without gradient clipping: a global-norm clip would let the flow's gradient
     shrink the base's steps, so a flow model whose flow stays the identity would train its base
-    differently from the base alone. ``progress(label, steps)`` makes each progress printer.
+    differently from the base alone. ``progress(label, steps, unit=...)`` makes each progress printer;
+    ``keep(label, model, params)`` (``Settings.keep_model``), where given, keeps each trained model.
     Returns the pair with trained parameters, and the flow model's straight-through diagnostics
     (``diagnostics_report``) under its name."""
     steps = index.shape[0]
     trained, diagnostics = {}, {}
     for name, (model, params) in pair.items():
         params, history = fit(model.loss_and_grads, params, lambda s: train[index[s]], steps, Adam(lr=lr),
-                              linear_decay(lr, steps), progress(f"{name} {label}", steps))
+                              linear_decay(lr, steps), progress(f"{name} {label}", steps, unit="nats/seq"))
+        if keep is not None:
+            keep(f"{name} {label}", model, params)
         trained[name] = (model, params)
         if model.flows:
             diagnostics[name] = diagnostics_report(history)
@@ -155,16 +159,18 @@ def train_pair(pair: Pair, train: Array, index: Array, lr: float, label: str,
 
 
 def compare(train: Any, test: Any, q: int, hidden: int, steps: int, seed: int, label: str,
-            progress: Callable[[str, int], Progress] = Progress, batch: int = 128,
-            lr: float = LEARNING_RATE, spread: float | None = SPREAD) -> dict[str, Any]:
+            progress: Callable[..., Progress] = Progress, batch: int = 128,
+            lr: float = LEARNING_RATE, spread: float | None = SPREAD,
+            keep: Callable[..., None] | None = None) -> dict[str, Any]:
     """The AR base and the AR flow trained under control (``controlled_pair``, one ``batch_stream``,
-    the flow's ``spread``) on ``train`` (n, D) and scored on ``test`` (m, D): their test NLLs
-    (nats), the base's standard error over the test chains, the paired difference flow - base with
-    its standard error, the fraction of test sites the trained flow moves, the flow's context (how
-    many of the next sites index its table) and its training diagnostics (``diagnostics_report``)."""
+    the flow's ``spread``; ``keep``: ``train_pair``'s) on ``train`` (n, D) and scored on ``test``
+    (m, D): their test NLLs (nats), the base's standard error over the test chains, the paired
+    difference flow - base with its standard error, the fraction of test sites the trained flow
+    moves, the flow's context (how many of the next sites index its table) and its training
+    diagnostics (``diagnostics_report``)."""
     train, test = B.asarray(train), B.asarray(test)
     pair, diagnostics = train_pair(controlled_pair(q, train.shape[1], hidden, seed, spread), train,
-                                   batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress)
+                                   batch_stream(train.shape[0], steps, batch, seed + 1), lr, label, progress, keep)
     xp = B.xp()
     base_log_p, flow_log_p = (log_probs(partial(model.log_prob, params), test) for model, params in pair.values())
     gain = base_log_p - flow_log_p
@@ -232,7 +238,7 @@ def _run(settings: Settings, make_cases: Callable[[bool, int], list[Case]], equi
         data = case.sample(n_train + n_test, seed=settings.seed * 100 + 2 * row + offset)
         data = data.reshape(data.shape[0], -1)
         scores = compare(data[:n_train], data[n_train:], case.q, hidden, steps, settings.seed, case.label,
-                         settings.progress, spread=settings.spread)
+                         settings.progress, spread=settings.spread, keep=settings.keep_model)
         gap, recovered = scores["AR base"] - case.entropy, gap_recovered(scores, case.entropy)
         rows.append([case.label, cell(scores["AR base"], case.paper[0]), cell(scores["AR flow"], case.paper[1]),
                      f"{scores['flow - base']:+.4f} ± {2 * scores['standard error']:.4f}",

@@ -81,20 +81,21 @@ def near_modes() -> Array:
 
 
 def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hidden: int = 64, seed: int = 0,
-                 progress: Callable[[str, int], Progress] = Progress,
+                 progress: Callable[..., Progress] = Progress,
                  spread: float | None = SPREAD) -> tuple[dict[str, tuple[DiscreteFlowModel, Tree]], dict[str, Any]]:
     """A factorized base alone and one bipartite flow (MLP of width ``hidden``, the flows'
     ``spread``) on the same base, each trained from one start for ``steps`` Adam steps on
     minibatches drawn with replacement from ``data``: label -> (model, trained params), and the
     flow model's straight-through diagnostics (``diagnostics_report``) under its label.
-    ``progress(label, steps)`` makes each model's progress printer."""
+    ``progress(label, steps, unit=...)`` makes each model's progress printer."""
     data = B.asarray(data)
 
     def trained(model: DiscreteFlowModel, label: str) -> tuple[DiscreteFlowModel, Tree, Any]:
         rng = B.rng(seed + 1)
         params, history = fit(model.loss_and_grads, model.init(B.host_rng(seed)),
                               lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
-                              Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps), progress(label, steps))
+                              Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps),
+                              progress(label, steps, unit="nats/seq"))
         return model, params, diagnostics_report(history)
 
     base = trained(build_model("bipartite", K, 2, num_flows=0), LABELS[0])
@@ -125,6 +126,7 @@ def run(settings: Settings) -> Report:
     results: dict[str, Any] = {"entropy": table_entropy(B.to_numpy(truth)), "steps": steps, "num_data": num_data}
     verdicts = {LABELS[0]: "misses modes", LABELS[1]: "captures modes"}
     for label, (model, params) in models.items():
+        settings.keep_model(label, model, params)
         q = probability_image(model, params)
         cross = float(-xp.sum(truth * xp.log(q)))
         train = mean_nll(partial(model.log_prob, params), data)

@@ -31,6 +31,7 @@ from mini_flows import backend as B
 from mini_flows.data import PianoRolls, load_chorales, load_piano, make_chords
 from mini_flows.data.chorales import SEED, TEST, VALID, cache_path
 from mini_flows.data.text import batches
+from mini_flows.experiments.saved import MUSIC
 from mini_flows.experiments.sequences import LATENT, SIZES, in_float64, lstm_nll, sequence_report, train_latent
 from mini_flows.experiments.sequences import train_lstm, training_note
 from mini_flows.experiments.settings import Settings
@@ -137,6 +138,8 @@ def run(settings: Settings) -> Report:
             params = train_latent(label, model, train_set, steps, settings, samples[0], POOL, TRAINING_DTYPE)
             scores = {"diverged": True} if params is None else evaluate(
                 model, in_float64(params), test_batches, samples=samples[1], seed=settings.seed + 1)
+        if params is not None:
+            settings.keep_model(label, model, params, MUSIC)
         results[label] = scores
         rows.append([label, cell(scores.get("nll"), None if data.paper is None else paper[data.paper]),
                      cell(scores.get("rec")), cell(scores.get("kl"))]

@@ -207,7 +207,9 @@ def run_2d(settings: Settings) -> Report:
     for name, transform in (("NLSq", "nlsq"), ("affine", "affine")):
         model = build_flow_model(2, 5, transform, hidden_sizes=(hidden,))
         label = f"5-layer AF, {name}"
-        params = train_flow(model, model.init(B.host_rng(settings.seed)), steps, rng, settings.progress(label, steps))
+        params = train_flow(model, model.init(B.host_rng(settings.seed)), steps, rng,
+                            settings.progress(label, steps, unit="nats/point"))
+        settings.keep_model(label, model, params)
         log_prob = lambda x: guarded_log_prob(model, params, x)  # noqa: E731
         nll = -float(log_prob(test).mean())
         image = density_image(log_prob)

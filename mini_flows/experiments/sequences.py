@@ -43,6 +43,12 @@ def in_float64(params: Tree) -> Tree:
     return tree_map(lambda a: a.astype("float64"), params)
 
 
+def loss_unit(model: LatentFlowModel | LSTMBaseline) -> str:
+    """The unit of both models' training losses, nats per real step: per character of text, per
+    time step of a piano roll."""
+    return "nats/char" if model.hparams.output == "categorical" else "nats/step"
+
+
 def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int, settings: Settings,
                  samples: int, pool: int | None = None, dtype: str = "float64") -> Any:
     """The annealed-ELBO training of ``latent.train.train`` on ``shuffled(train_set, seed, pool,
@@ -53,7 +59,7 @@ def train_latent(label: str, model: LatentFlowModel, train_set: list, steps: int
     try:
         params, _ = train(model, model.init(B.host_rng(seed), dtype), shuffled(train_set, seed, pool, dtype), steps,
                           seed, lr=LR, clip=CLIP, samples=samples, kl_schedule=(steps // 10, max(1, 3 * steps // 10)),
-                          reporter=settings.progress(label, steps, warn_rise=False))
+                          reporter=settings.progress(label, steps, warn_rise=False, unit=loss_unit(model)))
     except TrainingDiverged as err:
         settings.say(f"  {label:<22} diverged: {err}")
         return None
@@ -70,7 +76,7 @@ def train_lstm(label: str, model: LSTMBaseline, train_set: list, steps: int, set
 
     batches_of_steps = shuffled(train_set, settings.seed, pool, dtype)
     params, _ = fit(loss_and_grads, model.init(B.host_rng(settings.seed), dtype), batches_of_steps, steps,
-                    Adam(lr=LR, clip_norm=CLIP), reporter=settings.progress(label, steps))
+                    Adam(lr=LR, clip_norm=CLIP), reporter=settings.progress(label, steps, unit=loss_unit(model)))
     return params
 
 

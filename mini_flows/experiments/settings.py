@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mini_flows.discrete.diagnostics import frozen_flows, progress_summary
 from mini_flows.discrete.flows import SPREAD
+from mini_flows.experiments.saved import clear_models, save_model
+from mini_flows.nn.tree import Tree
 from mini_flows.train import Progress, RunClock
 
 
@@ -31,6 +34,7 @@ class Settings:
         ``spread``; None: the paper's plain straight-through gradient).
     clock : the whole run's ``RunClock``: an experiment ``plan``s every training step it will take
         before its first model, and each ``progress`` printer ticks it, for the run's time left.
+    models : the results.json entries of the models ``keep_model`` saved, in training order.
     """
 
     out: Path
@@ -42,6 +46,7 @@ class Settings:
     spread: float | None = SPREAD
     steps_run: list[int] = field(default_factory=list, compare=False)
     clock: RunClock = field(default_factory=RunClock, compare=False)
+    models: list[dict[str, Any]] = field(default_factory=list, compare=False)
 
     def pick_steps(self, default: int, quick: int) -> int:
         """``steps`` when given, else the experiment's quick or default count; ``steps_run``
@@ -56,11 +61,20 @@ class Settings:
         if self.verbose:
             print(line, flush=True)
 
-    def progress(self, label: str, steps: int, warn_rise: bool = True) -> Progress:
+    def progress(self, label: str, steps: int, warn_rise: bool = True, unit: str | None = None) -> Progress:
         """The progress printer of one model's ``steps`` training steps, on the run's clock
-        (``warn_rise``: see ``Progress``). A discrete flow model's lines show its flows'
-        straight-through diagnostics condensed (``discrete.diagnostics.progress_summary``), and it
-        warns at the end about any frozen flow (``frozen_flows``); other models' extras show as
-        they are."""
+        (``warn_rise``, and ``unit``, the loss's: see ``Progress``). A discrete flow model's lines
+        show its flows' straight-through diagnostics condensed
+        (``discrete.diagnostics.progress_summary``), and it warns at the end about any frozen flow
+        (``frozen_flows``); other models' extras show as they are (running means, as every number
+        of a line)."""
         return Progress(label, steps, self.verbose, clock=self.clock, warn_rise=warn_rise, summary=progress_summary,
-                        checks=[frozen_flows])
+                        checks=[frozen_flows], unit=unit)
+
+    def keep_model(self, label: str, model: Any, params: Tree, decoder: dict[str, Any] | None = None) -> None:
+        """Save a trained model's checkpoint under ``out``/models and list it in results.json
+        (``experiments.saved``; ``decoder``: how its samples read, None for integers). The first
+        model of a run removes the checkpoints a previous run left there."""
+        if not self.models:
+            clear_models(self.out)
+        self.models.append(save_model(self.out, len(self.models) + 1, label, model, params, decoder))

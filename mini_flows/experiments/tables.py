@@ -124,7 +124,7 @@ def write_results(path: Path, name: str, report: Report, settings: Settings, bac
                   command: str) -> None:
     """results.json, written all or nothing: the experiment, the command, the settings it ran with
     (``steps`` the counts actually used, a list where models differ), run time, versions and
-    revision, table, results, figures, notes."""
+    revision, table, results, figures, notes, and the models the run kept (``Settings.keep_model``)."""
     steps = settings.steps_run[0] if len(settings.steps_run) == 1 else settings.steps_run or None
     record = {
         "experiment": name,
@@ -137,6 +137,7 @@ def write_results(path: Path, name: str, report: Report, settings: Settings, bac
         "results": report.results,
         "figures": report.figures,
         "notes": report.notes,
+        "models": settings.models,
     }
     text = json.dumps(_finite(record), indent=2, allow_nan=False) + "\n"
     write_atomically(path, lambda file: file.write(text.encode()))

@@ -26,11 +26,8 @@ from typing import Any, Callable
 
 from mini_flows import backend as B
 from mini_flows.data import make_hmm
-from mini_flows.discrete.bases import FactorizedCategorical
 from mini_flows.discrete.diagnostics import diagnostics_report
-from mini_flows.discrete.flows import DiscreteBipartiteFlow
-from mini_flows.discrete.model import DiscreteFlowModel
-from mini_flows.discrete.networks import MLPNet
+from mini_flows.discrete.model import DiscreteFlowModel, build_model
 from mini_flows.experiments.evaluation import log_probs
 from mini_flows.experiments.settings import Settings
 from mini_flows.nn.tree import Tree
@@ -45,10 +42,10 @@ def bipartite_lm(vocab_size: int, length: int, num_flows: int, scale: bool, hidd
     """A factorized base over ``length`` positions of ``vocab_size`` tokens and ``num_flows``
     bipartite flows (kept positions even, odd, ...), each with an ``MLPNet`` of ``hidden`` units
     and ``layers`` hidden layers; ``scale``: location-scale flows, else location-only; ``spread``:
-    the straight-through estimator's (``build_model``'s)."""
-    flows = [DiscreteBipartiteFlow(MLPNet(length, vocab_size, hidden, scale, num_layers=layers),
-                                   keep="even" if i % 2 == 0 else "odd", spread=spread) for i in range(num_flows)]
-    return DiscreteFlowModel(FactorizedCategorical(length, vocab_size), flows)
+    the straight-through estimator's (``build_model``'s, which builds it, so that its ``config``
+    rebuilds it)."""
+    return build_model("bipartite", vocab_size, length, num_flows, scale, hidden, network="mlp", spread=spread,
+                       layers=layers)
 
 
 def train_bipartite(label: str, model: DiscreteFlowModel, rows: Any, steps: int,
@@ -69,7 +66,7 @@ def train_bipartite(label: str, model: DiscreteFlowModel, rows: Any, steps: int,
 
     params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch, steps,
                           Adam(lr=LR, clip_norm=CLIP), linear_decay(LR, steps),
-                          reporter=settings.progress(label, steps))
+                          reporter=settings.progress(label, steps, unit="nats/seq"))
     return params, diagnostics_report(history)
 
 

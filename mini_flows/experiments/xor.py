@@ -95,7 +95,8 @@ def run(settings: Settings) -> Report:
     for label, model in learnt.items():
         params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)),
                               lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
-                              linear_decay(1e-2, steps), settings.progress(label, steps))
+                              linear_decay(1e-2, steps), settings.progress(label, steps, unit="nats/seq"))
+        settings.keep_model(label, model, params)
         if model.flows:
             diagnostics[label] = diagnostics_report(history)
         learnt_tables[label] = probability_table(model.log_prob(params, B.asarray(CONFIGS)))

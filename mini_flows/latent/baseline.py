@@ -244,13 +244,18 @@ class LSTMBaseline(ConfiguredModel):
             return draw(logits, rng.random(logits.shape, dtype=dtype), self.output).astype(dtype)
         return draw(logits, rng.random((logits.shape[0],), dtype=dtype), self.output)
 
-    def sample(self, params: Tree, n: int, seed: int | None, lengths: Array | None = None) -> tuple[Array, Array]:
+    def sample(self, params: Tree, n: int, seed: int | None = None,
+               lengths: Array | None = None) -> tuple[Array, Array]:
         """Generate n sequences: T ~ p(T) (unless lengths : (n,) is given), then x_t ~ p(x_t | x_<t, T)
         one step after another, each step one LSTM step (``LSTM.step``, the state carried between
-        steps) on the symbol just drawn.
+        steps) on the symbol just drawn. Every random number comes from ``B.rng(seed)`` (None: fresh
+        entropy). The arguments ``(params, n, seed)`` are those of every model's ``sample``
+        (``LatentFlowModel``, ``DiscreteFlowModel``); ``lengths`` is this model's own.
 
-        Returns (x, lengths): x : (n, max T) integers in [0, K) (categorical) or (n, max T, K) 0/1
-        floats in the parameters' dtype (bernoulli), 0 at padding.
+        Returns (x, lengths), as the latent flow model's does (a ``DiscreteFlowModel``, of fixed
+        length, returns its tokens alone): x : (n, max T) integers in [0, K) (categorical) or (n,
+        max T, K) 0/1 floats in the parameters' dtype (bernoulli), 0 at padding; lengths : (n,)
+        integers.
         """
         xp = B.xp()
         rng, context = self.generation_start(params, n, seed, lengths)

@@ -221,13 +221,18 @@ class LatentFlowModel(ConfiguredModel):
 
     # -- generation ----------------------------------------------------------------------------
 
-    def sample(self, params: Tree, n: int, seed: int | None, lengths: Array | None = None,
+    def sample(self, params: Tree, n: int, seed: int | None = None, lengths: Array | None = None,
                greedy: bool = False) -> tuple[Array, Array]:
         """Generate n sequences: T ~ p(T) (unless lengths : (n,) is given), eps ~ N(0, I),
         z = f(eps; T) by the prior's forward (parallel in time for IAF), then x_t ~ p(x_t | z, T)
-        independently for every t (or its mode when ``greedy``).
+        independently for every t (or its mode when ``greedy``). Every random number comes from
+        ``B.rng(seed)`` (None: fresh entropy). The arguments ``(params, n, seed)`` are those of every
+        model's ``sample`` (``LSTMBaseline``, ``DiscreteFlowModel``); ``lengths`` and ``greedy`` are
+        this model's own.
 
-        Returns (x, lengths): x : (n, max T) integer tokens or (n, max T, K) 0/1 floats, 0 at padding.
+        Returns (x, lengths), as the baseline's does (a ``DiscreteFlowModel``, of fixed length,
+        returns its tokens alone): x : (n, max T) integer tokens or (n, max T, K) 0/1 floats, 0 at
+        padding; lengths : (n,) integers.
         """
         xp = B.xp()
         rng, context = self.generation_start(params, n, seed, lengths)

@@ -36,8 +36,8 @@ from mini_flows.train import Progress
 seeds = st.integers(0, 2**32 - 1)
 
 
-def QUIET(label: str, steps: int) -> Progress:
-    return Progress(label, steps, verbose=False)
+def QUIET(label: str, steps: int, unit: str | None = None) -> Progress:
+    return Progress(label, steps, verbose=False, unit=unit)
 
 
 def same_tree(a, b) -> bool:
