@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Sequence
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.chain import Chain
-from mini_flows.checks import check_nonempty_batch, check_positive_int
+from mini_flows.checks import check_nonempty_batch, check_number, check_positive_int
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
 from mini_flows.discrete.diagnostics import flow_diagnostics
 from mini_flows.discrete.flows import SPREAD, DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
@@ -134,18 +134,21 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     flow; ``hidden`` is every network's width; ``tau`` is the straight-through temperature (the
     paper fixes 0.1); ``spread`` bounds the spread of the location logits the straight-through
     softmax sees, so that training cannot freeze the flows (``straight_through.shrink_logits``;
-    None: the paper's plain estimator). The model's ``config`` holds these arguments, as JSON
-    values.
+    None: the paper's plain estimator). The model's ``config`` holds these arguments as JSON
+    values (NumPy integers and floats become Python ints and floats), so a checkpoint can save it.
     """
-    config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
-                  network=network, base_network=base_network, tau=tau, spread=spread)
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
     if not isinstance(scale, bool):
         raise ValueError(f"scale must be True or False, got {scale!r}")
-    check_vocab_size(vocab_size)
-    check_positive_int("length", length)
-    check_positive_int("num_flows", num_flows, minimum=0)
+    vocab_size = check_vocab_size(vocab_size)
+    length = check_positive_int("length", length)
+    num_flows = check_positive_int("num_flows", num_flows, minimum=0)
+    hidden = check_positive_int("hidden", hidden)
+    tau = check_number("tau", tau)
+    spread = None if spread is None else check_number("spread", spread)
+    config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
+                  network=network, base_network=base_network, tau=tau, spread=spread)
     autoregressive = kind == "autoregressive"
     choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
     if network not in choices:
