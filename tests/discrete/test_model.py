@@ -179,3 +179,20 @@ def test_numpy_scalar_arguments_give_a_configuration_a_checkpoint_can_save(tmp_p
     save_checkpoint(tmp_path / "model.npz", params, Adam(), config=model.config)
     assert checkpoint_config(tmp_path / "model.npz") == model.config
     assert DiscreteFlowModel.from_config(json.loads(json.dumps(model.config))).config == model.config
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda p: {}, r"params has no 'base' \(it has \[\]\)"),
+    (lambda p: {key: p[key] for key in ("base", "flow_0")}, r"params has no 'flow_1' \(it has \['base', 'flow_0'\]\)"),
+    (lambda p: {**p, "flow_0": {}}, r"params\['flow_0'\] is an empty tree"),
+    (lambda p: {**p, "flow_1": {"network": {**p["flow_1"]["network"], "bias": 0.5}}},
+     r"params\['flow_1'\]\['network'\]\['bias'\] must be an array, got float"),
+    (lambda p: [p], "params must be a parameter tree .*got list"),
+])
+def test_params_of_another_shape_of_tree_are_named(change, match):
+    """Issue 24, item 10: log_prob({}, tokens) raised StopIteration (and a missing flow KeyError)."""
+    model = build_model("bipartite", 5, 4, num_flows=2, hidden=HIDDEN, network="mlp")
+    params = change(model.init(B.host_rng(0)))
+    for call in (lambda: model.log_prob(params, B.asarray(all_tokens(4, 5)[:3])), lambda: model.sample(params, 2)):
+        with pytest.raises(ValueError, match=match):
+            call()
