@@ -61,14 +61,25 @@ def check_mask(name: str, mask: Array, shape: Sequence[int]) -> None:
         raise ValueError(f"{name} must hold only 0 and 1")
 
 
-def check_positive_int(name: str, n: Any, minimum: int = 1) -> None:
-    """Raise ValueError unless ``n`` is an integer (Python or NumPy, not bool) >= ``minimum``."""
+def check_positive_int(name: str, n: Any, minimum: int = 1) -> int:
+    """``n`` as a Python int after checking it is an integer (Python or NumPy, not bool) >=
+    ``minimum``; ValueError naming ``name`` otherwise. The plain int keeps configurations JSON values."""
     try:
         ok = not isinstance(n, bool) and getattr(n, "shape", ()) == () and operator.index(n) >= minimum
     except TypeError:
         ok = False
     if not ok:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
+    return operator.index(n)
+
+
+def plain_scalar(value: Any) -> Any:
+    """A NumPy (or CuPy) bool, integer or float scalar, or 0-d array, as the Python bool, int or
+    float it holds; anything else unchanged. Configurations hold only JSON values this way."""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if getattr(value, "shape", None) == () and kind in ("b", "i", "u", "f"):
+        return value.item()
+    return value
 
 
 def check_nonempty_batch(name: str, x: Array) -> None:

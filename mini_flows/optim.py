@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from typing import Any, Iterator
 
 from mini_flows import backend as B
@@ -57,6 +58,26 @@ def clip_global_norm(grads: Tree, max_norm: float) -> tuple[Tree, float]:
     return tree_map(lambda g: g * scale, grads), norm
 
 
+Hyperparameters = tuple[float, tuple[float, float], float, "float | None"]
+
+
+def check_hyperparameters(lr: Any, betas: Any, eps: Any, clip_norm: Any = None) -> Hyperparameters:
+    """(lr, betas, eps, clip_norm) as Python floats after checking them: lr, eps and clip_norm
+    (None: no clipping) finite numbers > 0, betas two numbers in [0, 1) (Python or NumPy, not
+    bool); ValueError naming the first that is not. ``Adam`` checks its own with it when built,
+    loaded (``load_state_dict``) and before every step."""
+    lr, eps = check_number("lr", lr), check_number("eps", eps)
+    clip_norm = None if clip_norm is None else check_number("clip_norm", clip_norm)
+    try:
+        pair = tuple(betas)
+    except TypeError:
+        pair = ()
+    reals = all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in pair)
+    if len(pair) != 2 or not reals or not all(0 <= b < 1 for b in pair):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+    return lr, (float(pair[0]), float(pair[1])), eps, clip_norm
+
+
 class Adam:
     """Adam with bias correction and optional global-norm gradient clipping.
 
@@ -66,6 +87,7 @@ class Adam:
     betas : (beta1, beta2), decay rates of the first and second moment estimates, in [0, 1).
     eps : added to sqrt(v^) in the denominator.
     clip_norm : clip the global gradient norm to this value before each step (None: no clipping).
+    (All checked by ``check_hyperparameters``.)
 
     ``state`` maps each flattened parameter name to {"m": array, "v": array, "t": int}; a name
     gets zero moments the first time it is stepped.
@@ -78,14 +100,7 @@ class Adam:
         eps: float = 1e-8,
         clip_norm: float | None = None,
     ):
-        self.lr = check_number("lr", lr)
-        self.eps = check_number("eps", eps)
-        self.clip_norm = None if clip_norm is None else check_number("clip_norm", clip_norm)
-        betas = tuple(betas)
-        numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)
-        if len(betas) != 2 or not numbers or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
+        self.lr, self.betas, self.eps, self.clip_norm = check_hyperparameters(lr, betas, eps, clip_norm)
         self.state: dict[str, dict[str, Any]] = {}
 
     def _matching_leaves(self, params: Tree, grads: Tree) -> dict[str, Array]:
@@ -116,11 +131,15 @@ class Adam:
     def step(self, params: Tree, grads: Tree) -> float:
         """Update ``params`` in place (each array is overwritten) from ``grads``, which must mirror it.
 
-        All or nothing: the trees are validated and every new value is computed before anything is
-        written (NaN or infinite gradients raise ValueError naming the parameter; a read-only
-        parameter raises ValueError naming it), so a failure leaves params and state as they were.
+        All or nothing: the hyperparameters (which a schedule may have set) and the trees are
+        validated and every new value is computed before anything is written, so a failure leaves
+        params and state as they were. NaN or infinite gradients, and new values or second moments
+        that would be NaN or infinite (a huge lr; an eps that rounds to 0 in the parameters' dtype
+        where a gradient is 0; a float32 gradient whose square overflows), raise ``NonFiniteError`` (a ValueError) naming the parameter, which
+        ``divergence_guard`` reports as divergence; a read-only parameter raises ValueError naming it.
         Returns the global gradient norm before clipping.
         """
+        check_hyperparameters(self.lr, self.betas, self.eps, self.clip_norm)
         flat_p = self._matching_leaves(params, grads)
         if self.clip_norm is None:
             norm = global_norm(grads)
@@ -138,10 +157,29 @@ class Adam:
             v = beta2 * s["v"] + (1 - beta2) * (g * g)
             m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
             updates[name] = (p - self.lr * m_hat / (xp.sqrt(v_hat) + self.eps), {"m": m, "v": v, "t": t})
+        self._check_finite(updates)
         for name, (new_p, new_state) in updates.items():
             flat_p[name][...] = new_p
             self.state[name] = new_state
         return norm
+
+    def _check_finite(self, updates: dict[str, tuple[Array, dict[str, Any]]]) -> None:
+        """NonFiniteError naming the first parameter whose new value or second moment holds NaN or
+        infinity (one device sync when all are finite). The first moment, an average of finite
+        gradients, cannot overflow; g^2 in the second can, and then freezes the parameter."""
+        xp = B.xp()
+        parts = [(name, what, a) for name, (new_p, s) in updates.items()
+                 for what, a in (("new value", new_p), ("second moment", s["v"]))]
+        if not parts:
+            return
+        finite = B.to_numpy(xp.stack([xp.isfinite(a).all() for _, _, a in parts]))
+        if finite.all():
+            return
+        name, what, a = parts[int((~finite).argmax())]
+        zero_eps = float(xp.asarray(self.eps, dtype=a.dtype)) == 0
+        hint = f", which is 0 in {a.dtype}: raise eps" if zero_eps else ""
+        raise NonFiniteError(f"Adam's step would make the {what} of params[{name!r}] NaN or infinite (lr {self.lr:g}, "
+                             f"eps {self.eps:g}{hint}); params and optimizer state are unchanged")
 
     def state_dict(self) -> dict[str, Array]:
         """Hyperparameters and state as flat named arrays: "lr", "betas", "eps", "clip_norm"
@@ -155,10 +193,19 @@ class Adam:
         return arrays
 
     def load_state_dict(self, arrays: dict[str, Array]) -> None:
-        """Restore hyperparameters and state written by ``state_dict`` (replacing the current ones)."""
+        """Restore hyperparameters and state written by ``state_dict`` (replacing the current ones).
+
+        ValueError, changing nothing, where "lr", "betas" or "eps" is missing or fails
+        ``check_hyperparameters``, or a parameter's moments are incomplete or differ in shape.
+        """
         if "lr" not in arrays:
             raise ValueError("no Adam state to load: the arrays have no 'lr' entry")
+        for key in ("betas", "eps"):
+            if key not in arrays:
+                raise ValueError(f"the Adam state has 'lr' but no {key!r} entry")
         host = {key: B.to_numpy(a) for key, a in arrays.items() if "/" not in key}
+        lr, betas, eps, clip_norm = check_hyperparameters(
+            *(host[key].tolist() if key in host else None for key in ("lr", "betas", "eps", "clip_norm")))
         names = [key[2:] for key in arrays if key.startswith("m/")]
         for name in names:
             for kind in ("v", "t"):
@@ -166,9 +213,7 @@ class Adam:
                     raise ValueError(f"Adam state for {name!r} has no {kind!r} entry")
             if arrays[f"v/{name}"].shape != arrays[f"m/{name}"].shape:
                 raise ValueError(f"Adam state for {name!r}: m and v differ in shape")
-        self.lr, self.eps = float(host["lr"]), float(host["eps"])
-        self.betas = (float(host["betas"][0]), float(host["betas"][1]))
-        self.clip_norm = float(host["clip_norm"]) if "clip_norm" in host else None
+        self.lr, self.betas, self.eps, self.clip_norm = lr, betas, eps, clip_norm
         self.state = {
             name: {"m": arrays[f"m/{name}"], "v": arrays[f"v/{name}"], "t": int(B.to_numpy(arrays[f"t/{name}"]))}
             for name in names
@@ -183,7 +228,7 @@ class TrainingDiverged(ValueError):
 @contextlib.contextmanager
 def divergence_guard(step: int, lr: float, last_loss: float | None) -> Iterator[None]:
     """Run one training step (1-based ``step``); NaN or infinity anywhere inside it (activations,
-    loss, gradients: a ``NonFiniteError``) becomes ``TrainingDiverged`` naming the step, the last
+    loss, gradients, Adam's new parameters: a ``NonFiniteError``) becomes ``TrainingDiverged`` naming the step, the last
     finite loss and the learning rate to lower."""
     try:
         yield

@@ -8,6 +8,8 @@ import pytest
 from mini_flows import backend as B
 from mini_flows.cli import main
 from mini_flows.discrete import build_model, one_hot_argmax
+from mini_flows.latent.baseline import LSTMBaseline
+from mini_flows.latent.config import BaselineConfig
 from mini_flows.optim import Adam
 from tests.latent.common import noise, small_model
 
@@ -48,6 +50,17 @@ def test_model_init_names_the_bad_dtype_or_seed(dtype, seed, match):
     model = build_model("bipartite", 5, 4)
     with pytest.raises(ValueError, match=match):
         model.init(B.host_rng(seed), dtype)
+
+
+@pytest.mark.parametrize("rng", [None, 0])
+def test_model_init_says_what_rng_must_be(rng):
+    """Issue 24, item 10: model.init(None) raised AttributeError from deep inside a block."""
+    models = [build_model("bipartite", 5, 4, hidden=8), build_model("autoregressive", 5, 4, hidden=8, network="lstm"),
+              small_model(), LSTMBaseline(BaselineConfig(4, 3, embed_size=2, hidden_size=2))]
+    for model in models:
+        with pytest.raises(TypeError, match=rf"rng must be a random generator such as B.host_rng\(seed\) "
+                                            rf"\(numpy.random.Generator\), got {rng}"):
+            model.init(rng)
 
 
 def test_float32_given_as_a_numpy_type_is_accepted():

@@ -9,7 +9,8 @@ from hypothesis import given, note, strategies as st
 from mini_flows import backend as B
 from mini_flows.nn.tree import flatten, tree_map
 from mini_flows.checkpoint import load_checkpoint, save_checkpoint
-from mini_flows.optim import Adam, clip_global_norm, global_norm
+from mini_flows.optim import Adam, TrainingDiverged, check_hyperparameters, clip_global_norm, global_norm
+from mini_flows.train import fit
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -150,6 +151,12 @@ def test_state_of_other_parameters_raises():
         (dict(lr=0.0), "lr"),
         (dict(lr=float("nan")), "lr"),
         (dict(eps=-1e-8), "eps"),
+        (dict(eps=0.0), "eps"),
+        (dict(eps=float("inf")), "eps"),
+        (dict(lr=-1e-3), "lr"),
+        (dict(lr=float("inf")), "lr"),
+        (dict(betas=0.9), "betas"),
+        (dict(betas=(0.9, float("nan"))), "betas"),
         (dict(betas=(0.9, 1.0)), "betas"),
         (dict(betas=(0.9,)), "betas"),
         (dict(clip_norm=0.0), "clip_norm"),
@@ -187,3 +194,68 @@ def test_a_failing_step_changes_nothing_even_when_a_later_parameter_is_read_only
     assert all(np.array_equal(a, host(params)[k]) for k, a in before.items())
     assert all(adam.state[k]["t"] == t and np.array_equal(B.to_numpy(adam.state[k]["m"]), m) for k, (t, m) in state.items())
 
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+@pytest.mark.parametrize("dtype,p,g,kwargs,match", [
+    ("float64", [1e308], [-1.0], dict(lr=1e308), r"new value of params\['w'\] NaN or infinite \(lr 1e\+308, eps 1e-08\)"),
+    ("float32", [1.0, 2.0], [0.0, 1.0], dict(eps=1e-50), r"new value of params\['w'\] .*eps 1e-50, which is 0 in float32"),
+    ("float32", [1.0, 2.0], [1e20, 1.0], dict(), r"second moment of params\['w'\] NaN or infinite"),
+])
+def test_a_step_that_would_write_nan_or_infinity_raises_and_changes_nothing(dtype, p, g, kwargs, match):
+    """Issue 24, item 9: a huge lr, or an eps that float32 rounds to 0 (0 / 0 where a gradient is
+    0), wrote NaN or infinity into the parameters without a word; a float32 gradient of 1e20
+    (finite, but its square is not) froze the parameter with v = inf."""
+    params, adam = {"w": B.asarray(p, dtype)}, Adam(**kwargs)
+    with pytest.raises(ValueError, match="Adam's step would make the " + match + ".*params and optimizer state are "
+                                         "unchanged"):
+        adam.step(params, {"w": B.asarray(g, dtype)})
+    assert B.to_numpy(params["w"]).tolist() == p and adam.state == {}
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_training_at_an_overflowing_learning_rate_reports_divergence_at_its_step():
+    params = {"w": B.asarray([1e308])}
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 1: Adam's step would make the new value of "
+                                               r"params\['w'\] NaN or infinite"):
+        fit(lambda p, batch: (1.0, {"w": B.asarray([-1.0])}), params, lambda step: None, 3, Adam(lr=1e308))
+    assert B.to_numpy(params["w"]).tolist() == [1e308]
+
+
+def test_hyperparameters_set_after_construction_are_checked_before_a_step():
+    params, adam = tree_of(0), Adam()
+    before = host(params)
+    adam.lr = -0.1
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got -0.1"):
+        adam.step(params, tree_of(1))
+    assert all(np.array_equal(a, host(params)[k]) for k, a in before.items()) and adam.state == {}
+
+
+def test_check_hyperparameters_returns_python_floats():
+    got = check_hyperparameters(np.float32(0.5), np.array([0.5, 0.25]), np.float64(1e-8), np.int64(2))
+    assert got == (0.5, (0.5, 0.25), 1e-8, 2.0) and type(got[0]) is float and type(got[3]) is float
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("lr", -5.0, "lr must be a finite number > 0, got -5.0"),
+    ("eps", 0.0, "eps must be a finite number > 0, got 0.0"),
+    ("betas", [0.9, 1.5], r"betas must be two numbers in \[0, 1\)"),
+    ("betas", 0.9, r"betas must be two numbers in \[0, 1\)"),
+    ("clip_norm", float("nan"), "clip_norm must be a finite number > 0"),
+    ("lr", [1e-3, 1e-3], "lr must be a finite number > 0"),
+    ("eps", None, "the Adam state has 'lr' but no 'eps' entry"),
+])
+def test_loaded_hyperparameters_are_checked_and_a_bad_one_changes_nothing(key, value, match):
+    """Issue 24, item 8 (the optimizer's part): lr -5, eps 0 or a beta of 1.5 loaded, and the next
+    step wrote NaN; a state without eps raised KeyError."""
+    params, adam = tree_of(0), Adam(lr=0.01, clip_norm=1.0)
+    adam.step(params, tree_of(1))
+    arrays = adam.state_dict()
+    if value is None:
+        del arrays[key]
+    else:
+        arrays[key] = B.asarray(np.asarray(value, dtype=float))
+    fresh = Adam(lr=0.5)
+    with pytest.raises(ValueError, match=match):
+        fresh.load_state_dict(arrays)
+    assert (fresh.lr, fresh.betas, fresh.eps, fresh.clip_norm, fresh.state) == (0.5, (0.9, 0.999), 1e-8, None, {})

@@ -340,17 +340,21 @@ class NLSq:
         broadcast_shapes(self.shape, tuple(B.value(x).shape), f"the parameters and {name}:")
 
     def forward(self, eps: Array) -> tuple[Array, Array]:
-        """z = f(eps) and logdet = log f'(eps), elementwise; eps : (...)."""
+        """z = f(eps) and logdet = log f'(eps), elementwise; eps : (...). z and logdet both have the
+        broadcast shape of eps and the parameters (logdet too where only a varies, which log f'
+        does not read)."""
         eps = _as_array(eps)
         self._check("eps", eps)
         xp = B.xp()
         z, logdet, _ = _nlsq_core(self.a, self.b, self.c, self.d, self.g, self._k, self._gap, xp.log(self.b), eps)
+        logdet = logdet + xp.zeros_like(z)
         raise_where(~(xp.isfinite(z) & xp.isfinite(logdet)), f"NLSq.forward: z = f(eps) overflows {z.dtype} to NaN or infinity",
                     dict(eps=eps, a=self.a, b=self.b, c=self.c, d=self.d, g=self.g))
         return z, logdet
 
     def inverse(self, z: Array) -> tuple[Array, Array]:
-        """eps = f^-1(z), the real root of the cubic, and logdet = -log f'(eps); z : (...)."""
+        """eps = f^-1(z), the real root of the cubic, and logdet = -log f'(eps); z : (...). Both
+        have the broadcast shape of z and the parameters."""
         z = _as_array(z)
         self._check("z", z)
         eps = nlsq_inverse(z, self.a, self.b, self.c, self.d, self.g)

@@ -46,18 +46,19 @@ def pad_sequences(sequences: Sequence[np.ndarray], pad_value: float = 0) -> tupl
 
     Parameters
     ----------
-    sequences : list of N arrays of shapes (T_n, *feature), all with the same feature shape and dtype
+    sequences : list of N arrays of shapes (T_n, *feature), all with the same feature shape
     pad_value : value written after each sequence's end
 
     Returns
     -------
-    padded : (N, T_max, *feature), ``padded[n, :T_n] = sequences[n]``, the rest ``pad_value``
+    padded : (N, T_max, *feature) of the sequences' common dtype (``np.result_type``: an int and a
+        float sequence give floats), ``padded[n, :T_n] = sequences[n]``, the rest ``pad_value``
     lengths : (N,) int64, the T_n
     """
     if len(sequences) == 0:
         raise ValueError("pad_sequences needs at least one sequence")
     arrays = [np.asarray(s) for s in sequences]
-    feature, dtype = arrays[0].shape[1:], arrays[0].dtype
+    feature, dtype = arrays[0].shape[1:], np.result_type(*{a.dtype for a in arrays})  # few dtypes, many arrays
     for n, a in enumerate(arrays):
         if a.ndim < 1 or a.shape[1:] != feature:
             raise ValueError(f"sequence {n} has shape {a.shape}; every sequence must have shape (T, *{feature})")

@@ -17,13 +17,13 @@ from typing import Any, NamedTuple, Sequence
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.chain import Chain
-from mini_flows.checks import check_nonempty_batch, check_positive_int
+from mini_flows.checks import check_nonempty_batch, check_number, check_positive_int
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
 from mini_flows.discrete.diagnostics import flow_diagnostics
 from mini_flows.discrete.flows import SPREAD, DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
 from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
 from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.nn.tree import Tree, first_leaf
+from mini_flows.nn.tree import Tree, check_tree, first_leaf
 
 KINDS = ("autoregressive", "bipartite")
 
@@ -72,8 +72,14 @@ class DiscreteFlowModel:
         params.update({f"flow_{i}": flow.init(rng, dtype) for i, flow in enumerate(self.flows)})
         return params
 
+    def _check_params(self, params: Tree) -> None:
+        """ValueError unless ``params`` is a parameter tree with this model's parts ("base",
+        "flow_0", ...), naming the first part missing, empty subtree or leaf that is no array."""
+        check_tree("params", params, ["base", *(f"flow_{i}" for i in range(len(self.flows)))])
+
     def forward(self, params: Tree, tokens: Array) -> tuple[Array, ModelCache]:
         """tokens (batch, D) integers -> log p(tokens) (batch,) in nats, and a cache for ``backward``."""
+        self._check_params(params)
         h = tokens_to_one_hot(tokens, self.length, self.vocab_size, first_leaf(params).dtype)
         x, _, flow_cache = self.chain.inverse(params, h)  # a zero log-det
         log_p, base_cache = self.base.log_prob(params["base"], x)
@@ -116,6 +122,7 @@ class DiscreteFlowModel:
         (``LatentFlowModel``, ``LSTMBaseline``); the sequences all have length D, so it returns the
         tokens alone, where those return (x, lengths)."""
         check_positive_int("n", n)
+        self._check_params(params)
         h = self.base.sample(params["base"], n, seed)
         return one_hot_to_tokens(self.chain.forward(params, h)[0])
 
@@ -138,17 +145,22 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     softmax sees, so that training cannot freeze the flows (``straight_through.shrink_logits``;
     None: the paper's plain estimator); ``layers`` is every flow network's number of hidden layers
     (``make_network``'s ``num_layers``; the base's network keeps one). The model's ``config`` holds
-    these arguments, as JSON values.
+    these arguments as JSON values (NumPy integers and floats become Python ints and floats), so a
+    checkpoint can save it.
     """
-    config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
-                  network=network, base_network=base_network, tau=tau, spread=spread, layers=layers)
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(map(repr, KINDS))}")
     if not isinstance(scale, bool):
         raise ValueError(f"scale must be True or False, got {scale!r}")
-    check_vocab_size(vocab_size)
-    check_positive_int("length", length)
-    check_positive_int("num_flows", num_flows, minimum=0)
+    vocab_size = check_vocab_size(vocab_size)
+    length = check_positive_int("length", length)
+    num_flows = check_positive_int("num_flows", num_flows, minimum=0)
+    hidden = check_positive_int("hidden", hidden)
+    tau = check_number("tau", tau)
+    spread = None if spread is None else check_number("spread", spread)
+    layers = check_positive_int("layers", layers)
+    config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
+                  network=network, base_network=base_network, tau=tau, spread=spread, layers=layers)
     autoregressive = kind == "autoregressive"
     choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
     if network not in choices:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from numbers import Integral
 from typing import Any
 
@@ -59,27 +60,36 @@ def units(K: int) -> tuple[int, ...]:
     return tuple(j for j in range(1, K) if math.gcd(j, K) == 1)
 
 
+_ARRAY_K_LIMIT = 2**62
+
+
 def mod_inverse(a: Any, K: int) -> Any:
     """a^-1 mod K: the b in [0, K) with a b = 1 (mod K), by the extended Euclidean algorithm.
 
-    Inputs: a : an int, or an integer array of any shape and backend (vectorised; negative
-    entries are reduced mod K first); K : int >= 2.
+    Inputs: a : an int (Python or NumPy), or an integer array of any shape and backend
+    (vectorised; negative entries are reduced mod K first); K : int >= 2, below 2**62 for an array.
     Returns an int for an int, an int64 array of a's shape for an array.
-    Raises ValueError naming a and K where gcd(a, K) != 1, and for K < 2; TypeError for a
-    non-integer a.
+    Raises ValueError naming a and K where gcd(a, K) != 1, for K < 2, and for an array with
+    K >= 2**62; TypeError for a non-integer a.
 
     The iteration keeps r_{i-1} = s_{i-1} a (mod K) with r_0 = a, r_1 = K; it stops (entry by
     entry) at r_i = 0, where r_{i-1} = gcd(a, K) and s_{i-1} is the inverse when that gcd is 1.
     A fixed number of steps, 2 bit_length(K) + 2, bounds Euclid's (Lame's theorem), so arrays
-    need no data-dependent loop.
+    need no data-dependent loop. An int runs on Python ints, exact for every K; an array on int64,
+    where |r|, |s| <= K and every intermediate of a live entry stays below 2 K (hence the bound).
     """
-    check_positive_int("K", K, minimum=2)
+    K = check_positive_int("K", K, minimum=2)
     scalar = isinstance(a, Integral) and not isinstance(a, bool)
-    if not scalar:
+    if scalar:
+        a = operator.index(a)
+    else:
         v = B.value(a)
         if not hasattr(v, "dtype") or not B.is_integer(v):
             raise TypeError(f"a must be an int or an integer array, got {getattr(v, 'dtype', type(a).__name__)}")
-        a = v.astype("int64")
+        if K >= _ARRAY_K_LIMIT:
+            raise ValueError(f"K = {K} is too large for an array a: its inverses are computed in int64, which needs "
+                             "K < 2**62; pass the entries one by one as ints")
+        a = (v % K if v.dtype == "uint64" else v).astype("int64")  # uint64 above 2**63 would wrap negative
     old_r, r = a % K, a * 0 + K
     old_s, s = a * 0 + 1, a * 0
     for _ in range(2 * K.bit_length() + 2):

@@ -16,9 +16,10 @@ from mini_flows.nn.losses import one_hot
 from mini_flows.nn.sampling import categorical_draw
 
 
-def check_vocab_size(vocab_size: Any) -> None:
-    """Raise ValueError unless vocab_size K is an int >= 2 (a categorical variable needs two values)."""
-    check_positive_int("vocab_size", vocab_size, minimum=2)
+def check_vocab_size(vocab_size: Any) -> int:
+    """vocab_size K as a Python int after checking it is an integer >= 2 (a categorical variable
+    needs two values); ValueError otherwise."""
+    return check_positive_int("vocab_size", vocab_size, minimum=2)
 
 
 def check_one_hot(name: str, x: Array, length: int, vocab_size: int, like: Array | None = None) -> None:

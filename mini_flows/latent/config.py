@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
-from mini_flows.checks import check_positive_int
+from mini_flows.checks import check_positive_int, plain_scalar
 from mini_flows.continuous.length import SequenceContext, sequence_context
 from mini_flows.latent.length_prior import LengthPrior
 from mini_flows.nn.tree import Tree
@@ -61,6 +61,7 @@ class LatentConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flow_hidden_sizes", tuple(self.flow_hidden_sizes))
+        _plain_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,18 @@ class BaselineConfig:
     tie_weights: bool = True
     dropout: float = 0.0
     output: str = "categorical"
+
+    def __post_init__(self) -> None:
+        _plain_fields(self)
+
+
+def _plain_fields(config: LatentConfig | BaselineConfig) -> None:
+    """Replace NumPy scalars in ``config``'s fields (and in its tuples) by Python ones
+    (``checks.plain_scalar``), so that ``to_json`` gives JSON values; the models validate them."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        value = tuple(map(plain_scalar, value)) if isinstance(value, tuple) else plain_scalar(value)
+        object.__setattr__(config, field.name, value)
 
 
 def to_json(config: LatentConfig | BaselineConfig, length_prior: LengthPrior) -> dict[str, Any]:

@@ -254,7 +254,12 @@ def _check_kl_weight(w: Any) -> None:
 
 
 def log_mean_exp(a: Array, axis: int = 0) -> Array:
-    """log (1/n) sum exp(a) along ``axis``, shifted by the max so it never overflows."""
+    """log (1/n) sum exp(a) along ``axis``, shifted by the max so it never overflows; a : (..., n, ...)
+    -> a without ``axis``. Where every entry is -inf the result is -inf (the mean of zeros), where
+    one is +inf it is +inf, and NaN stays NaN."""
     xp = B.xp()
-    top = a.max(axis=axis, keepdims=True)
-    return (top + xp.log(xp.exp(a - top).mean(axis=axis, keepdims=True))).squeeze(axis)
+    top = B.value(a).max(axis=axis, keepdims=True)
+    shift = xp.where(xp.isfinite(top), top, 0)  # a constant for the gradient: it cancels
+    mean = xp.exp(a - shift).mean(axis=axis, keepdims=True)
+    zero = B.value(mean) == 0  # every entry -inf: log 0 without the warning
+    return (shift + xp.where(zero, -xp.inf, xp.log(xp.where(zero, 1, mean)))).squeeze(axis)

@@ -37,6 +37,7 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
+from mini_flows.nn import init
 from mini_flows.nn.activations import exp_cap, sigmoid
 from mini_flows.nn.layers import column_sums
 from mini_flows.nn.tree import Tree
@@ -46,8 +47,8 @@ def _layer_init(rng: Any, n_in: int, H: int, dtype: Any) -> Tree:
     """W_x : (n_in, 4H), W_h : (H, 4H) uniform in +-1/sqrt(H); b : (4H,) zero but 1 for the forget gate."""
     k = 1.0 / math.sqrt(H)
     return {
-        "W_x": B.asarray(rng.uniform(-k, k, size=(n_in, 4 * H)), dtype),
-        "W_h": B.asarray(rng.uniform(-k, k, size=(H, 4 * H)), dtype),
+        "W_x": init.uniform(rng, k, (n_in, 4 * H), dtype),
+        "W_h": init.uniform(rng, k, (H, 4 * H), dtype),
         "b": B.asarray([0.0] * H + [1.0] * H + [0.0] * (2 * H), dtype),
     }
 

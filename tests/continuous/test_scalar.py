@@ -298,6 +298,19 @@ def test_nlsq_takes_plain_python_numbers():
     assert abs(float(eps) - 1.5) < 1e-12 and abs(float(logdet) + float(logdet_inv)) < 1e-12
 
 
+@pytest.mark.parametrize("varying", range(6))
+def test_nlsq_results_have_the_broadcast_shape_of_the_parameters_and_the_input(varying):
+    """One of a, b, c, d, g, eps an array (3,), the rest scalars: z, logdet and the inverse's eps and
+    logdet are all (3,), equal to the fully broadcast computation (issue 24, item 9: with only a an
+    array, forward's logdet had shape (), since log f' does not read a)."""
+    values = [np.full(3, v) if i == varying else v for i, v in enumerate((0.5, 1.2, 0.3, 0.8, -0.3, 1.5))]
+    full = [np.broadcast_to(v, (3,)).copy() for v in values]
+    for args in (values, full):
+        assert all(r.shape == (3,) for r in NLSq(*args[:5]).forward(args[5]) + NLSq(*args[:5]).inverse(args[5]))
+    for got, want in zip(NLSq(*values[:5]).forward(values[5]), NLSq(*full[:5]).forward(full[5])):
+        np.testing.assert_array_equal(got, want)
+
+
 NEAR_ONE = [1 - 1e-7, 1 - 1e-8, 1 - 2.0**-40, float(np.nextafter(1.0, 0.0))]
 
 

@@ -177,6 +177,15 @@ def test_batch_size_and_padding_errors():
         pad_sequences([np.zeros((2, 2)), np.zeros((2, 3))])
 
 
+def test_padding_keeps_every_value_in_the_sequences_common_dtype():
+    """Issue 24, item 9: an int sequence first and a float one after gave an int array, 0.5 became 0."""
+    padded, lengths = pad_sequences([np.array([1, 2]), np.array([0.5]), np.array([True])], pad_value=-1)
+    assert padded.dtype == np.float64 and lengths.tolist() == [2, 1, 1]
+    np.testing.assert_array_equal(padded, [[1.0, 2.0], [0.5, -1.0], [1.0, -1.0]])
+    many = pad_sequences([np.zeros(1, np.int8)] * 40 + [np.zeros(1, np.float32)])[0]  # more than NumPy 1's 32 arguments
+    assert many.dtype == np.float32
+
+
 def test_a_file_in_another_encoding_names_the_file_line_and_byte(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("the first line\nla caf\u00e9 est ouverte\n".encode("latin-1") + b"more text\n" * 10)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
+from mini_flows.checkpoint import checkpoint_config, save_checkpoint
 from mini_flows.discrete import (
     AutoregressiveCategorical,
     DiscreteAutoregressiveFlow,
@@ -20,6 +21,7 @@ from mini_flows.discrete import (
     make_network,
 )
 from mini_flows.nn.tree import tree_map
+from mini_flows.optim import Adam
 from tests.discrete.common import FLOW_CASES, HIDDEN, all_tokens, enumerable_sizes, seeds
 from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor
 
@@ -163,3 +165,34 @@ def test_model_rejects_mismatched_flows():
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
         model = DiscreteFlowModel(FactorizedCategorical(3, 4))
         model.sample(model.init(B.host_rng(0)), 0)
+
+
+def test_numpy_scalar_arguments_give_a_configuration_a_checkpoint_can_save(tmp_path):
+    """NumPy integers and floats become Python ones in ``config`` (issue 24, item 7: np.int64(5) was
+    accepted, trained, and then save_checkpoint failed because int64 is not JSON)."""
+    model = build_model("bipartite", np.int64(5), np.int32(4), num_flows=np.int64(1), hidden=np.uint8(HIDDEN),
+                        network="mlp", tau=np.float32(0.25), spread=np.float32(0.5))
+    plain = dict(vocab_size=5, length=4, num_flows=1, hidden=HIDDEN, tau=0.25, spread=0.5)
+    assert {key: model.config[key] for key in plain} == plain
+    assert all(type(model.config[key]) is type(value) for key, value in plain.items())
+    params = model.init(B.host_rng(0))
+    save_checkpoint(tmp_path / "model.npz", params, Adam(), config=model.config)
+    assert checkpoint_config(tmp_path / "model.npz") == model.config
+    assert DiscreteFlowModel.from_config(json.loads(json.dumps(model.config))).config == model.config
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda p: {}, r"params has no 'base' \(it has \[\]\)"),
+    (lambda p: {key: p[key] for key in ("base", "flow_0")}, r"params has no 'flow_1' \(it has \['base', 'flow_0'\]\)"),
+    (lambda p: {**p, "flow_0": {}}, r"params\['flow_0'\] is an empty tree"),
+    (lambda p: {**p, "flow_1": {"network": {**p["flow_1"]["network"], "bias": 0.5}}},
+     r"params\['flow_1'\]\['network'\]\['bias'\] must be an array, got float"),
+    (lambda p: [p], "params must be a parameter tree .*got list"),
+])
+def test_params_of_another_shape_of_tree_are_named(change, match):
+    """Issue 24, item 10: log_prob({}, tokens) raised StopIteration (and a missing flow KeyError)."""
+    model = build_model("bipartite", 5, 4, num_flows=2, hidden=HIDDEN, network="mlp")
+    params = change(model.init(B.host_rng(0)))
+    for call in (lambda: model.log_prob(params, B.asarray(all_tokens(4, 5)[:3])), lambda: model.sample(params, 2)):
+        with pytest.raises(ValueError, match=match):
+            call()

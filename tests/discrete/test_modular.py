@@ -100,11 +100,33 @@ def test_mod_inverse_names_a_and_K_where_not_coprime(K, data):
         (2.0, 5, TypeError, "a must be an int or an integer array"),
         (True, 5, TypeError, "a must be an int or an integer array"),
         (np.array([1.0, 2.0]), 5, TypeError, "a must be an int or an integer array"),
+        (np.array([3]), 2**64 + 1, ValueError, r"K = 18446744073709551617 is too large for an array a: .*K < 2\*\*62"),
+        (np.array([3]), 2**62, ValueError, r"K = 4611686018427387904 is too large for an array a"),
     ],
 )
 def test_mod_inverse_rejects_bad_input(a, K, error, match):
+    """Issue 24, item 10: an array with K = 2**64 + 1 raised OverflowError from NumPy."""
     with pytest.raises(error, match=match):
         mod_inverse(a, K)
+
+
+@given(st.integers(2**61, 2**62 - 1), st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=20))
+def test_mod_inverse_of_an_array_is_exact_up_to_the_int64_bound(K, values):
+    """Below 2**62 every int64 intermediate stays in range: the array path equals Python's pow."""
+    a = [v for v in values if math.gcd(v, K) == 1]
+    if a:
+        assert B.to_numpy(mod_inverse(B.asarray(np.array(a, dtype=np.int64)), K)).tolist() == [pow(v, -1, K) for v in a]
+
+
+def test_mod_inverse_of_numpy_integers_is_exact():
+    """A NumPy integer a or K ran on NumPy scalars: np.int64(3) with K = 2**64 + 1 raised
+    OverflowError, an np.int64 K had no bit_length, and uint64 entries above 2**63 wrapped to
+    negative int64 and came back as the inverse of another residue."""
+    assert mod_inverse(np.int64(3), 2**64 + 1) == pow(3, -1, 2**64 + 1) == mod_inverse(3, 2**64 + 1)
+    assert mod_inverse(3, np.int64(7)) == 5 and type(mod_inverse(np.int16(3), np.int64(7))) is int
+    big = [2**64 - 1, 2**63 + 2]
+    got = mod_inverse(B.asarray(np.array(big, dtype=np.uint64)), 7)
+    assert B.to_numpy(got).tolist() == [pow(v, -1, 7) for v in big]
 
 
 # --- exactness ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -154,6 +155,18 @@ def test_log_mean_exp_is_stable():
     a = np.array([[1000.0, -1000.0], [1000.0, -1001.0]])
     want = [1000.0, -1000.5 + math.log(math.cosh(0.5))]
     np.testing.assert_allclose(host(log_mean_exp(dev(a), axis=0)), want, rtol=1e-12)
+
+
+def test_log_mean_exp_of_impossible_and_certain_events():
+    """Issue 24, item 9: log_mean_exp([-inf, -inf]) was NaN (-inf - -inf); the mean of zero
+    probabilities is zero, log 0 = -inf, without a warning. +inf and NaN still come through."""
+    inf, nan = math.inf, math.nan
+    a = np.array([[-inf, -inf, 0.0, -inf, inf, nan], [-inf, -inf, -inf, 2.0, 1.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = host(log_mean_exp(dev(a), axis=0))
+    np.testing.assert_array_equal(got, [-inf, -inf, -math.log(2), 2.0 - math.log(2), inf, nan])
+    assert host(log_mean_exp(dev(np.array([-inf, -inf])))) == -inf
 
 
 def test_float32_runs_end_to_end():

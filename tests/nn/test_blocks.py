@@ -66,3 +66,11 @@ def test_every_block_follows_the_one_convention(name):
     if name == "LSTM":
         dh0, dc0 = rest[0]
         assert B.value(dh0).shape == B.value(dc0).shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("name", [name for name in BLOCKS if name != "LayerNorm"])  # LayerNorm draws nothing
+def test_init_without_a_generator_says_what_rng_must_be(name):
+    """Issue 24, item 10: init(None) raised AttributeError ('NoneType' has no 'standard_normal')."""
+    for rng_ in (None, 0):
+        with pytest.raises(TypeError, match=rf"rng must be a random generator such as B.host_rng\(seed\).*got {rng_}"):
+            BLOCKS[name][0].init(rng_)
