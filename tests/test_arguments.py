@@ -76,3 +76,26 @@ def test_out_must_name_a_folder(tmp_path, capsys, out, message):
     assert main(["run", "xor", "--quick", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_the_parameters_of_another_model_are_named_by_every_model():
+    """Issue 26, item 5: parameters of another model gave a raw matmul error, not the leaf."""
+    from mini_flows.continuous.model import build_flow_model
+    from mini_flows.latent import LatentConfig, LatentFlowModel
+    from mini_flows.latent.baseline import LSTMBaseline
+    from mini_flows.latent.config import BaselineConfig
+
+    small = dict(vocab_size=5, max_length=6, embed_size=4, hidden_size=8, num_layers=1)
+    pairs = [
+        (build_flow_model(2, 2, "affine", hidden_sizes=(8,)), build_flow_model(2, 2, "affine", hidden_sizes=(9,)),
+         lambda m, p: m.log_prob(p, B.asarray(np.zeros((3, 2))))),
+        (LSTMBaseline(BaselineConfig(**small)), LSTMBaseline(BaselineConfig(**{**small, "hidden_size": 9})),
+         lambda m, p: m.sample(p, 2, seed=0)),
+        (LatentFlowModel(LatentConfig(**small, prior="af/af", latent_dim=2, flow_hidden_sizes=(8,))),
+         LatentFlowModel(LatentConfig(**small, prior="af/af", latent_dim=3, flow_hidden_sizes=(8,))),
+         lambda m, p: m.sample(p, 2, seed=0)),
+    ]
+    for model, other, call in pairs:
+        call(model, model.init(B.host_rng(0)))
+        with pytest.raises(ValueError, match="params/.* has shape .*: these are the parameters of another model"):
+            call(model, other.init(B.host_rng(0)))

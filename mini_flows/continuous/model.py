@@ -20,7 +20,7 @@ from mini_flows.bijection import Bijection
 from mini_flows.checks import check_float, check_nonempty_batch, check_positive_int, check_shape
 from mini_flows.continuous.scalar import AffineTransform, NLSqTransform
 from mini_flows.continuous.stack import FlowStack
-from mini_flows.nn.tree import Tree, first_leaf
+from mini_flows.nn.tree import ChecksParams, Tree, first_leaf
 
 TRANSFORMS = ("affine", "nlsq")
 KINDS = ("af", "iaf", "scf")
@@ -40,7 +40,7 @@ class ModelCache(NamedTuple):
     eps: Array
 
 
-class ContinuousFlowModel:
+class ContinuousFlowModel(ChecksParams):
     """p(x) for real vectors x : (batch, dim), from the base N(0, I) and a flow f (base -> data).
 
     ``flow`` is a bijection over vectors (``event_ndim`` 1) of ``dim`` entries with no context, such
@@ -82,6 +82,7 @@ class ContinuousFlowModel:
         Raises ValueError for x of another shape or holding NaN or infinity, TypeError for x of
         another dtype than the parameters, and FlowRangeError (a ValueError) where the flow
         overflows (it names the point)."""
+        self.check_params(params)
         check_float("x", x, like=first_leaf(params))
         check_shape("x", x, (None, self.dim))
         eps, logdet, cache = self.flow.inverse(params, x, check=False)
@@ -111,6 +112,7 @@ class ContinuousFlowModel:
         """n points (n, dim) in the parameters' dtype: eps ~ N(0, I) (noise from ``B.rng(seed)``),
         then the flow forward."""
         check_positive_int("n", n)
+        self.check_params(params)
         eps = B.rng(seed).standard_normal((n, self.dim), dtype=first_leaf(params).dtype)
         return self.flow.forward(params, eps, check=False)[0]
 

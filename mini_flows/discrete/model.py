@@ -23,7 +23,7 @@ from mini_flows.discrete.diagnostics import flow_diagnostics
 from mini_flows.discrete.flows import SPREAD, DiscreteAutoregressiveFlow, DiscreteBipartiteFlow
 from mini_flows.discrete.networks import AUTOREGRESSIVE_NETWORKS, BIPARTITE_NETWORKS, make_network
 from mini_flows.discrete.one_hot import check_vocab_size, one_hot_to_tokens, tokens_to_one_hot
-from mini_flows.nn.tree import Tree, check_tree, first_leaf
+from mini_flows.nn.tree import ChecksParams, Tree, first_leaf
 
 KINDS = ("autoregressive", "bipartite")
 
@@ -35,7 +35,7 @@ class ModelCache(NamedTuple):
     base: Any
 
 
-class DiscreteFlowModel:
+class DiscreteFlowModel(ChecksParams):
     """p(y) for integer sequences y : (batch, D) in [0, K), from a base and flows f_1..f_L.
 
     ``flows[0]`` is applied first when sampling (next to the base), ``flows[-1]`` last.
@@ -72,14 +72,9 @@ class DiscreteFlowModel:
         params.update({f"flow_{i}": flow.init(rng, dtype) for i, flow in enumerate(self.flows)})
         return params
 
-    def _check_params(self, params: Tree) -> None:
-        """ValueError unless ``params`` is a parameter tree with this model's parts ("base",
-        "flow_0", ...), naming the first part missing, empty subtree or leaf that is no array."""
-        check_tree("params", params, ["base", *(f"flow_{i}" for i in range(len(self.flows)))])
-
     def forward(self, params: Tree, tokens: Array) -> tuple[Array, ModelCache]:
         """tokens (batch, D) integers -> log p(tokens) (batch,) in nats, and a cache for ``backward``."""
-        self._check_params(params)
+        self.check_params(params)
         h = tokens_to_one_hot(tokens, self.length, self.vocab_size, first_leaf(params).dtype)
         x, _, flow_cache = self.chain.inverse(params, h)  # a zero log-det
         log_p, base_cache = self.base.log_prob(params["base"], x)
@@ -122,7 +117,7 @@ class DiscreteFlowModel:
         (``LatentFlowModel``, ``LSTMBaseline``); the sequences all have length D, so it returns the
         tokens alone, where those return (x, lengths)."""
         check_positive_int("n", n)
-        self._check_params(params)
+        self.check_params(params)
         h = self.base.sample(params["base"], n, seed)
         return one_hot_to_tokens(self.chain.forward(params, h)[0])
 

@@ -173,6 +173,7 @@ class LSTMBaseline(ConfiguredModel):
         integers in [1, min(T, max_length)]; dropout_mask : (batch, T, hidden_size) multiplying the
         LSTM outputs (``dropout.dropout_mask``), or None.
         """
+        self.check_params(params)
         xp = B.xp()
         x, context = self._prepare(params, x, lengths)
         E = params["embed"]["E"]

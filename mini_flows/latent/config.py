@@ -20,7 +20,7 @@ from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int, plain_scalar
 from mini_flows.continuous.length import SequenceContext, sequence_context
 from mini_flows.latent.length_prior import LengthPrior
-from mini_flows.nn.tree import Tree
+from mini_flows.nn.tree import ChecksParams, Tree
 
 OUTPUTS = ("categorical", "bernoulli")
 LENGTH_COUNTS = "length_counts"
@@ -116,10 +116,11 @@ def from_json(config_type: type[_Config], data: dict[str, Any]) -> tuple[_Config
     return config, LengthPrior(config.max_length, data[LENGTH_COUNTS])
 
 
-class ConfiguredModel:
+class ConfiguredModel(ChecksParams):
     """What both sequence models share: ``hparams`` (their configuration, of type ``config_type``),
     the length prior p(T) (``self.length_prior``, not trained by gradient: uniform until
-    ``fit_lengths``), the unit of ``per_token``, and the JSON ``config`` with ``from_config``."""
+    ``fit_lengths``), the unit of ``per_token``, the JSON ``config`` with ``from_config``, and
+    ``check_params``, which their public entries call first."""
 
     config_type: type
 
@@ -147,6 +148,7 @@ class ConfiguredModel:
         the lengths T ~ p(T) (unless ``lengths`` : (n,) is given), and their context over max T
         steps in the embedding's dtype."""
         check_positive_int("n", n)
+        self.check_params(params)
         rng = B.rng(seed)
         lengths = self.length_prior.lengths_for(n, rng, lengths)
         dtype = B.value(params["embed"]["E"]).dtype

@@ -114,6 +114,7 @@ class LatentFlowModel(ConfiguredModel):
     def _prepare(self, params: Tree, x: Array, lengths: Array, noise: Array,
                  dropout_mask: Array | None = None) -> Inputs:
         """Validate (the dropout mask is the prior's to check) and move to the backend."""
+        self.check_params(params)
         xp = B.xp()
         E = params["embed"]["E"]
         x, lengths, noise = B.asarray(x), B.asarray(lengths), B.asarray(noise)

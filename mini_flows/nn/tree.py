@@ -65,21 +65,45 @@ def first_leaf(tree: Tree) -> Array:
     return leaf
 
 
-def check_tree(name: str, tree: Any, keys: Sequence[str] = ()) -> None:
-    """Raise ValueError unless ``tree`` is a parameter tree holding each of ``keys`` at its top
-    (a model's parts: "base", "flow_0", ...): nested dicts, none empty, whose leaves are arrays.
-    The message names the first missing key, empty subtree or leaf that is not an array."""
+def check_tree(name: str, tree: Any, shapes: Tree) -> None:
+    """Raise ValueError unless ``tree`` has exactly the keys of ``shapes`` (a tree of shape tuples,
+    ``shape_tree`` of a model's ``init``) at every level, and at each leaf an array of that shape.
+    The message names the first key missing or unexpected, or the first leaf that is no array or
+    has another shape, in ``flatten``'s "a/b/c" form."""
     tree = B.value(tree)  # autograd traces a tree as a box
     if not isinstance(tree, dict):
         raise ValueError(f"{name} must be a parameter tree (a dict, as init returns), got {type(tree).__name__}")
-    for key in keys:
-        if key not in tree:
-            raise ValueError(f"{name} has no {key!r} (it has {sorted(tree)}); pass the tree this model's init returns")
-    for key, value in tree.items():
-        where, value = f"{name}[{key!r}]", B.value(value)
-        if isinstance(value, dict):
-            if not value:
-                raise ValueError(f"{where} is an empty tree; pass the tree this model's init returns")
-            check_tree(where, value)
+    missing, unexpected = [k for k in shapes if k not in tree], [k for k in tree if k not in shapes]
+    if missing or unexpected:
+        what = f"has no {missing[0]!r}" if missing else f"has an unexpected {unexpected[0]!r}"
+        raise ValueError(f"{name} {what} (it has {sorted(tree)}, the model's {sorted(shapes)}); pass the tree this "
+                         "model's init returns")
+    for key, want in shapes.items():
+        where, value = f"{name}/{key}", B.value(tree[key])
+        if isinstance(want, dict):
+            check_tree(where, value, want)
         elif not hasattr(value, "shape"):
             raise ValueError(f"{where} must be an array, got {type(value).__name__}")
+        elif tuple(value.shape) != want:
+            raise ValueError(f"{where} has shape {tuple(value.shape)}, the model's is {want}: these are the "
+                             "parameters of another model")
+
+
+def shape_tree(tree: Tree) -> Tree:
+    """The tree of ``tree``'s leaf shapes (tuples), for ``check_tree``."""
+    return tree_map(lambda a: tuple(a.shape), tree)
+
+
+class ChecksParams:
+    """For a model whose ``init(rng, dtype)`` draws its parameters: ``check_params(params)``, the
+    check its public entries make before any product, so that the parameters of another model are
+    named (``check_tree``) instead of failing in a matrix product. The shapes are drawn once, on the
+    first check, from an ``init`` in float32."""
+
+    _param_shapes: Tree | None = None
+
+    def check_params(self, params: Tree) -> None:
+        """ValueError naming the first key missing or unexpected, or leaf of another shape."""
+        if self._param_shapes is None:
+            self._param_shapes = shape_tree(self.init(B.host_rng(0), "float32"))  # type: ignore[attr-defined]
+        check_tree("params", params, self._param_shapes)
