@@ -60,7 +60,10 @@ def load_checkpoint(path: Any, optimizer: Adam | None = None, like: Tree | None 
     flat = {key.removeprefix("params/"): a for key, a in arrays.items() if key.startswith("params/")}
     if like is not None:
         _check_like(path, flat, flatten(like))
-    params = unflatten(flat)
+    try:
+        params = unflatten(flat)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a usable checkpoint: {err}") from None
     if optimizer is not None:
         state = {key.removeprefix("adam/"): a for key, a in arrays.items() if key.startswith("adam/")}
         if not state:

@@ -139,3 +139,13 @@ def test_a_checkpoint_without_a_configuration(tmp_path):
         load_checkpoint(path, config=CONFIG)
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         save_checkpoint(path, tree_of(0), config={"lr": float("nan")})
+
+
+@pytest.mark.parametrize("first, second", [("dense", "dense/W"), ("dense/W", "dense")])
+def test_parameter_names_that_clash_are_refused_in_either_order(tmp_path, first, second):
+    """Issue 24: "params/a" then "params/a/b" gave IndexError; the other order dropped "a/b"."""
+    path = tmp_path / "ckpt.npz"
+    np.savez(open(path, "wb"), **{f"params/{first}": np.ones(2), f"params/{second}": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"ckpt\.npz is not a usable checkpoint: parameter names clash: 'dense' is an "
+                                         r"array and the group holding 'dense/W'"):
+        load_checkpoint(path)
