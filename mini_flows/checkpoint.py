@@ -83,9 +83,12 @@ def _config(path: Any, arrays: dict[str, Array]) -> dict[str, Any] | None:
     if CONFIG not in arrays:
         return None
     try:
-        return json.loads(B.to_numpy(arrays[CONFIG]).tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        config = json.loads(B.to_numpy(arrays[CONFIG]).tobytes().decode())
+    except (ValueError, RecursionError) as err:  # bytes that are not UTF-8 or not JSON; JSON nested too deep
         raise ValueError(f"{path} holds a configuration that is not JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a configuration that is a JSON {type(config).__name__}, not an object")
+    return config
 
 
 def _check_config(path: Any, saved: dict[str, Any] | None, wanted: dict[str, Any]) -> None:

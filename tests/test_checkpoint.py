@@ -149,3 +149,43 @@ def test_parameter_names_that_clash_are_refused_in_either_order(tmp_path, first,
     with pytest.raises(ValueError, match=r"ckpt\.npz is not a usable checkpoint: parameter names clash: 'dense' is an "
                                          r"array and the group holding 'dense/W'"):
         load_checkpoint(path)
+
+
+def saved_with_adam(path) -> dict[str, np.ndarray]:
+    """Save tree_of(0) with an Adam that has taken a step at ``path``; return the file's arrays."""
+    params, adam = tree_of(0), Adam(lr=0.01, clip_norm=1.0)
+    adam.step(params, tree_of(1))
+    save_checkpoint(path, params, adam, config=CONFIG)
+    with np.load(path) as data:
+        return dict(data)
+
+
+def rewrite(path, arrays, **changes) -> None:
+    """Write ``arrays`` to ``path`` with ``changes`` (key "adam__lr" is "adam/lr"; None removes it)."""
+    arrays = dict(arrays)
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key.replace("__", "/")]
+        else:
+            arrays[key.replace("__", "/")] = np.asarray(value)
+    np.savez(open(path, "wb"), **arrays)
+
+
+@pytest.mark.parametrize("text, kind", [(b"[1, 2]", "list"), (b"3", "int"), (b'"bipartite"', "str"),
+                                        (b"null", "NoneType")])
+def test_a_configuration_that_is_json_but_not_an_object_is_refused(tmp_path, text, kind):
+    """Issue 24: it gave AttributeError on load, and checkpoint_config returned it as it was."""
+    path = tmp_path / "ckpt.npz"
+    rewrite(path, saved_with_adam(path), config=np.frombuffer(text, dtype=np.uint8))
+    message = rf"ckpt\.npz holds a configuration that is a JSON {kind}, not an object"
+    with pytest.raises(ValueError, match=message):
+        checkpoint_config(path)
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(path, config=CONFIG)
+
+
+def test_a_configuration_nested_too_deep_for_json_is_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    rewrite(path, saved_with_adam(path), config=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"ckpt\.npz holds a configuration that is not JSON: maximum recursion depth"):
+        checkpoint_config(path)
