@@ -229,3 +229,15 @@ def test_saved_adam_hyperparameters_and_moments_are_checked_before_the_optimizer
     with pytest.raises(ValueError, match=rf"ckpt\.npz holds an unusable optimizer state: {reason}"):
         load_checkpoint(path, adam)
     assert (adam.lr, adam.betas, adam.eps, adam.clip_norm, adam.state) == (0.5, (0.9, 0.999), 1e-8, None, {})
+
+
+def test_saving_to_a_folder_says_to_name_a_file(tmp_path, monkeypatch):
+    """Issue 24: save_checkpoint('.') said "Device or resource busy" and left a .partial file
+    in the folder above."""
+    monkeypatch.chdir(tmp_path / ".")
+    (tmp_path / "run").mkdir()
+    for folder in (".", "run", str(tmp_path / "run")):
+        with pytest.raises(IsADirectoryError, match=rf"^'{folder}' is a folder; name a file$"):
+            save_checkpoint(folder, tree_of(0))
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and not any((tmp_path / "run").iterdir())
+    assert not any(p.name.startswith(".partial-") for p in tmp_path.parent.iterdir())
