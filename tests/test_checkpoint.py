@@ -4,6 +4,8 @@ with their names."""
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -241,3 +243,43 @@ def test_saving_to_a_folder_says_to_name_a_file(tmp_path, monkeypatch):
             save_checkpoint(folder, tree_of(0))
     assert [p.name for p in tmp_path.iterdir()] == ["run"] and not any((tmp_path / "run").iterdir())
     assert not any(p.name.startswith(".partial-") for p in tmp_path.parent.iterdir())
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """A .npy version 1.0 header, whatever the shape claims."""
+    text = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+def huge_claim(path) -> None:
+    """A 200-byte .npz whose array claims 8 TiB: NumPy's MemoryError escaped."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("params/a.npy", npy_header("<f8", (2**40,)) + bytes(16))
+
+
+def bad_deflate(path) -> None:
+    """A compressed .npz whose data starts with deflate's reserved block type: zlib.error escaped."""
+    np.savez_compressed(open(path, "wb"), **{"params/a": np.ones(100)})
+    data = bytearray(path.read_bytes())
+    member = zipfile.ZipFile(path).infolist()[0]
+    extra = int.from_bytes(data[member.header_offset + 28:member.header_offset + 30], "little")
+    data[member.header_offset + 30 + len(member.filename) + extra] = 0b111
+    path.write_bytes(bytes(data))
+
+
+def records(path) -> None:
+    """Parameters of a structured dtype: they loaded, though no model has such parameters."""
+    np.savez(open(path, "wb"), **{"params/a": np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")])})
+
+
+@pytest.mark.parametrize("write, reason", [
+    (huge_claim, r"Unable to allocate 8\.00 TiB"),
+    (bad_deflate, "Error -3 while decompressing data: invalid block type"),
+    (records, r"params/a holds \[\('x', '<i4'\), \('y', '<f8'\)\], not booleans or numbers"),
+])
+def test_a_damaged_npz_or_one_of_records_raises_value_error(tmp_path, write, reason):
+    path = tmp_path / "bad.npz"
+    write(path)
+    with pytest.raises(ValueError, match=rf"bad\.npz is not a readable \.npz of arrays: {reason}"):
+        load_checkpoint(path)
