@@ -34,6 +34,7 @@ import math
 import pickle
 import re
 import reprlib
+import struct
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -191,6 +192,16 @@ def _checking_keys(opcode: bytes, keys: Callable[[list[Any]], Iterable[Any]]) ->
     return checked
 
 
+def _bytearray8(unpickler: Any) -> None:
+    """BYTEARRAY8 (protocol 5) without allocating the length it claims before reading: the pure-
+    Python unpickler's own makes a zeroed bytearray of that length first, gigabytes for 10 bytes."""
+    length, = struct.unpack("<Q", unpickler.read(8))
+    data = unpickler.read(length)  # at most what the pickle holds
+    if len(data) != length:
+        raise pickle.UnpicklingError(f"it claims a bytearray of {length} bytes, more than it holds")
+    unpickler.append(bytearray(data))
+
+
 def _build(unpickler: Any) -> None:
     """BUILD (set the state of the object below the state on the stack), on arrays and dtypes only."""
     target = unpickler.stack[-2] if len(unpickler.stack) >= 2 else None
@@ -202,8 +213,8 @@ def _build(unpickler: Any) -> None:
 
 class PlainDataUnpickler(pickle._Unpickler):
     """The pure-Python unpickler with ``find_class`` answering only the names of ``_STAND_INS``,
-    the opcodes that hash (building dicts and sets) checking their keys first, and BUILD allowed
-    only on the arrays and dtypes the stand-ins made."""
+    the opcodes that hash (building dicts and sets) checking their keys first, BUILD allowed only
+    on the arrays and dtypes the stand-ins made, and BYTEARRAY8 reading before it allocates."""
 
     dispatch = {
         **pickle._Unpickler.dispatch,
@@ -215,6 +226,7 @@ class PlainDataUnpickler(pickle._Unpickler):
         pickle.ADDITEMS[0]: _checking_keys(pickle.ADDITEMS, lambda stack: stack),
         pickle.FROZENSET[0]: _checking_keys(pickle.FROZENSET, lambda stack: stack),
         pickle.BUILD[0]: _build,
+        pickle.BYTEARRAY8[0]: _bytearray8,
     }
 
     def find_class(self, module: str, name: str) -> Any:

@@ -5,6 +5,7 @@ forged state, is one ValueError saying why."""
 from __future__ import annotations
 
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -68,6 +69,7 @@ def test_arrays_of_other_dtypes_are_refused(values, reason):
     (Raw(b"]J\0\0\0\0b"), "it sets the state of a list; only arrays and dtypes have one"),
     (Reduce(Global("os", "system"), ("true",)), "it names os.system, which is not plain data; refused"),
     (Raw(b"0"), "IndexError: pop from empty list"),
+    (Raw(b"\x96" + struct.pack("<Q", 2**40)), "it claims a bytearray of 1099511627776 bytes, more than it holds"),
     (Reduce(Global("builtins", "bytes"), (2**40,)), r"it calls bytes with arguments; only bytes\(\) is read"),
 ])
 def test_forged_pickles_are_refused_with_the_reason(crafted, reason):
