@@ -233,8 +233,9 @@ def load_npz(path: Any) -> dict[str, Array]:
 
     Raises FileNotFoundError for a missing file and ValueError naming ``path`` for one that is
     not a complete ``.npz`` of arrays of booleans or numbers (junk, truncated, damaged, or holding
-    pickled objects, strings or records): the file is parsed on the host first, and any failure
-    of that parse, whatever its kind, is this ValueError.
+    pickled objects, strings or records) under names that print (no newline in an error message):
+    the file is parsed on the host first, and any failure of that parse, whatever its kind, is
+    this ValueError, in one line.
     """
     try:
         data = numpy.load(path, allow_pickle=False)
@@ -246,9 +247,12 @@ def load_npz(path: Any) -> dict[str, Array]:
         raise
     except Exception as err:  # zipfile, zlib and NumPy's header parser fail in many ways on a damaged file
         reason = "it holds pickled objects, which are never loaded" if "allow_pickle" in str(err) else \
-            str(err) or type(err).__name__
+            " ".join(str(err).split()) or type(err).__name__
         raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: {reason}") from None
     for name, a in host.items():
+        if not name.isprintable():
+            raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: the name {name!r} holds "
+                             "characters that do not print")
         if a.dtype.kind not in "biufc":
             raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: {name} holds {a.dtype}, "
                              "not booleans or numbers")

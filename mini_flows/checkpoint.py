@@ -18,6 +18,7 @@ optimizer state that Adam could not resume from (an entry missing, lr <= 0, NaN 
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Any
 
 from mini_flows import backend as B
@@ -99,14 +100,17 @@ def _config(path: Any, arrays: dict[str, Array]) -> dict[str, Any] | None:
 
 
 def _check_config(path: Any, saved: dict[str, Any] | None, wanted: dict[str, Any]) -> None:
-    """ValueError naming the first key whose value differs (JSON-normalised: tuples as lists)."""
+    """ValueError naming the first key whose value differs (JSON-normalised: tuples as lists), in
+    one line of bounded length whatever the file holds (a key with a newline is shown quoted, a
+    value as ``reprlib`` abbreviates it)."""
     if saved is None:
         raise ValueError(f"{path} holds no configuration to check; it was saved without config=")
     wanted = json.loads(json.dumps(wanted, sort_keys=True, allow_nan=False))
     for key in sorted(saved.keys() | wanted.keys()):
         if saved.get(key) != wanted.get(key):
-            raise ValueError(f"{path} is a checkpoint of another model: its {key} is {saved.get(key)!r}, "
-                             f"the model's is {wanted.get(key)!r}")
+            shown = key if key.isprintable() else repr(key)
+            raise ValueError(f"{path} is a checkpoint of another model: its {shown} is "
+                             f"{reprlib.repr(saved.get(key))}, the model's is {reprlib.repr(wanted.get(key))}")
 
 
 def _check_like(path: Any, saved: dict[str, Array], wanted: dict[str, Array]) -> None:

@@ -4,6 +4,7 @@ with their names."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
@@ -283,3 +284,19 @@ def test_a_damaged_npz_or_one_of_records_raises_value_error(tmp_path, write, rea
     write(path)
     with pytest.raises(ValueError, match=rf"bad\.npz is not a readable \.npz of arrays: {reason}"):
         load_checkpoint(path)
+
+
+def test_a_damaged_file_is_refused_in_one_line_whatever_its_names_and_values_hold(tmp_path):
+    """Found by fuzzing: an entry named "\\n" and a configuration key with a newline made
+    two-line messages, and a long value an endless one."""
+    path = tmp_path / "ckpt.npz"
+    np.savez(open(path, "wb"), **{"params/a": np.ones(2), "\n": np.ones(2)})
+    with pytest.raises(ValueError, match=r"ckpt\.npz is not a readable \.npz of arrays: the name '\\n' holds "
+                                         r"characters that do not print$"):
+        load_checkpoint(path)
+    config = json.dumps({"kind\nx": 1, "vocab_size": list(range(1000))}).encode()
+    np.savez(open(path, "wb"), **{"params/a": np.ones(2), "config": np.frombuffer(config, dtype=np.uint8)})
+    with pytest.raises(ValueError, match=r"checkpoint of another model: its 'kind\\nx' is 1, the model's is None$"):
+        load_checkpoint(path, config={"vocab_size": 4})
+    with pytest.raises(ValueError, match=r"its vocab_size is \[0, 1, 2, 3, 4, 5, \.\.\.\], the model's is 4$"):
+        load_checkpoint(path, config={"kind\nx": 1, "vocab_size": 4})
