@@ -10,9 +10,9 @@ roll of shape (T, 88) with ``roll[t, note - 21] = 1`` for each sounding note, 0 
 Security: an ordinary ``pickle.load`` runs whatever code a pickle names. ``load_piano`` unpickles
 with ``plain_pickle.load_plain`` instead, which builds only plain data (dicts, lists, tuples,
 sets, numbers, strings, and NumPy arrays of numbers as lists) and turns anything else, and any
-damage, into a ValueError naming the file. A pickle may not describe more time steps and notes
-than it has bytes (which only repeated references to one sequence or step could do), so a small
-file cannot demand enormous rolls. ``rolls_from_dict`` validates an already loaded dict without
+damage, into a ValueError naming the file. A pickle may not describe more time steps than it has
+bytes (which only repeated references to one sequence could do), so a small file cannot demand
+enormous rolls. ``rolls_from_dict`` validates an already loaded dict without
 unpickling anything.
 """
 
@@ -47,7 +47,8 @@ def notes_to_roll(sequence: Sequence[Any], dtype: Any = np.float64, *, where: st
     """A piano roll (T, 88) of 0/1 from T time steps of MIDI note numbers.
 
     Raises ValueError (prefixed by ``where``) for an empty sequence, a step that is not a set,
-    frozenset, tuple, list or 1-D array, or a note that is not an integer in [21, 108].
+    frozenset, tuple, list or 1-D array or lists more than 88 notes, or a note that is not an
+    integer in [21, 108].
     """
     if not isinstance(sequence, (list, tuple)):
         raise ValueError(f"{where} must be a list of time steps, got {type(sequence).__name__}")
@@ -60,6 +61,9 @@ def notes_to_roll(sequence: Sequence[Any], dtype: Any = np.float64, *, where: st
         if not isinstance(step, (set, frozenset, tuple, list)):
             kind = type(step).__name__
             raise ValueError(f"{where}, step {t}: a time step must be a set, tuple or list of notes, got {kind}")
+        if len(step) > N_KEYS:
+            raise ValueError(f"{where}, step {t}: a time step lists at most {N_KEYS} notes, one per key, "
+                             f"got {len(step)}")
         for value in step:
             roll[t, _note(value, f"{where}, step {t}") - LOWEST_NOTE] = 1
     return roll
@@ -126,7 +130,7 @@ def load_piano(path: str | os.PathLike, dtype: Any = np.float64) -> PianoRolls:
 
     Unpickles with ``load_plain`` (plain data only, nothing a pickle names is run; Python 2
     pickles load too). Raises ValueError naming the file for one that does not unpickle, names
-    anything but plain data, describes more time steps and notes than it has bytes, or does not
+    anything but plain data, describes more time steps than it has bytes, or does not
     have the expected layout; FileNotFoundError where ``path`` does not exist.
     """
     with open(path, "rb") as file:
@@ -143,18 +147,17 @@ def load_piano(path: str | os.PathLike, dtype: Any = np.float64) -> PianoRolls:
 
 
 def _check_size(data: Any, size: int) -> None:
-    """ValueError as soon as the time steps plus notes in ``data``'s splits pass ``size``, the
-    file's bytes: a pickle stores each step and note in at least one byte, unless it refers to one
-    sequence or step again and again, which could make a kilobyte demand terabytes of rolls.
-    Parts that are not lists are left to ``rolls_from_dict`` to name."""
+    """ValueError unless the time steps in ``data``'s splits are at most ``size``, the file's
+    bytes: a pickle stores each step in at least one byte, unless it refers to one sequence again
+    and again (``[piece] * 6`` is still well within), which could make a kilobyte demand terabytes
+    of rolls. With at most 88 notes a step (``notes_to_roll``), this bounds the rolls' memory and
+    the time to build them by the file's size. Parts that are not lists are left to
+    ``rolls_from_dict`` to name."""
     if not isinstance(data, Mapping):
         return
-    count = 0
-    for name in SPLITS:
-        sequences = data.get(name)
-        for sequence in sequences if isinstance(sequences, (list, tuple)) else ():
-            for step in sequence if isinstance(sequence, (list, tuple)) else ():
-                count += 1 + (len(step) if isinstance(step, (set, frozenset, tuple, list)) else 0)
-                if count > size:
-                    raise ValueError(f"it describes more time steps and notes than its {size} bytes could hold; "
-                                     "it repeats references to the same sequences or steps")
+    splits = [data.get(name) for name in SPLITS]
+    sequences = [s for split in splits if isinstance(split, (list, tuple)) for s in split]
+    steps = sum(len(s) for s in sequences if isinstance(s, (list, tuple)))
+    if steps > size:
+        raise ValueError(f"it describes {steps} time steps in {size} bytes, more than it could store without "
+                         "repeating references to the same sequences; refused")
