@@ -28,7 +28,7 @@ from mini_flows.checkpoint import checkpoint_config, load_checkpoint
 from mini_flows.data.piano import load_piano
 from mini_flows.optim import Adam
 from tests import crafted_pickles as cp
-from tests.crafted_pickles import DictOf, Global, Raw, Reduce, SetOf
+from tests.crafted_pickles import DictOf, Global, Reduce, SetOf
 
 # -- pickles ---------------------------------------------------------------------------------------
 
