@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zipfile
 from types import ModuleType
 from typing import Any, Iterator
 
@@ -233,19 +232,31 @@ def load_npz(path: Any) -> dict[str, Array]:
     """Read an ``.npz`` file written by ``save_npz`` onto the current backend, keeping dtypes.
 
     Raises FileNotFoundError for a missing file and ValueError naming ``path`` for one that is
-    not a complete ``.npz`` of plain arrays (junk, truncated, or holding pickled objects).
+    not a complete ``.npz`` of arrays of booleans or numbers (junk, truncated, damaged, or holding
+    pickled objects, strings or records) under names that print (no newline in an error message):
+    the file is parsed on the host first, and any failure of that parse, whatever its kind, is
+    this ValueError, in one line.
     """
     try:
         data = numpy.load(path, allow_pickle=False)
         if not hasattr(data, "files"):
             raise ValueError("it holds a single array, not named arrays")
         with data:
-            return {name: asarray(data[name]) for name in data.files}
+            host = {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        reason = "it holds pickled objects, which are never loaded" if "allow_pickle" in str(err) else str(err)
+    except Exception as err:  # zipfile, zlib and NumPy's header parser fail in many ways on a damaged file
+        reason = "it holds pickled objects, which are never loaded" if "allow_pickle" in str(err) else \
+            " ".join(str(err).split()) or type(err).__name__
         raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: {reason}") from None
+    for name, a in host.items():
+        if not name.isprintable():
+            raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: the name {name!r} holds "
+                             "characters that do not print")
+        if a.dtype.kind not in "biufc":
+            raise ValueError(f"{os.fspath(path)} is not a readable .npz of arrays: {name} holds {a.dtype}, "
+                             "not booleans or numbers")
+    return {name: asarray(a) for name, a in host.items()}
 
 
 def synchronize() -> None:

@@ -4,6 +4,9 @@ with their names."""
 
 from __future__ import annotations
 
+import json
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -139,3 +142,161 @@ def test_a_checkpoint_without_a_configuration(tmp_path):
         load_checkpoint(path, config=CONFIG)
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         save_checkpoint(path, tree_of(0), config={"lr": float("nan")})
+
+
+@pytest.mark.parametrize("first, second", [("dense", "dense/W"), ("dense/W", "dense")])
+def test_parameter_names_that_clash_are_refused_in_either_order(tmp_path, first, second):
+    """Issue 24: "params/a" then "params/a/b" gave IndexError; the other order dropped "a/b"."""
+    path = tmp_path / "ckpt.npz"
+    np.savez(open(path, "wb"), **{f"params/{first}": np.ones(2), f"params/{second}": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"ckpt\.npz is not a usable checkpoint: parameter names clash: 'dense' is an "
+                                         r"array and the group holding 'dense/W'"):
+        load_checkpoint(path)
+
+
+def saved_with_adam(path) -> dict[str, np.ndarray]:
+    """Save tree_of(0) with an Adam that has taken a step at ``path``; return the file's arrays."""
+    params, adam = tree_of(0), Adam(lr=0.01, clip_norm=1.0)
+    adam.step(params, tree_of(1))
+    save_checkpoint(path, params, adam, config=CONFIG)
+    with np.load(path) as data:
+        return dict(data)
+
+
+def rewrite(path, arrays, **changes) -> None:
+    """Write ``arrays`` to ``path`` with ``changes`` (key "adam__lr" is "adam/lr"; None removes it)."""
+    arrays = dict(arrays)
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key.replace("__", "/")]
+        else:
+            arrays[key.replace("__", "/")] = np.asarray(value)
+    np.savez(open(path, "wb"), **arrays)
+
+
+@pytest.mark.parametrize("text, kind", [(b"[1, 2]", "list"), (b"3", "int"), (b'"bipartite"', "str"),
+                                        (b"null", "NoneType")])
+def test_a_configuration_that_is_json_but_not_an_object_is_refused(tmp_path, text, kind):
+    """Issue 24: it gave AttributeError on load, and checkpoint_config returned it as it was."""
+    path = tmp_path / "ckpt.npz"
+    rewrite(path, saved_with_adam(path), config=np.frombuffer(text, dtype=np.uint8))
+    message = rf"ckpt\.npz holds a configuration that is a JSON {kind}, not an object"
+    with pytest.raises(ValueError, match=message):
+        checkpoint_config(path)
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(path, config=CONFIG)
+
+
+def test_a_configuration_nested_too_deep_for_json_is_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    rewrite(path, saved_with_adam(path), config=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"ckpt\.npz holds a configuration that is not JSON: maximum recursion depth"):
+        checkpoint_config(path)
+
+
+@pytest.mark.parametrize("removed, named", [
+    ("adam__eps", "adam/eps missing"), ("adam__betas", "adam/betas missing"),
+    ("adam__v__dense/W", "adam/v/dense/W missing"), ("adam__t__scale", "adam/t/scale missing"),
+])
+def test_an_optimizer_state_missing_an_entry_is_refused_naming_it(tmp_path, removed, named):
+    """Issue 24: "adam/lr" without "adam/eps" gave KeyError."""
+    path = tmp_path / "ckpt.npz"
+    rewrite(path, saved_with_adam(path), **{removed: None})
+    with pytest.raises(ValueError, match=rf"ckpt\.npz holds an unusable optimizer state: {named}$"):
+        load_checkpoint(path, Adam())
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"adam__lr": -5.0}, r"lr must be a finite number > 0, got -5\.0"),
+    ({"adam__lr": np.inf}, r"lr must be a finite number > 0, got inf"),
+    ({"adam__eps": 0.0}, r"eps must be a finite number > 0, got 0\.0"),
+    ({"adam__betas": [0.9, 1.5]}, r"betas must be two numbers in \[0, 1\), got \(0\.9, 1\.5\)"),
+    ({"adam__clip_norm": np.nan}, r"clip_norm must be a finite number > 0, got nan"),
+    ({"adam__lr": [0.1, 0.2]}, r"adam/lr is float64 \(2,\), not a number"),
+    ({"adam__betas": [True, False]}, r"adam/betas is bool \(2,\), not two numbers"),
+    ({"adam__t__scale": -1}, r"adam/t/scale is -1, not a step count \(an integer >= 0\)"),
+    ({"adam__t__scale": 1.5}, r"adam/t/scale is 1\.5, not a step count"),
+    ({"adam__m__scale": np.nan}, r"adam/m/scale holds NaN or infinity$"),
+    ({"adam__v__scale": -1.0}, r"adam/v/scale holds NaN, infinity or negative values"),
+    ({"adam__m__scale": np.zeros(2)}, r"adam/m/scale is float64 \(2,\) and params/scale float64 \(\); a moment is"),
+    ({"adam__m__nothing": 0.0}, r"adam/v/nothing and adam/t/nothing missing"),
+    ({"adam__m__nothing": 0.0, "adam__v__nothing": 0.0, "adam__t__nothing": 1},
+     r"adam/m/nothing belongs to no parameter: the file has no params/nothing"),
+    ({"adam__momentum": 0.9}, r"adam/momentum is not an entry Adam writes"),
+])
+def test_saved_adam_hyperparameters_and_moments_are_checked_before_the_optimizer_changes(tmp_path, change, reason):
+    """Issue 24: lr -5, eps 0 or a beta of 1.5 loaded, and the next step wrote NaN."""
+    path = tmp_path / "ckpt.npz"
+    rewrite(path, saved_with_adam(path), **change)
+    adam = Adam(lr=0.5)
+    with pytest.raises(ValueError, match=rf"ckpt\.npz holds an unusable optimizer state: {reason}"):
+        load_checkpoint(path, adam)
+    assert (adam.lr, adam.betas, adam.eps, adam.clip_norm, adam.state) == (0.5, (0.9, 0.999), 1e-8, None, {})
+
+
+def test_saving_to_a_folder_says_to_name_a_file(tmp_path, monkeypatch):
+    """Issue 24: save_checkpoint('.') said "Device or resource busy" and left a .partial file
+    in the folder above."""
+    monkeypatch.chdir(tmp_path / ".")
+    (tmp_path / "run").mkdir()
+    for folder in (".", "run", str(tmp_path / "run")):
+        with pytest.raises(IsADirectoryError, match=rf"^'{folder}' is a folder; name a file$"):
+            save_checkpoint(folder, tree_of(0))
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and not any((tmp_path / "run").iterdir())
+    assert not any(p.name.startswith(".partial-") for p in tmp_path.parent.iterdir())
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """A .npy version 1.0 header, whatever the shape claims."""
+    text = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+def huge_claim(path) -> None:
+    """A 200-byte .npz whose array claims 8 TiB: NumPy's MemoryError escaped."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("params/a.npy", npy_header("<f8", (2**40,)) + bytes(16))
+
+
+def bad_deflate(path) -> None:
+    """A compressed .npz whose data starts with deflate's reserved block type: zlib.error escaped."""
+    np.savez_compressed(open(path, "wb"), **{"params/a": np.ones(100)})
+    data = bytearray(path.read_bytes())
+    member = zipfile.ZipFile(path).infolist()[0]
+    extra = int.from_bytes(data[member.header_offset + 28:member.header_offset + 30], "little")
+    data[member.header_offset + 30 + len(member.filename) + extra] = 0b111
+    path.write_bytes(bytes(data))
+
+
+def records(path) -> None:
+    """Parameters of a structured dtype: they loaded, though no model has such parameters."""
+    np.savez(open(path, "wb"), **{"params/a": np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")])})
+
+
+@pytest.mark.parametrize("write, reason", [
+    (huge_claim, r"Unable to allocate 8\.00 TiB"),
+    (bad_deflate, "Error -3 while decompressing data: invalid block type"),
+    (records, r"params/a holds \[\('x', '<i4'\), \('y', '<f8'\)\], not booleans or numbers"),
+])
+def test_a_damaged_npz_or_one_of_records_raises_value_error(tmp_path, write, reason):
+    path = tmp_path / "bad.npz"
+    write(path)
+    with pytest.raises(ValueError, match=rf"bad\.npz is not a readable \.npz of arrays: {reason}"):
+        load_checkpoint(path)
+
+
+def test_a_damaged_file_is_refused_in_one_line_whatever_its_names_and_values_hold(tmp_path):
+    """Found by fuzzing: an entry named "\\n" and a configuration key with a newline made
+    two-line messages, and a long value an endless one."""
+    path = tmp_path / "ckpt.npz"
+    np.savez(open(path, "wb"), **{"params/a": np.ones(2), "\n": np.ones(2)})
+    with pytest.raises(ValueError, match=r"ckpt\.npz is not a readable \.npz of arrays: the name '\\n' holds "
+                                         r"characters that do not print$"):
+        load_checkpoint(path)
+    config = json.dumps({"kind\nx": 1, "vocab_size": list(range(1000))}).encode()
+    np.savez(open(path, "wb"), **{"params/a": np.ones(2), "config": np.frombuffer(config, dtype=np.uint8)})
+    with pytest.raises(ValueError, match=r"checkpoint of another model: its 'kind\\nx' is 1, the model's is None$"):
+        load_checkpoint(path, config={"vocab_size": 4})
+    with pytest.raises(ValueError, match=r"its vocab_size is \[0, 1, 2, 3, 4, 5, \.\.\.\], the model's is 4$"):
+        load_checkpoint(path, config={"kind\nx": 1, "vocab_size": 4})

@@ -6,6 +6,7 @@ moves them onto the backend with ``mini_flows.backend.asarray``.
 - ``fixed_length``: text as rows of one length for bipartite flows: sentences padded with an end
   token, or chunks of a stream (Tran et al. 4.4, 4.5).
 - ``piano``: polyphonic-music pickles to piano rolls (T, 88) (Ziegler and Rush 6.2).
+- ``plain_pickle``: reading a pickle from anywhere as plain data, which ``piano`` does.
 - ``chorales``: the Bach chorales from music21's corpus as piano rolls, cached as such a pickle.
 - ``hmm``: a hidden-Markov character source with exact log-likelihoods.
 - ``chords``: chord-progression piano rolls with exact log-likelihoods.

@@ -8,21 +8,23 @@ ints or integral floats (60.0), as some copies store them. A sequence of T steps
 roll of shape (T, 88) with ``roll[t, note - 21] = 1`` for each sounding note, 0 elsewhere.
 
 Security: an ordinary ``pickle.load`` runs whatever code a pickle names. ``load_piano`` unpickles
-with ``PlainDataUnpickler`` instead, which builds only plain data (dicts, lists, tuples, sets,
-numbers, strings, and NumPy arrays and scalars) and refuses any other class or function the file
-names with a ValueError, before calling it. ``rolls_from_dict`` validates an already loaded dict
-without unpickling anything.
+with ``plain_pickle.load_plain`` instead, which builds only plain data (dicts, lists, tuples,
+sets, numbers, strings, and NumPy arrays of numbers as lists) and turns anything else, and any
+damage, into a ValueError naming the file. A pickle may not describe more time steps than it has
+bytes (which only repeated references to one sequence could do), so a small file cannot demand
+enormous rolls. ``rolls_from_dict`` validates an already loaded dict without
+unpickling anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from mini_flows.data.plain_pickle import load_plain, short_repr
 from mini_flows.data.text import SPLITS, batches, pad_sequences
 
 LOWEST_NOTE = 21
@@ -33,11 +35,11 @@ N_KEYS = HIGHEST_NOTE - LOWEST_NOTE + 1
 def _note(value: Any, where: str) -> int:
     """``value`` as a MIDI note number in [21, 108], or ValueError naming ``where``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{where}: notes must be integers, got {type(value).__name__} {value!r}")
-    if not float(value).is_integer():
+        raise ValueError(f"{where}: notes must be integers, got {type(value).__name__} {short_repr(value)}")
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
         raise ValueError(f"{where}: notes must be integers, got {value!r}")
     if not LOWEST_NOTE <= value <= HIGHEST_NOTE:
-        raise ValueError(f"{where}: note {value!r} is outside the piano range {LOWEST_NOTE}..{HIGHEST_NOTE}")
+        raise ValueError(f"{where}: note {short_repr(value)} is outside the piano range {LOWEST_NOTE}..{HIGHEST_NOTE}")
     return int(value)
 
 
@@ -45,7 +47,8 @@ def notes_to_roll(sequence: Sequence[Any], dtype: Any = np.float64, *, where: st
     """A piano roll (T, 88) of 0/1 from T time steps of MIDI note numbers.
 
     Raises ValueError (prefixed by ``where``) for an empty sequence, a step that is not a set,
-    frozenset, tuple, list or 1-D array, or a note that is not an integer in [21, 108].
+    frozenset, tuple, list or 1-D array or lists more than 88 notes, or a note that is not an
+    integer in [21, 108].
     """
     if not isinstance(sequence, (list, tuple)):
         raise ValueError(f"{where} must be a list of time steps, got {type(sequence).__name__}")
@@ -58,6 +61,9 @@ def notes_to_roll(sequence: Sequence[Any], dtype: Any = np.float64, *, where: st
         if not isinstance(step, (set, frozenset, tuple, list)):
             kind = type(step).__name__
             raise ValueError(f"{where}, step {t}: a time step must be a set, tuple or list of notes, got {kind}")
+        if len(step) > N_KEYS:
+            raise ValueError(f"{where}, step {t}: a time step lists at most {N_KEYS} notes, one per key, "
+                             f"got {len(step)}")
         for value in step:
             roll[t, _note(value, f"{where}, step {t}") - LOWEST_NOTE] = 1
     return roll
@@ -107,7 +113,8 @@ def rolls_from_dict(data: Mapping[str, Any], dtype: Any = np.float64) -> PianoRo
         raise ValueError(f"expected a dict with keys {list(SPLITS)}, got {type(data).__name__}")
     missing = [name for name in SPLITS if name not in data]
     if missing:
-        raise ValueError(f"the dict lacks the key(s) {missing}; it needs {list(SPLITS)} (has {sorted(map(str, data))})")
+        raise ValueError(f"the dict lacks the key(s) {missing}; it needs {list(SPLITS)} (has "
+                         f"{short_repr(sorted(map(str, data)))})")
     splits = {}
     for name in SPLITS:
         sequences = data[name]
@@ -118,43 +125,39 @@ def rolls_from_dict(data: Mapping[str, Any], dtype: Any = np.float64) -> PianoRo
     return PianoRolls(**splits)
 
 
-class PlainDataUnpickler(pickle.Unpickler):
-    """An unpickler that builds plain data only: the pickle opcodes for dicts, lists, tuples, sets,
-    numbers and strings need no lookup, and ``find_class`` admits just the set types (which
-    Python 2 pickles name), NumPy's array and scalar reconstructors and the byte-string encoder
-    older protocols store arrays with. Anything else a pickle
-    names, the usual carrier of code (``os.system``, a class with ``__reduce__``), raises
-    ``pickle.UnpicklingError`` before it is called."""
-
-    ALLOWED = frozenset({
-        ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),  # how protocols 0 to 2 carry the bytes of an array
-    })
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data; refused")
-        return super().find_class(module, name)
-
-
 def load_piano(path: str | os.PathLike, dtype: Any = np.float64) -> PianoRolls:
     """Load a polyphonic-music pickle (see the module docstring) into piano rolls.
 
-    Unpickles with ``PlainDataUnpickler`` (plain data only, nothing a pickle names is run) and
-    ``encoding="latin1"``, so that Python 2 pickles load too. Raises ValueError for a file that does
-    not unpickle, names anything but plain data, or does not have the expected layout;
-    FileNotFoundError where ``path`` does not exist.
+    Unpickles with ``load_plain`` (plain data only, nothing a pickle names is run; Python 2
+    pickles load too). Raises ValueError naming the file for one that does not unpickle, names
+    anything but plain data, describes more time steps than it has bytes, or does not
+    have the expected layout; FileNotFoundError where ``path`` does not exist.
     """
     with open(path, "rb") as file:
-        try:
-            data = PlainDataUnpickler(file, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError) as err:
-            raise ValueError(f"{os.fspath(path)} is not a readable pickle of plain data: {err}") from err
+        content = file.read()
     try:
+        data = load_plain(content)
+    except ValueError as err:
+        raise ValueError(f"{os.fspath(path)} is not a readable pickle of plain data: {err}") from err
+    try:
+        _check_size(data, len(content))
         return rolls_from_dict(data, dtype)
     except ValueError as err:
         raise ValueError(f"{os.fspath(path)}: {err}") from None
+
+
+def _check_size(data: Any, size: int) -> None:
+    """ValueError unless the time steps in ``data``'s splits are at most ``size``, the file's
+    bytes: a pickle stores each step in at least one byte, unless it refers to one sequence again
+    and again (``[piece] * 6`` is still well within), which could make a kilobyte demand terabytes
+    of rolls. With at most 88 notes a step (``notes_to_roll``), this bounds the rolls' memory and
+    the time to build them by the file's size. Parts that are not lists are left to
+    ``rolls_from_dict`` to name."""
+    if not isinstance(data, Mapping):
+        return
+    splits = [data.get(name) for name in SPLITS]
+    sequences = [s for split in splits if isinstance(split, (list, tuple)) for s in split]
+    steps = sum(len(s) for s in sequences if isinstance(s, (list, tuple)))
+    if steps > size:
+        raise ValueError(f"it describes {steps} time steps in {size} bytes, more than it could store without "
+                         "repeating references to the same sequences; refused")

@@ -30,15 +30,24 @@ def flatten(tree: Tree, prefix: str = "") -> dict[str, Array]:
 
 
 def unflatten(flat: dict[str, Array]) -> Tree:
-    """Inverse of ``flatten``."""
+    """Inverse of ``flatten``. ValueError where a name is both an array and a group holding
+    others ("a" and "a/b"), which no tree flattens to."""
     tree: Tree = {}
     for name, val in flat.items():
         node = tree
         *parents, leaf = name.split("/")
-        for part in parents:
+        for depth, part in enumerate(parents, 1):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise _clash("/".join(parents[:depth]), name)
+        if leaf in node:
+            raise _clash(name, f"{name}/{next(iter(flatten(node[leaf])))}")
         node[leaf] = val
     return tree
+
+
+def _clash(array: str, member: str) -> ValueError:
+    return ValueError(f"parameter names clash: {array!r} is an array and the group holding {member!r}")
 
 
 def tree_map(fn: Callable[..., Array], tree: Tree, *rest: Tree) -> Tree:

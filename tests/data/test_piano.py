@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from mini_flows.data.piano import N_KEYS, load_piano, notes_to_roll, roll_to_notes, rolls_from_dict
+from tests import crafted_pickles
+from tests.crafted_pickles import Global, Reduce
+
+ROOT = Path(__file__).resolve().parents[2]
 
 notes = st.integers(21, 108)
 steps = st.frozensets(notes, max_size=6)
@@ -70,6 +78,8 @@ def replace(split, value):
         (replace("train", [[(60.5,)]]), r"notes must be integers, got 60.5"),
         (replace("train", [[("60",)]]), r"notes must be integers, got str '60'"),
         (replace("train", [[(True,)]]), r"notes must be integers, got bool"),
+        (replace("train", [[(10**400,)]]), r"note <a 1329-bit integer> is outside the piano range"),
+        (replace("train", [[(60,) * 89]]), r"step 0: a time step lists at most 88 notes, one per key, got 89"),
     ],
 )
 def test_malformed_data_raises_a_clear_value_error(tmp_path, data, message):
@@ -125,3 +135,59 @@ def test_plain_data_loads_under_every_protocol_with_sets_and_numpy_arrays(tmp_pa
     path.write_bytes(pickle.dumps(data, protocol=protocol))
     rolls = load_piano(path)
     assert [np.flatnonzero(step).tolist() for step in rolls.train[0]] == [[39, 43], [41], [], [44, 48]]
+
+
+def run_load_piano(path) -> subprocess.CompletedProcess:
+    """``load_piano(path)`` in a fresh Python, so that a crash shows as an exit status, not a dead test run."""
+    return subprocess.run([sys.executable, "-c", "import sys; from mini_flows.data.piano import load_piano; "
+                           "load_piano(sys.argv[1])", str(path)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def music(step) -> dict:
+    """The layout with ``step`` as the first training step."""
+    return {"train": [[step]], "valid": [[(60,)]], "test": [[(60,)]]}
+
+
+@pytest.mark.parametrize("crafted, reason", [
+    # issue 24's recipe: a dtype whose object field its flags deny; NumPy read the bytes as pointers
+    (music(crafted_pickles.array((1,), crafted_pickles.OBJECT_FIELD_DTYPE, b"A" * 8)), "it holds a dtype with fields"),
+    # a dict key nested a million tuples deep: hashing it overflowed CPython's C stack
+    ({**music((60,)), crafted_pickles.Raw(b")" + b"\x85" * 10**6): 0},
+     "it holds a dict key or set member that is a tuple"),
+])
+def test_a_pickle_that_crashed_python_is_refused_in_one_line(tmp_path, crafted, reason):
+    path = tmp_path / "crafted.pickle"
+    path.write_bytes(crafted_pickles.assemble(crafted))
+    done = run_load_piano(path)
+    assert done.returncode == 1, f"exit status {done.returncode}: {done.stderr[-500:]}"
+    last_line = done.stderr.splitlines()[-1]
+    assert last_line.startswith(f"ValueError: {path} is not a readable pickle of plain data: {reason}")
+
+
+@pytest.mark.parametrize("crafted, reason", [
+    (Reduce(Global("numpy._core.multiarray", "_reconstruct"), ()), r"TypeError: _reconstruct\(\) missing"),
+    (Reduce(Global("_codecs", "encode"), ("abc", "no-such-codec")), "the codec 'no-such-codec'; only text to latin1"),
+    (Reduce(Global("numpy.core.multiarray", "_reconstruct"), (Global("numpy", "ndarray"), (2**40,), b"b")),
+     r"an array of shape \(1099511627776,\) before setting its state"),
+])
+def test_a_pickle_that_raised_type_lookup_or_memory_errors_raises_value_error(tmp_path, crafted, reason):
+    """Issue 24: ``_reconstruct`` without arguments raised TypeError, an unknown codec LookupError,
+    and 40 bytes asking for a 1 TiB array MemoryError."""
+    path = tmp_path / "crafted.pickle"
+    path.write_bytes(crafted_pickles.assemble(music(crafted)))
+    with pytest.raises(ValueError, match=rf"crafted\.pickle is not a readable pickle of plain data: .*{reason}"):
+        load_piano(path)
+
+
+def test_repeated_references_cannot_make_a_small_file_demand_huge_rolls(tmp_path):
+    """300 references to one sequence of 300 references to one step: 90,000 time steps from about
+    700 bytes, where a kilobyte more could ask for terabytes. A few repeats still load."""
+    sequence = [(60, 64)] * 300
+    path = tmp_path / "repeats.pickle"
+    path.write_bytes(pickle.dumps({"train": [sequence] * 300, "valid": [[(60,)]], "test": [[(60,)]]}))
+    with pytest.raises(ValueError, match=rf"repeats\.pickle: it describes 90002 time steps in {path.stat().st_size} "
+                                         r"bytes, more than it could store without repeating references"):
+        load_piano(path)
+    path.write_bytes(pickle.dumps({"train": [sequence[:5]] * 6, "valid": [[(60,)]], "test": [[(60,)]]}))
+    assert len(load_piano(path).train) == 6
