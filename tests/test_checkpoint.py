@@ -12,6 +12,8 @@ import pytest
 
 from mini_flows import backend as B
 from mini_flows.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from mini_flows.latent import LatentFlowModel, LSTMBaseline
+from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.optim import Adam
 from tests.test_optim import host, tree_of
 
@@ -300,3 +302,19 @@ def test_a_damaged_file_is_refused_in_one_line_whatever_its_names_and_values_hol
         load_checkpoint(path, config={"vocab_size": 4})
     with pytest.raises(ValueError, match=r"its vocab_size is \[0, 1, 2, 3, 4, 5, \.\.\.\], the model's is 4$"):
         load_checkpoint(path, config={"kind\nx": 1, "vocab_size": 4})
+
+
+def test_a_configuration_of_another_sequence_model_is_refused_by_from_config(tmp_path):
+    """Issue 24: a latent model's configuration given to LSTMBaseline.from_config gave TypeError."""
+    latent = LatentFlowModel(LatentConfig(5, 4, latent_dim=2, embed_size=3, hidden_size=3, flow_hidden_sizes=(3,)))
+    baseline = LSTMBaseline(BaselineConfig(5, 4, embed_size=3, hidden_size=3))
+    path = tmp_path / "latent.npz"
+    save_checkpoint(path, latent.init(B.host_rng(0)), config=latent.config)
+    with pytest.raises(ValueError, match="a checkpoint of another model: a BaselineConfig has no activation, "
+                                         "flow_hidden_sizes, flow_layers, latent_dim, prior, prior_lstm_size, "
+                                         "transform$"):
+        LSTMBaseline.from_config(checkpoint_config(path))
+    with pytest.raises(ValueError, match="a checkpoint of another model: a LatentConfig has no dropout, tie_weights$"):
+        LatentFlowModel.from_config(baseline.config)
+    with pytest.raises(ValueError, match="its configuration lacks vocab_size, max_length, which a BaselineConfig needs"):
+        LSTMBaseline.from_config({"length_counts": [1]})

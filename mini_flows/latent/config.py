@@ -112,6 +112,14 @@ def from_json(config_type: type[_Config], data: dict[str, Any]) -> tuple[_Config
     if LENGTH_COUNTS not in data:
         raise ValueError(f"a model configuration needs {LENGTH_COUNTS!r} (the length prior's counts), "
                          f"got keys {sorted(data)}")
+    fields = {field.name: field for field in dataclasses.fields(config_type)}
+    unknown = sorted(data.keys() - fields.keys() - {LENGTH_COUNTS})
+    missing = [name for name, field in fields.items() if name not in data and field.default is dataclasses.MISSING]
+    if unknown:
+        raise ValueError(f"a checkpoint of another model: a {config_type.__name__} has no {', '.join(unknown)}")
+    if missing:
+        raise ValueError(f"a checkpoint of another model: its configuration lacks {', '.join(missing)}, which a "
+                         f"{config_type.__name__} needs")
     config = config_type(**{key: value for key, value in data.items() if key != LENGTH_COUNTS})
     return config, LengthPrior(config.max_length, data[LENGTH_COUNTS])
 
