@@ -4,9 +4,9 @@
 A case draws, from Hypothesis data and with the kit's strategies, a bijection of the
 ``mini_flows.bijection`` protocol with noisy parameters, a point x in its base space (the input of
 ``forward``; any point is a valid input of ``inverse`` too), its context and a host generator
-(for a base's parameters, or cotangents). Discrete cases take the (length, K) strategy the test chooses, since round trips,
-enumeration and gradient checks need different sizes. Everything is on the selected backend, so
-the non-autograd checks also run under ``--backend strict``.
+(for a base's parameters, or cotangents). Discrete cases take the (length, K) strategy the test
+chooses, since round trips, enumeration and gradient checks need different sizes. Everything is
+on the selected backend, so the non-autograd checks also run under ``--backend strict``.
 """
 
 from __future__ import annotations

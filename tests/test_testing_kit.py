@@ -173,7 +173,8 @@ def test_flows_that_are_no_bijection_of_the_sequences_are_caught():
     params = {"base": base.init(B.host_rng(0)), "flow_0": {}}
     for flow in (Collapse(2, 3), Rotate(2, 3)):
         with pytest.raises(AssertionError, match=r"^flows are a bijection of the sequences: forward\(inverse\(y\)\) == "
-                                                 r"y: max abs error 1\.000e\+00 at index \(\d+, \d, \d\) .* bit for bit$"):
+                                                 r"y: max abs error 1\.000e\+00 at index \(\d+, \d, \d\) "
+                                                 r".* bit for bit$"):
             assert_normalized(DiscreteFlowModel(base, [flow]), params)
     with pytest.raises(AssertionError, match=r"^one-hot values: the flows' inverse of the sequences is not one-hot at "
                                              r"position \(0, 0\) \(18 of 18 positions\)$"):
@@ -183,7 +184,8 @@ def test_flows_that_are_no_bijection_of_the_sequences_are_caught():
 def test_a_discrete_round_trip_off_the_one_hot_vectors_is_caught():
     flow = Planted(build_model("bipartite", vocab_size=4, length=3, network="mlp").flows[0], "inverse offset")
     x = B.asarray(np.eye(4)[[[0, 1, 2], [3, 3, 0]]])
-    with pytest.raises(AssertionError, match=r"^one-hot values: inverse\(forward\(x\)\) is not one-hot at position \(0, 0\)"):
+    with pytest.raises(AssertionError, match=r"^one-hot values: inverse\(forward\(x\)\) is not one-hot at "
+                                             r"position \(0, 0\)"):
         assert_round_trips(flow, flow.init(B.host_rng(0)), x, discrete=True)
 
 
@@ -224,7 +226,8 @@ def test_the_strategies_draw_what_they_say(data):
     tokens = B.to_numpy(data.draw(strategies.token_arrays(length, K, batch=st.integers(2, 4))))
     assert tokens.shape[1] == length and 2 <= tokens.shape[0] <= 4 and tokens.min() >= 0 and tokens.max() < K
     x = B.to_numpy(data.draw(strategies.one_hot_arrays(length, K, batch=2, dtype="float32")))
-    assert x.shape == (2, length, K) and x.dtype == np.float32 and (x.sum(-1) == 1).all() and set(np.unique(x)) <= {0, 1}
+    assert x.shape == (2, length, K) and x.dtype == np.float32
+    assert (x.sum(-1) == 1).all() and set(np.unique(x)) <= {0, 1}
     lengths = B.to_numpy(data.draw(strategies.lengths(5, batch=3)))
     assert lengths.shape == (3,) and lengths.min() >= 1 and lengths.max() <= 5
     assert data.draw(strategies.contexts((2,), 0)) is None

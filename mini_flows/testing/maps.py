@@ -31,7 +31,8 @@ JACOBIAN_RTOL = 1e-8
 def _batch_shape(x: np.ndarray, logdet: np.ndarray, what: str) -> tuple[int, ...]:
     """The batch shape, logdet's, after checking it leads x's shape."""
     if x.shape[: logdet.ndim] != logdet.shape:
-        raise AssertionError(f"{what}: logdet shape {logdet.shape} is not a leading part of the input's shape {x.shape}")
+        raise AssertionError(f"{what}: logdet shape {logdet.shape} is not a leading part of the input's shape "
+                             f"{x.shape}")
     return logdet.shape
 
 
@@ -158,7 +159,8 @@ def assert_jacobian_logdet(forward: Map, x: Any, *, rtol: float = JACOBIAN_RTOL)
                              f"{int(j)} (|d y_i / d x_j| up to {float(np.max(np.abs(off))):.3e})")
     sign, logabsdet = np.linalg.slogdet(blocks)
     if np.any(sign == 0):
-        raise AssertionError(f"log-det against autograd's Jacobian: singular Jacobian at sample {int(np.argmin(np.abs(sign)))}")
+        raise AssertionError(f"log-det against autograd's Jacobian: singular Jacobian at sample "
+                             f"{int(np.argmin(np.abs(sign)))}")
     safe_note(f"logdet {ld.reshape(n)}, slogdet {logabsdet}")
     assert_close(ld.reshape(n), logabsdet, rtol=rtol, atol=rtol,
                  check="log-det against autograd's Jacobian: logdet == log|det J|")

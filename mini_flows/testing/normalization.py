@@ -92,5 +92,6 @@ def assert_normalized(model: Any, params: Tree, *, tol: float = 1e-9, max_sequen
         raise AssertionError(f"finite log p: log p = {float(log_p_all[bad])!r} for tokens {tokens[bad].tolist()}")
     total = float(np.exp(log_p_all).sum())
     if not abs(total - 1) <= tol:
+        log_total = math.log(total) if total > 0 else -math.inf
         raise AssertionError(f"normalization sum_y p(y) = 1: the probabilities of all {sequences} sum to {total!r} "
-                             f"(log of the sum = {math.log(total) if total > 0 else -math.inf:.3e}), beyond tol {tol:g}")
+                             f"(log of the sum = {log_total:.3e}), beyond tol {tol:g}")
