@@ -3,8 +3,8 @@
 Directions: ``forward`` maps base -> data (sampling), ``inverse`` maps data -> base (density).
 Both return ``(value, logdet, cache)``; a backward pass is named after the direction it
 differentiates (``forward_vjp``, ``inverse_vjp``). Continuous layers, their chains, the sequence
-priors and the discrete flows all implement it, so one ``Chain`` composes any of them and one test
-harness (tests/test_bijections.py) checks every one.
+priors and the discrete flows all implement it, so one ``Chain`` composes any of them and one
+property-testing kit (``mini_flows.testing.assert_bijection``) checks every one, a user's too.
 
 References: the ``Bijector`` classes of distrax and TensorFlow Probability, whose "subclass
 requirements" and shape contract this copies.

@@ -1,11 +1,12 @@
-"""The registry of every flow that tests/test_bijections.py checks: a flow joins with one ``Case``.
+"""The registry of every flow that tests/test_bijections.py checks with the testing kit
+(``mini_flows.testing``): a flow joins with one ``Case``.
 
-A case draws, from Hypothesis data, a bijection of the ``mini_flows.bijection`` protocol with
-noisy parameters, a point x in its base space (the input of ``forward``; any point is a valid
-input of ``inverse`` too), its context and a host generator for cotangents. Discrete cases take
-the (length, K) strategy the test chooses, since round trips, enumeration and gradient checks
-need different sizes. Everything is on the selected backend, so the non-autograd checks also run
-under ``--backend strict``.
+A case draws, from Hypothesis data and with the kit's strategies, a bijection of the
+``mini_flows.bijection`` protocol with noisy parameters, a point x in its base space (the input of
+``forward``; any point is a valid input of ``inverse`` too), its context and a host generator
+(for a base's parameters, or cotangents). Discrete cases take the (length, K) strategy the test
+chooses, since round trips, enumeration and gradient checks need different sizes. Everything is
+on the selected backend, so the non-autograd checks also run under ``--backend strict``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
-from hypothesis import note, strategies as st
+from hypothesis import strategies as st
 
 from mini_flows import backend as B
 from mini_flows.bijection import DIRECTIONS, Bijection
 from mini_flows.chain import Chain
 from mini_flows.continuous import AF, IAF, PRIORS, SCF, AffineTransform, Elementwise, FlowStack, NLSqTransform
 from mini_flows.continuous.priors import build_prior
-from mini_flows.discrete import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, make_network
+from mini_flows.discrete import (DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, DiscreteFlowModel,
+                                  FactorizedCategorical, make_network)
 from mini_flows.discrete.flows import SPREAD
-from mini_flows.nn.tree import Tree, tree_map
-from tests.discrete.common import FLOW_CASES, HIDDEN, directions, random_one_hot
+from mini_flows.nn.tree import Tree
+from mini_flows.testing import strategies
+from tests.discrete.common import FLOW_CASES, HIDDEN, directions
 
-seeds = st.integers(0, 2**32 - 1)
 TRANSFORMS = {"affine": AffineTransform, "nlsq": NLSqTransform}
 LAYERS = {"af": AF, "iaf": IAF, "scf": SCF, "none": Elementwise}
 Sizes = st.SearchStrategy  # of (length, K), for discrete cases
@@ -53,10 +55,8 @@ class Case:
     check_jacobian: Callable[[Drawn, np.ndarray], None] | None = None
 
 
-def noisy(params: Tree, rng: np.random.Generator, scale: float) -> Tree:
-    """Parameters plus N(0, scale^2) noise, so the draws are far from the near-identity init
-    (and, for ReLU networks, no unit sits at its kink, where autograd splits ties)."""
-    return tree_map(lambda a: a + B.asarray(scale * rng.standard_normal(a.shape), B.value(a).dtype), params)
+def host_rng(data: st.DataObject) -> np.random.Generator:
+    return B.host_rng(data.draw(strategies.seeds(), label="seed"))
 
 
 def layer_case(kind: str, transform: str) -> Case:
@@ -76,12 +76,11 @@ def layer_case(kind: str, transform: str) -> Case:
         else:
             reverse = data.draw(st.booleans(), label="reverse")
             flow = LAYERS[kind](dim, TRANSFORMS[transform](), reverse=reverse, **config)
-        rng = B.host_rng(data.draw(seeds, label="seed"))
-        params = noisy(flow.init(rng), rng, 0.15)
+        params = data.draw(strategies.params(flow, noise=0.15), label="params")
         lead = tuple(data.draw(st.lists(st.integers(1, 3), min_size=1, max_size=2), label="lead"))
-        x = B.asarray(rng.standard_normal((*lead, dim)) * 1.5)
-        cond = B.asarray(rng.standard_normal((*lead, cond_size))) if cond_size else None
-        return Drawn(flow, params, x, cond, rng)
+        x = data.draw(strategies.normal_arrays((*lead, dim), scale=1.5), label="x")
+        cond = data.draw(strategies.contexts(lead, cond_size), label="context")
+        return Drawn(flow, params, x, cond, host_rng(data))
 
     return Case(f"{kind}-{transform}", draw)
 
@@ -106,11 +105,10 @@ def prior_case(kind: str, transform: str) -> Case:
         T, batch = data.draw(st.integers(1, 3), label="T"), data.draw(st.integers(1, 2), label="batch")
         prior = build_prior(kind, H, transform, num_layers=data.draw(st.integers(1, 2), label="layers"),
                             max_length=T + 1, lstm_size=3, hidden_sizes=(5,), activation="tanh")
-        rng = B.host_rng(data.draw(seeds, label="seed"))
-        params = noisy(prior.init(rng), rng, 0.3)
-        lengths = rng.integers(1, T + 1, size=batch)
-        note(f"lengths={lengths}")
-        return Drawn(prior, params, B.asarray(rng.standard_normal((batch, T, H))), B.asarray(lengths), rng)
+        params = data.draw(strategies.params(prior, noise=0.3), label="params")
+        z = data.draw(strategies.normal_arrays((batch, T, H)), label="z")
+        lengths = data.draw(strategies.lengths(T, batch), label="lengths")
+        return Drawn(prior, params, z, lengths, host_rng(data))
 
     return Case(f"prior-{kind}-{transform}", draw, check_jacobian=prior_block_triangular)
 
@@ -122,7 +120,6 @@ def discrete_case(kind: str, network: str) -> Case:
         length, K = data.draw(sizes, label="(length, K)")
         scale = data.draw(st.booleans(), label="scale")
         spread = data.draw(st.one_of(st.sampled_from([None, SPREAD]), st.floats(0.01, 3.0)), label="spread")
-        rng = B.host_rng(data.draw(seeds, label="seed"))
         flows = []
         for _ in range(data.draw(st.integers(1, 2), label="flows")):
             net = make_network(network, length, K, HIDDEN, scale, autoregressive=kind == "autoregressive")
@@ -130,9 +127,9 @@ def discrete_case(kind: str, network: str) -> Case:
             flows.append(DiscreteAutoregressiveFlow(net, order=direction, spread=spread) if kind == "autoregressive"
                          else DiscreteBipartiteFlow(net, keep=direction, spread=spread))
         flow = flows[0] if len(flows) == 1 else Chain(flows)
-        params = noisy(flow.init(rng), rng, 0.1)
-        x = B.asarray(random_one_hot(rng, data.draw(st.integers(1, 3), label="batch"), length, K))
-        return Drawn(flow, params, x, None, rng)
+        params = data.draw(strategies.params(flow, noise=0.1), label="params")
+        x = data.draw(strategies.one_hot_arrays(length, K), label="x")
+        return Drawn(flow, params, x, None, host_rng(data))
 
     return Case(f"{kind}-{network}", draw, discrete=True, differentiable=("inverse",))
 
@@ -143,3 +140,17 @@ CASES = [
     prior_case("af/af", "affine"),
     *(discrete_case(kind, network) for kind, network in FLOW_CASES),
 ]
+
+
+def on_factorized_base(drawn: Drawn) -> tuple[DiscreteFlowModel, Tree]:
+    """A discrete case's flow (one flow or a Chain of them) on a random factorized base, as a
+    ``DiscreteFlowModel`` with its parameters, for ``assert_normalized``."""
+    flow, params = drawn.bijection, drawn.params
+    length, K = drawn.x.shape[1:]
+    base = FactorizedCategorical(length, K)
+    if isinstance(flow, Chain):  # the model's flows run from the base outwards, a chain's from the data inwards
+        flows, trees = flow.bijections[::-1], [params[name] for name in flow.names[::-1]]
+    else:
+        flows, trees = (flow,), [params]
+    model = DiscreteFlowModel(base, flows)
+    return model, {"base": base.init(drawn.rng), **{f"flow_{i}": tree for i, tree in enumerate(trees)}}

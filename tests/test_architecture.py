@@ -18,7 +18,7 @@ LAYERS = [  # lowest first; the same list as docs/architecture.md
     {"bijection"},
     {"chain"},
     {"discrete", "continuous", "data"},
-    {"latent"},
+    {"latent", "testing"},
     {"experiments"},
     {"cli"},
     {"__main__", "__init__"},

@@ -190,6 +190,35 @@ def _check_latent_scores(ns: dict) -> None:
     assert scores["unit"] == "bits/char" and math.isfinite(scores["nll"]) and scores["sequences"] == 100
 
 
+def _check_kit(ns: dict) -> None:
+    import pytest
+
+    from mini_flows import backend as B
+    from mini_flows.testing import assert_bijection
+    from tests.test_testing_kit import Planted
+
+    flow, rng = ns["flow"], B.host_rng(0)
+    params, x, context = flow.init(rng), B.asarray(rng.standard_normal((4, 3))), B.asarray(rng.standard_normal((4, 2)))
+    assert flow.differentiable == ("forward", "inverse")
+    assert_bijection(flow, params, x, context)
+    for bug, check in (("inverse offset", "round trip"), ("logdet sign", "log-det against autograd's Jacobian"),
+                       ("vjp factor", "VJP of forward against autograd")):
+        with pytest.raises(AssertionError, match=f"^{check}"):
+            assert_bijection(Planted(flow, bug), params, x, context)
+
+
+def _check_normalized(ns: dict) -> None:
+    import itertools
+
+    import numpy as np
+
+    from mini_flows import backend as B
+
+    model = ns["model"]
+    every = B.asarray(list(itertools.product(range(3), repeat=4)))
+    assert abs(float(np.exp(B.to_numpy(model.log_prob(model.init(B.host_rng(0)), every))).sum()) - 1) <= 1e-9
+
+
 COMMENT_CHECKS = {
     "a dict of dicts of arrays; every method takes it first": _check_model_parameters,
     "(2,) nats; summed over all 5^4 sequences, exp(log_prob) is 1": _check_discrete,
@@ -207,6 +236,8 @@ COMMENT_CHECKS = {
     "importance-sampled NLL, bits per character": _check_latent_scores,
     "(1000,) nats, the trained model's bit for bit": _check_restored_density,
     "(5, 2) points, as the trained model draws them": _check_density_samples,
+    "round trips, log-det against autograd's Jacobian, both VJPs": _check_kit,
+    "sum of p over all 3^4 sequences is 1 within 1e-9": _check_normalized,
 }
 
 

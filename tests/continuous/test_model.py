@@ -21,7 +21,8 @@ from mini_flows.experiments.nlsq import sample_mixture
 from mini_flows.nn.tree import flatten, tree_map
 from mini_flows.optim import Adam
 from mini_flows.train import fit
-from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor
+from mini_flows.testing import assert_grads_close, autograd_grads
+from mini_flows.testing.compare import tree_floor
 
 seeds = st.integers(0, 2**32 - 1)
 

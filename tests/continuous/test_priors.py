@@ -14,7 +14,7 @@ from mini_flows.continuous import FlowRangeError
 from mini_flows.continuous.length import length_encoding, sequence_context
 from mini_flows.continuous.priors import PRIORS, SequencePrior, build_prior
 from tests.bijections import prior_case
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
 

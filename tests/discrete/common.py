@@ -1,14 +1,15 @@
-"""Shared by the discrete-flow tests: flows and models of drawn sizes, one-hot data, enumeration."""
+"""Shared by the discrete-flow tests: flows and models of drawn sizes, one-hot data, enumeration
+(``all_tokens`` and ``enumerable_sizes`` are the testing kit's)."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 from hypothesis import strategies as st
 
 from mini_flows import backend as B
 from mini_flows.discrete import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, make_network
+from mini_flows.testing.normalization import all_tokens
+from mini_flows.testing.strategies import enumerable_sizes
 
 HIDDEN = 4
 seeds = st.integers(0, 2**32 - 1)
@@ -20,7 +21,6 @@ FLOW_CASES = [
     ("bipartite", "transformer"),
     ("bipartite", "mlp"),
 ]
-MAX_CONFIGS = 4096
 
 
 def make_flow(kind: str, network: str, length: int, K: int, scale: bool, direction: str, seed: int):
@@ -47,18 +47,5 @@ def random_one_hot(rng: np.random.Generator, batch: int, length: int, K: int) ->
     return one_hot(rng.integers(0, K, size=(batch, length)), K)
 
 
-def max_vocab(length: int) -> int:
-    """The largest K <= 64 with K^length <= MAX_CONFIGS."""
-    return max(k for k in range(2, 65) if k**length <= MAX_CONFIGS)
-
-
-@st.composite
-def enumerable_sizes(draw, max_length: int = 6):
-    """(length, K) with K^length <= 4096."""
-    length = draw(st.integers(1, max_length))
-    return length, draw(st.integers(2, max_vocab(length)))
-
-
-def all_tokens(length: int, K: int) -> np.ndarray:
-    """Every configuration, (K^length, length) integers."""
-    return np.array(list(itertools.product(range(K), repeat=length)), dtype=np.int64)
+__all__ = ["FLOW_CASES", "HIDDEN", "all_tokens", "directions", "enumerable_sizes", "make_flow", "one_hot",
+           "random_one_hot", "seeds"]

@@ -10,7 +10,7 @@ from mini_flows import backend as B
 from mini_flows.discrete import AutoregressiveCategorical, FactorizedCategorical, make_network
 from mini_flows.nn.tree import tree_map
 from tests.discrete.common import HIDDEN, all_tokens, enumerable_sizes, one_hot, random_one_hot, seeds
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 
 BASES = ["factorized", "transformer", "lstm", "made"]
 

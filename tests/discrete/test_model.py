@@ -23,7 +23,8 @@ from mini_flows.discrete import (
 from mini_flows.nn.tree import tree_map
 from mini_flows.optim import Adam
 from tests.discrete.common import FLOW_CASES, HIDDEN, all_tokens, enumerable_sizes, seeds
-from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor
+from mini_flows.testing import assert_grads_close, autograd_grads
+from mini_flows.testing.compare import tree_floor
 
 cases = pytest.mark.parametrize("kind,network", FLOW_CASES)
 

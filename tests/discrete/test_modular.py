@@ -27,7 +27,8 @@ from mini_flows.discrete.modular import (
     units,
 )
 from tests.discrete import bilinear
-from tests.gradcheck import assert_grads_close, autograd_grads, safe_note, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing.compare import safe_note
 
 PRIMES = [2, 3, 5, 7, 11, 13, 17, 31, 37, 61]
 COMPOSITES = [4, 6, 8, 9, 10, 12, 15, 16, 30, 36, 42, 60, 64]

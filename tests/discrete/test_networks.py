@@ -19,7 +19,8 @@ from mini_flows.discrete.networks import (
 )
 from mini_flows.nn.tree import tree_map
 from tests.discrete.common import FLOW_CASES, HIDDEN, random_one_hot, seeds
-from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor
+from mini_flows.testing import assert_grads_close, autograd_grads
+from mini_flows.testing.compare import tree_floor
 
 cases = pytest.mark.parametrize("kind,name", FLOW_CASES)
 

@@ -18,7 +18,7 @@ from mini_flows.experiments.addition import (
 )
 from mini_flows.experiments.evaluation import all_sequences
 from mini_flows.nn.tree import tree_map
-from tests.gradcheck import assert_grads_close, autograd_grads
+from mini_flows.testing import assert_grads_close, autograd_grads
 
 seeds = st.integers(0, 2**32 - 1)
 sizes = dict(K=st.integers(2, 4), length=st.integers(1, 4), C=st.integers(1, 5), batch=st.integers(1, 3), seed=seeds)

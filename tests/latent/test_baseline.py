@@ -18,7 +18,7 @@ from mini_flows.latent.config import BaselineConfig
 from mini_flows.latent.dropout import dropout_mask
 from mini_flows.nn.tree import flatten, tree_map
 from mini_flows.optim import Adam
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
 

@@ -12,7 +12,7 @@ from hypothesis import given, note, strategies as st
 from mini_flows import backend as B
 from mini_flows.continuous.priors import PRIORS
 from mini_flows.latent import dropout_mask
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 from tests.latent.common import context, noise, noisy_params, random_lengths, random_x, small_model
 
 pytestmark = pytest.mark.autograd

@@ -11,7 +11,7 @@ from mini_flows.nn import activations, losses
 from mini_flows.nn.layers import Dense, Embedding
 from mini_flows.nn.broadcast import unbroadcast
 from mini_flows.nn.mlp import MLP
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
 

@@ -8,7 +8,7 @@ from hypothesis import given, note, strategies as st
 
 from mini_flows import backend as B
 from mini_flows.nn.lstm import LSTM, BiLSTM
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
 

@@ -11,7 +11,7 @@ from mini_flows import backend as B
 from mini_flows.nn import activations
 from mini_flows.nn.made import MADE
 from mini_flows.nn.tree import tree_map
-from tests.gradcheck import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
 
 pytestmark = pytest.mark.autograd
 

@@ -14,7 +14,8 @@ from mini_flows.nn.attention import LayerNorm, MultiHeadAttention
 from mini_flows.nn import transformer
 from mini_flows.nn.transformer import POSITIONS, TransformerBlock, TransformerEncoder, sinusoidal_positions
 from mini_flows.nn.tree import flatten, tree_map
-from tests.gradcheck import assert_grads_close, autograd_grads, tree_floor, vjp_loss
+from mini_flows.testing import assert_grads_close, autograd_grads, vjp_loss
+from mini_flows.testing.compare import tree_floor
 
 pytestmark = pytest.mark.autograd
 
