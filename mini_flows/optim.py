@@ -59,6 +59,8 @@ def clip_global_norm(grads: Tree, max_norm: float) -> tuple[Tree, float]:
 
 
 Hyperparameters = tuple[float, tuple[float, float], float, "float | None"]
+HYPERPARAMETERS = ("lr", "betas", "eps", "clip_norm")
+"""Adam's hyperparameters in ``state_dict`` ("clip_norm" only where it clips)."""
 
 
 def check_hyperparameters(lr: Any, betas: Any, eps: Any, clip_norm: Any = None) -> Hyperparameters:
@@ -192,32 +194,88 @@ class Adam:
             arrays.update({f"m/{name}": s["m"], f"v/{name}": s["v"], f"t/{name}": xp.asarray(s["t"], dtype="int64")})
         return arrays
 
-    def load_state_dict(self, arrays: dict[str, Array]) -> None:
+    def load_state_dict(self, arrays: dict[str, Array], params: Tree | None = None) -> None:
         """Restore hyperparameters and state written by ``state_dict`` (replacing the current ones).
 
-        ValueError, changing nothing, where "lr", "betas" or "eps" is missing or fails
-        ``check_hyperparameters``, or a parameter's moments are incomplete or differ in shape.
+        The whole state is checked before anything changes (ValueError naming the entry, and
+        nothing loaded): an entry ``state_dict`` never writes; "lr", "betas" or "eps" missing, not a
+        number (two for "betas"), or refused by ``check_hyperparameters``; for a parameter NAME,
+        "m/NAME", "v/NAME" or "t/NAME" missing, moments that are not float arrays of one shape and
+        dtype (the parameter's, where ``params``, the tree the state is for, is given; then NAME
+        must be one of its parameters), not finite, or (v) negative; a step count "t/NAME" that is
+        not an integer >= 0.
         """
-        if "lr" not in arrays:
-            raise ValueError("no Adam state to load: the arrays have no 'lr' entry")
-        for key in ("betas", "eps"):
-            if key not in arrays:
-                raise ValueError(f"the Adam state has 'lr' but no {key!r} entry")
-        host = {key: B.to_numpy(a) for key, a in arrays.items() if "/" not in key}
-        lr, betas, eps, clip_norm = check_hyperparameters(
-            *(host[key].tolist() if key in host else None for key in ("lr", "betas", "eps", "clip_norm")))
-        names = [key[2:] for key in arrays if key.startswith("m/")]
-        for name in names:
-            for kind in ("v", "t"):
-                if f"{kind}/{name}" not in arrays:
-                    raise ValueError(f"Adam state for {name!r} has no {kind!r} entry")
-            if arrays[f"v/{name}"].shape != arrays[f"m/{name}"].shape:
-                raise ValueError(f"Adam state for {name!r}: m and v differ in shape")
-        self.lr, self.betas, self.eps, self.clip_norm = lr, betas, eps, clip_norm
-        self.state = {
-            name: {"m": arrays[f"m/{name}"], "v": arrays[f"v/{name}"], "t": int(B.to_numpy(arrays[f"t/{name}"]))}
-            for name in names
-        }
+        hyperparameters, state = _checked_state(arrays, None if params is None else flatten(params))
+        self.lr, self.betas, self.eps, self.clip_norm = hyperparameters
+        self.state = state
+
+
+def _checked_state(arrays: dict[str, Array], params: dict[str, Array] | None
+                   ) -> tuple[Hyperparameters, dict[str, dict[str, Any]]]:
+    """The hyperparameters and per-parameter state of ``arrays`` (see ``Adam.load_state_dict``),
+    after checking them all; ``params``: the flattened parameters the state is for, or None."""
+    unknown = sorted(key for key in arrays if key not in HYPERPARAMETERS and not key.startswith(("m/", "v/", "t/")))
+    if unknown:
+        raise ValueError(f"the Adam state's {unknown[0]!r} is not an entry Adam writes")
+    missing = [key for key in HYPERPARAMETERS[:3] if key not in arrays]
+    if missing:
+        raise ValueError(f"the Adam state lacks {' and '.join(map(repr, missing))}")
+    values: dict[str, Any] = {}
+    for key in HYPERPARAMETERS:
+        if key in arrays:
+            a = B.to_numpy(arrays[key])
+            if a.shape != ((2,) if key == "betas" else ()) or a.dtype.kind not in "iuf":
+                raise ValueError(f"the Adam state's {key!r} is {a.dtype} {a.shape}, not "
+                                 f"{'two numbers' if key == 'betas' else 'a number'}")
+            values[key] = a.tolist()
+    hyperparameters = check_hyperparameters(values["lr"], tuple(values["betas"]), values["eps"],
+                                            values.get("clip_norm"))
+    names = sorted({key.split("/", 1)[1] for key in arrays if key not in HYPERPARAMETERS})
+    moments = []
+    state = {}
+    for name in names:
+        absent = [f"{kind}/{name}" for kind in "mvt" if f"{kind}/{name}" not in arrays]
+        if absent:
+            raise ValueError(f"the Adam state lacks {' and '.join(map(repr, absent))}")
+        if params is not None and name not in params:
+            raise ValueError(f"the Adam state has moments for {name!r}, which is not a parameter")
+        if params is None:
+            like, what = arrays[f"m/{name}"], f"'m/{name}'"
+        else:
+            like, what = B.value(params[name]), f"params[{name!r}]"
+        for kind in "mv":
+            a = arrays[f"{kind}/{name}"]
+            if a.dtype.kind != "f":
+                raise ValueError(f"the Adam state's '{kind}/{name}' is {a.dtype} {tuple(a.shape)}, not a float array")
+            if a.dtype != like.dtype or tuple(a.shape) != tuple(like.shape):
+                raise ValueError(f"the Adam state's '{kind}/{name}' is {a.dtype} {tuple(a.shape)} and {what} "
+                                 f"{like.dtype} {tuple(like.shape)}; the moments have the parameter's shape and dtype")
+            moments.append((f"{kind}/{name}", a))
+        t = B.to_numpy(arrays[f"t/{name}"])
+        if t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+            shown = f"{t.dtype} {t.shape}" if t.shape != () else repr(t.tolist())
+            raise ValueError(f"the Adam state's 't/{name}' is {shown}, not a step count (an integer >= 0)")
+        state[name] = {"m": arrays[f"m/{name}"], "v": arrays[f"v/{name}"], "t": int(t)}
+    _check_moments(moments)
+    return hyperparameters, state
+
+
+def _check_moments(moments: list[tuple[str, Array]]) -> None:
+    """ValueError naming the first moment ("m/NAME" or "v/NAME") that holds NaN or infinity, or
+    (v) a negative value; one device sync when all are good."""
+    if not moments:
+        return
+    xp = B.xp()
+    checks = []
+    for key, a in moments:
+        ok = xp.isfinite(a).all()
+        checks.append(ok if key[0] == "m" else ok & (a >= 0).all())
+    good = B.to_numpy(xp.stack(checks))
+    if good.all():
+        return
+    key, _ = moments[int((~good).argmax())]
+    raise ValueError(f"the Adam state's {key!r} holds " + ("NaN or infinity" if key[0] == "m"
+                                                             else "NaN, infinity or negative values"))
 
 
 class TrainingDiverged(ValueError):

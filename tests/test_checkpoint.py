@@ -197,8 +197,8 @@ def test_a_configuration_nested_too_deep_for_json_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("removed, named", [
-    ("adam__eps", "adam/eps missing"), ("adam__betas", "adam/betas missing"),
-    ("adam__v__dense/W", "adam/v/dense/W missing"), ("adam__t__scale", "adam/t/scale missing"),
+    ("adam__eps", "the Adam state lacks 'eps'"), ("adam__betas", "the Adam state lacks 'betas'"),
+    ("adam__v__dense/W", "the Adam state lacks 'v/dense/W'"), ("adam__t__scale", "the Adam state lacks 't/scale'"),
 ])
 def test_an_optimizer_state_missing_an_entry_is_refused_naming_it(tmp_path, removed, named):
     """Issue 24: "adam/lr" without "adam/eps" gave KeyError."""
@@ -214,17 +214,18 @@ def test_an_optimizer_state_missing_an_entry_is_refused_naming_it(tmp_path, remo
     ({"adam__eps": 0.0}, r"eps must be a finite number > 0, got 0\.0"),
     ({"adam__betas": [0.9, 1.5]}, r"betas must be two numbers in \[0, 1\), got \(0\.9, 1\.5\)"),
     ({"adam__clip_norm": np.nan}, r"clip_norm must be a finite number > 0, got nan"),
-    ({"adam__lr": [0.1, 0.2]}, r"adam/lr is float64 \(2,\), not a number"),
-    ({"adam__betas": [True, False]}, r"adam/betas is bool \(2,\), not two numbers"),
-    ({"adam__t__scale": -1}, r"adam/t/scale is -1, not a step count \(an integer >= 0\)"),
-    ({"adam__t__scale": 1.5}, r"adam/t/scale is 1\.5, not a step count"),
-    ({"adam__m__scale": np.nan}, r"adam/m/scale holds NaN or infinity$"),
-    ({"adam__v__scale": -1.0}, r"adam/v/scale holds NaN, infinity or negative values"),
-    ({"adam__m__scale": np.zeros(2)}, r"adam/m/scale is float64 \(2,\) and params/scale float64 \(\); a moment is"),
-    ({"adam__m__nothing": 0.0}, r"adam/v/nothing and adam/t/nothing missing"),
+    ({"adam__lr": [0.1, 0.2]}, r"the Adam state's 'lr' is float64 \(2,\), not a number"),
+    ({"adam__betas": [True, False]}, r"the Adam state's 'betas' is bool \(2,\), not two numbers"),
+    ({"adam__t__scale": -1}, r"the Adam state's 't/scale' is -1, not a step count \(an integer >= 0\)"),
+    ({"adam__t__scale": 1.5}, r"the Adam state's 't/scale' is 1\.5, not a step count"),
+    ({"adam__m__scale": np.nan}, r"the Adam state's 'm/scale' holds NaN or infinity$"),
+    ({"adam__v__scale": -1.0}, r"the Adam state's 'v/scale' holds NaN, infinity or negative values"),
+    ({"adam__m__scale": np.zeros(2)},
+     r"the Adam state's 'm/scale' is float64 \(2,\) and params\['scale'\] float64 \(\); the moments have"),
+    ({"adam__m__nothing": 0.0}, r"the Adam state lacks 'v/nothing' and 't/nothing'"),
     ({"adam__m__nothing": 0.0, "adam__v__nothing": 0.0, "adam__t__nothing": 1},
-     r"adam/m/nothing belongs to no parameter: the file has no params/nothing"),
-    ({"adam__momentum": 0.9}, r"adam/momentum is not an entry Adam writes"),
+     r"the Adam state has moments for 'nothing', which is not a parameter"),
+    ({"adam__momentum": 0.9}, r"the Adam state's 'momentum' is not an entry Adam writes"),
 ])
 def test_saved_adam_hyperparameters_and_moments_are_checked_before_the_optimizer_changes(tmp_path, change, reason):
     """Issue 24: lr -5, eps 0 or a beta of 1.5 loaded, and the next step wrote NaN."""

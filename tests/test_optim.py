@@ -240,10 +240,10 @@ def test_check_hyperparameters_returns_python_floats():
     ("lr", -5.0, "lr must be a finite number > 0, got -5.0"),
     ("eps", 0.0, "eps must be a finite number > 0, got 0.0"),
     ("betas", [0.9, 1.5], r"betas must be two numbers in \[0, 1\)"),
-    ("betas", 0.9, r"betas must be two numbers in \[0, 1\)"),
+    ("betas", 0.9, r"the Adam state's 'betas' is float64 \(\), not two numbers"),
     ("clip_norm", float("nan"), "clip_norm must be a finite number > 0"),
-    ("lr", [1e-3, 1e-3], "lr must be a finite number > 0"),
-    ("eps", None, "the Adam state has 'lr' but no 'eps' entry"),
+    ("lr", [1e-3, 1e-3], r"the Adam state's 'lr' is float64 \(2,\), not a number"),
+    ("eps", None, "the Adam state lacks 'eps'"),
 ])
 def test_loaded_hyperparameters_are_checked_and_a_bad_one_changes_nothing(key, value, match):
     """Issue 24, item 8 (the optimizer's part): lr -5, eps 0 or a beta of 1.5 loaded, and the next
@@ -259,3 +259,48 @@ def test_loaded_hyperparameters_are_checked_and_a_bad_one_changes_nothing(key, v
     with pytest.raises(ValueError, match=match):
         fresh.load_state_dict(arrays)
     assert (fresh.lr, fresh.betas, fresh.eps, fresh.clip_norm, fresh.state) == (0.5, (0.9, 0.999), 1e-8, None, {})
+
+
+def stepped_state() -> tuple[dict, dict]:
+    """tree_of(0) after one step of Adam(lr=0.01, clip_norm=1.0), and that Adam's state_dict."""
+    params, adam = tree_of(0), Adam(lr=0.01, clip_norm=1.0)
+    adam.step(params, tree_of(1))
+    return params, adam.state_dict()
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"t/scale": [1, 2]}, r"the Adam state's 't/scale' is int64 \(2,\), not a step count"),
+    ({"t/scale": 1.5}, r"the Adam state's 't/scale' is 1\.5, not a step count \(an integer >= 0\)"),
+    ({"t/scale": -1}, r"the Adam state's 't/scale' is -1, not a step count"),
+    ({"m/scale": np.nan}, r"the Adam state's 'm/scale' holds NaN or infinity$"),
+    ({"v/dense/b": [0.0, -1.0]}, r"the Adam state's 'v/dense/b' holds NaN, infinity or negative values$"),
+    ({"v/scale": np.float32(0.0)},
+     r"the Adam state's 'v/scale' is float32 \(\) and 'm/scale' float64 \(\); the moments have the parameter's"),
+    ({"m/scale": 0}, r"the Adam state's 'm/scale' is int64 \(\), not a float array$"),
+    ({"v/other": 0.0}, r"the Adam state lacks 'm/other' and 't/other'$"),
+    ({"momentum": 0.9}, r"the Adam state's 'momentum' is not an entry Adam writes$"),
+])
+def test_a_loaded_state_is_checked_in_full_and_a_bad_one_changes_nothing(change, match):
+    """Issue 24, items 8/9: load_state_dict took a step count of 1.5 as 1, NaN or negative moments
+    and a "v/" entry without its "m/", and a step count of shape (2,) raised TypeError after the
+    hyperparameters had been replaced (the optimizer half-loaded)."""
+    _, arrays = stepped_state()
+    arrays.update({key: B.asarray(np.asarray(value)) for key, value in change.items()})
+    fresh = Adam(lr=0.5)
+    with pytest.raises(ValueError, match=match):
+        fresh.load_state_dict(arrays)
+    assert (fresh.lr, fresh.betas, fresh.eps, fresh.clip_norm, fresh.state) == (0.5, (0.9, 0.999), 1e-8, None, {})
+
+
+def test_a_loaded_state_must_fit_the_params_it_is_given():
+    params, arrays = stepped_state()
+    fresh = Adam(lr=0.5)
+    with pytest.raises(ValueError, match=r"the Adam state's 'm/dense/W' is float64 \(3, 2\) and "
+                                         r"params\['dense/W'\] float32 \(3, 2\); the moments have"):
+        fresh.load_state_dict(arrays, tree_map(lambda p: p.astype("float32"), params))
+    with pytest.raises(ValueError, match=r"the Adam state has moments for 'scale', which is not a parameter$"):
+        fresh.load_state_dict(arrays, {name: p for name, p in params.items() if name != "scale"})
+    assert (fresh.lr, fresh.state) == (0.5, {})
+    fresh.load_state_dict(arrays, params)
+    assert (fresh.lr, fresh.betas, fresh.eps, fresh.clip_norm) == (0.01, (0.9, 0.999), 1e-8, 1.0)
+    assert {name: s["t"] for name, s in fresh.state.items()} == {name: 1 for name in flatten(params)}
