@@ -73,7 +73,7 @@ def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys, monkeypat
     for report in reports:
         assert report["final"] and isinstance(report["warnings"], list)
         for numbers in report["final"].values():
-            assert set(numbers) == {"grad", "grad_ratio", "margin_median", "margin_min", "moved"}
+            assert set(numbers) == {"grad", "grad_ratio", "margin_median", "margin_min", "moved", "varied"}
 
 
 def test_steps_reach_the_experiment(tmp_path, capsys):
