@@ -75,7 +75,7 @@ def _check_gradients(ns: dict) -> None:
 def _check_diagnostics(ns: dict) -> None:
     diagnostics = ns["diagnostics"]
     assert list(diagnostics) == [f"flow_{i}/{key}" for i in range(2)
-                                 for key in ("grad", "margin_median", "margin_min", "moved")]
+                                 for key in ("grad", "margin_median", "margin_min", "moved", "varied")]
     assert all(0 <= diagnostics[f"flow_{i}/margin_min"] <= diagnostics[f"flow_{i}/margin_median"] for i in range(2))
     assert all(0 <= diagnostics[f"flow_{i}/moved"] <= 1 and diagnostics[f"flow_{i}/grad"] > 0 for i in range(2))
 

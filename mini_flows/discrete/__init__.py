@@ -6,7 +6,7 @@ Direction convention: a flow's ``forward(x)`` maps base -> data, y_d = (mu_d + s
 """
 
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
-from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, DiscreteFlow
+from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, DiscreteFlow, with_progress
 from mini_flows.discrete.model import DiscreteFlowModel, build_model, identity_start
 from mini_flows.discrete.modular import (
     mod_inverse,
@@ -41,4 +41,5 @@ __all__ = [
     "one_hot_minus",
     "one_hot_multiply",
     "units",
+    "with_progress",
 ]

@@ -20,18 +20,24 @@ straight-through estimator (with the location logits shrunk to a bounded spread 
 their one-hot arguments, so the gradient reaches the location logits, the scale logits (through
 the permutation sigma -> sigma^-1) and the input y.
 
+The bound follows the fraction of training done (``straight_through.scheduled_spread``: in
+effect the plain estimator at the start, narrowing to ``spread`` by half-way) where the loss is
+told it: ``with_progress(model, batches, steps)`` gives ``train.fit`` a loss and batches that do
+so, setting each flow's ``progress`` for the length of one loss call. Without it (a plain
+``model.loss_and_grads``) the bound is ``spread`` throughout.
+
 References: Tran, Vafa, Agrawal, Dinh, Poole. Discrete Flows: Invertible Generative Models of
 Discrete Data. NeurIPS 2019.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.bijection import VJP, Bijection, Result
-from mini_flows.checks import check_number
+from mini_flows.checks import check_number, check_positive_int
 from mini_flows.discrete.modular import inverse_location_scale, inverse_location_scale_vjp, location_scale
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.discrete.straight_through import (
@@ -40,6 +46,7 @@ from mini_flows.discrete.straight_through import (
     mask_scale_logits_backward,
     one_hot_argmax,
     one_hot_argmax_backward,
+    scheduled_spread,
     shrink_logits,
     shrink_logits_backward,
 )
@@ -48,7 +55,8 @@ from mini_flows.nn.tree import Tree
 
 SPREAD = 0.03
 """The flows' default ``spread``: the location logits the straight-through softmax sees keep a
-root-mean-square spread below 0.03 sqrt(K) (``straight_through.shrink_logits``)."""
+root-mean-square spread below 0.03 sqrt(K) (``straight_through.shrink_logits``) from half-way
+through training, and a wider one before (``straight_through.scheduled_spread``)."""
 
 
 class MuSigmaCache(NamedTuple):
@@ -84,7 +92,9 @@ class DiscreteFlow(Bijection):
         inverse_vjp(params, cache, dx, dlogdet) -> (grads, dy, None)
 
     with ``inverse(params, forward(params, x)[0])[0] == x`` bit for bit, and ``grads`` mirroring
-    ``init``'s tree {"network": ...}. ``_mu_sigma`` and ``_mu_sigma_backward`` give the shared
+    ``init``'s tree {"network": ...}. ``progress``: the fraction of training done, which the
+    straight-through surrogate's bound follows (``scheduled_spread``); None (the bound is
+    ``spread``) except inside a loss call of ``with_progress``. ``_mu_sigma`` and ``_mu_sigma_backward`` give the shared
     network -> straight-through argmax step. The network follows the protocol of ``networks``
     (attributes length, vocab_size, scale, autoregressive; a "bias" parameter, whose dtype the
     inputs must have).
@@ -96,6 +106,7 @@ class DiscreteFlow(Bijection):
     def __init__(self, network: Any, tau: float = 0.1, spread: float | None = SPREAD):
         self.network, self.tau = network, check_number("tau", tau)
         self.spread = None if spread is None else check_number("spread", spread)
+        self.progress: float | None = None
         self.length, self.vocab_size, self.scale = network.length, network.vocab_size, network.scale
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
@@ -122,7 +133,7 @@ class DiscreteFlow(Bijection):
             (loc, scale), net_cache = self.network.forward(params["network"], h, positions)
         shrink_cache = None
         if self.spread is not None:
-            loc, shrink_cache = shrink_logits(loc, self.spread)
+            loc, shrink_cache = shrink_logits(loc, scheduled_spread(self.spread, self.progress))
         mu, mu_cache = one_hot_argmax(loc, self.tau)
         sigma = sigma_cache = None
         if self.scale:
@@ -291,3 +302,31 @@ class DiscreteBipartiteFlow(DiscreteFlow):
         dy_moved, dmu, dsigma = inverse_location_scale_vjp(y_moved, mu, sigma, dx[:, self.moved])
         grads, dh = self._mu_sigma_backward(params, net_cache, dmu, dsigma)
         return grads, self._join(dx[:, self.kept] + dh[:, self.kept], dy_moved), None
+
+
+def with_progress(model: Any, batches: Callable[[int], Any],
+                  steps: int) -> tuple[Callable[[Tree, Any], tuple], Callable[[int], tuple[Any, float]]]:
+    """``train.fit``'s loss and batches for ``steps`` steps of a discrete flow model whose flows'
+    straight-through bound follows the fraction of training done (``scheduled_spread``):
+
+        loss, batches = with_progress(model, batch_at, steps)
+        params, history = fit(loss, params, batches, steps, ...)
+
+    Batch ``step`` is (batch_at(step), step / steps); the loss is ``model.loss_and_grads(params,
+    batch)`` run with every flow's ``progress`` set to step / steps, and None again after the call,
+    so the model holds no progress between steps. ``model``: a ``DiscreteFlowModel`` (anything
+    with ``flows`` and ``loss_and_grads``); ``batches``: a function of the step (0-based).
+    """
+    check_positive_int("steps", steps)
+
+    def loss_and_grads(params: Tree, batch_and_progress: tuple[Any, float]) -> tuple:
+        batch, progress = batch_and_progress
+        for flow in model.flows:
+            flow.progress = progress
+        try:
+            return model.loss_and_grads(params, batch)
+        finally:
+            for flow in model.flows:
+                flow.progress = None
+
+    return loss_and_grads, lambda step: (batches(step), step / steps)

@@ -39,7 +39,7 @@ from mini_flows.discrete import (
     DiscreteFlowModel,
 )
 from mini_flows.discrete.diagnostics import diagnostics_report
-from mini_flows.discrete.flows import SPREAD
+from mini_flows.discrete.flows import SPREAD, with_progress
 from mini_flows.discrete.networks import at_positions, scatter_positions, shift_right, shift_right_backward
 from mini_flows.discrete.one_hot import check_one_hot
 from mini_flows.experiments.figures import save_figure, table_bars
@@ -241,7 +241,8 @@ def run(settings: Settings) -> Report:
             condition(model, a[part], b[part])
             return y[part]
 
-        params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)), batch_at, steps,
+        loss, batches = with_progress(model, batch_at, steps)
+        params, history = fit(loss, model.init(B.host_rng(settings.seed)), batches, steps,
                               Adam(lr=LR, clip_norm=5.0), linear_decay(LR, steps),
                               settings.progress(label, steps, unit="nats/seq"))
         if flows:

@@ -62,7 +62,7 @@ from mini_flows.backend import Array
 from mini_flows.data import dirichlet_table, sample_table, table_entropy
 from mini_flows.discrete import build_model, identity_start
 from mini_flows.discrete.diagnostics import diagnostics_report
-from mini_flows.discrete.flows import SPREAD
+from mini_flows.discrete.flows import SPREAD, with_progress
 from mini_flows.experiments.evaluation import all_sequences, log_probs
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
@@ -179,9 +179,10 @@ def train_row(row: Row, seed: int, quick: bool, progress: Callable[..., Progress
     for label, (kind, flows, network, base_network, lr) in MODELS.items():
         model = build_model(kind, K, D, num_flows=flows, hidden=row.hidden, network=network, base_network=base_network,
                             scale=row.scale and flows > 0, spread=spread)
-        params, history = fit(model.loss_and_grads, identity_start(model, model.init(B.host_rng(seed))),
-                              epochs(train, row.batch, row.steps, seed + 3), row.steps, Adam(lr=lr),
-                              linear_decay(lr, row.steps), progress(f"{label} D={D} K={K}", row.steps, unit="nats/seq"))
+        loss, batches = with_progress(model, epochs(train, row.batch, row.steps, seed + 3), row.steps)
+        params, history = fit(loss, identity_start(model, model.init(B.host_rng(seed))), batches, row.steps,
+                              Adam(lr=lr), linear_decay(lr, row.steps),
+                              progress(f"{label} D={D} K={K}", row.steps, unit="nats/seq"))
         if keep is not None:
             keep(f"{label} D={D} K={K}", model, params)
         if flows:

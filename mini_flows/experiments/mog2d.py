@@ -27,7 +27,7 @@ from mini_flows.data import mog_samples, mog_table, table_entropy
 from mini_flows.data.toy import MOG_BOUND, MOG_MODES, MOG_RADIUS, MOG_STATES, MOG_WIDTH
 from mini_flows.discrete import DiscreteFlowModel, build_model
 from mini_flows.discrete.diagnostics import diagnostics_report
-from mini_flows.discrete.flows import SPREAD
+from mini_flows.discrete.flows import SPREAD, with_progress
 from mini_flows.experiments.evaluation import log_probs, mean_nll
 from mini_flows.experiments.figures import heatmaps, save_figure
 from mini_flows.experiments.settings import Settings
@@ -92,10 +92,9 @@ def train_models(data: Array, steps: int, batch: int = 128, lr: float = 1e-2, hi
 
     def trained(model: DiscreteFlowModel, label: str) -> tuple[DiscreteFlowModel, Tree, Any]:
         rng = B.rng(seed + 1)
-        params, history = fit(model.loss_and_grads, model.init(B.host_rng(seed)),
-                              lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps,
-                              Adam(lr=lr, clip_norm=5.0), linear_decay(lr, steps),
-                              progress(label, steps, unit="nats/seq"))
+        loss, batches = with_progress(model, lambda s: data[rng.integers(0, data.shape[0], size=batch)], steps)
+        params, history = fit(loss, model.init(B.host_rng(seed)), batches, steps, Adam(lr=lr, clip_norm=5.0),
+                              linear_decay(lr, steps), progress(label, steps, unit="nats/seq"))
         return model, params, diagnostics_report(history)
 
     base = trained(build_model("bipartite", K, 2, num_flows=0), LABELS[0])

@@ -31,7 +31,8 @@ class Settings:
         for the Bach chorales of music21's corpus, split by their own fixed seed), or None.
     verbose : print progress lines.
     spread : the discrete flows' bound on the spread of their location logits (``build_model``'s
-        ``spread``; None: the paper's plain straight-through gradient).
+        ``spread``), reached half-way through training and wider before, where an experiment trains
+        through ``discrete.flows.with_progress``; None: the paper's plain straight-through gradient.
     clock : the whole run's ``RunClock``: an experiment ``plan``s every training step it will take
         before its first model, and each ``progress`` printer ticks it, for the run's time left.
     models : the results.json entries of the models ``keep_model`` saved, in training order.

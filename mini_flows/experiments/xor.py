@@ -24,6 +24,7 @@ from mini_flows import backend as B
 from mini_flows.data import sample_table, table_entropy
 from mini_flows.discrete import DiscreteBipartiteFlow, DiscreteFlowModel, FactorizedCategorical, MLPNet, build_model
 from mini_flows.discrete.diagnostics import diagnostics_report
+from mini_flows.discrete.flows import with_progress
 from mini_flows.experiments.figures import save_figure, table_bars
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
@@ -93,9 +94,10 @@ def run(settings: Settings) -> Report:
     settings.clock.plan(len(learnt) * steps)
     learnt_tables, diagnostics = {}, {}
     for label, model in learnt.items():
-        params, history = fit(model.loss_and_grads, model.init(B.host_rng(settings.seed)),
-                              lambda s: data[s * batch:(s + 1) * batch], steps, Adam(lr=1e-2, clip_norm=5.0),
-                              linear_decay(1e-2, steps), settings.progress(label, steps, unit="nats/seq"))
+        loss, batches = with_progress(model, lambda s: data[s * batch:(s + 1) * batch], steps)
+        params, history = fit(loss, model.init(B.host_rng(settings.seed)), batches, steps,
+                              Adam(lr=1e-2, clip_norm=5.0), linear_decay(1e-2, steps),
+                              settings.progress(label, steps, unit="nats/seq"))
         settings.keep_model(label, model, params)
         if model.flows:
             diagnostics[label] = diagnostics_report(history)

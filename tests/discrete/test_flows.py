@@ -1,5 +1,6 @@
 """Discrete flows: real context-dependent permutations, the gradient reaching location, scale and
-input, float32, bad input and configuration. Bit-exact round trips, bijections on every
+input, float32, bad input and configuration, and the training progress that ``with_progress``
+hands to the straight-through bound. Bit-exact round trips, bijections on every
 configuration and inverse_vjp against autograd are checked by the shared harness,
 tests/test_bijections.py."""
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from mini_flows import backend as B
-from mini_flows.discrete import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, make_network
+from mini_flows.discrete import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, build_model, make_network
+from mini_flows.discrete.flows import with_progress
+from mini_flows.nn.tree import flatten
 from tests.discrete.common import FLOW_CASES, make_flow, one_hot, random_one_hot
 
 cases = pytest.mark.parametrize("kind,network", FLOW_CASES)
@@ -94,3 +97,46 @@ def test_flow_constructors_reject_bad_configuration():
         DiscreteBipartiteFlow(bidirectional, keep="left")
     with pytest.raises(ValueError, match="tau"):
         DiscreteAutoregressiveFlow(causal, tau=0.0)
+
+
+def relative_distance(a, b) -> float:
+    """||a - b|| / ||b||."""
+    a, b = B.to_numpy(a), B.to_numpy(b)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_with_progress_hands_the_fraction_of_training_to_the_flows_for_one_call():
+    """fit's batches carry step / steps; during the loss call the flows' bound is the schedule's
+    (at the start about the plain estimator's gradient, from half-way the bound's exactly), and
+    after it the flows hold no progress. The forward value never changes."""
+    model = build_model("bipartite", 5, 4, num_flows=2, network="mlp", hidden=8)
+    plain = build_model("bipartite", 5, 4, num_flows=2, network="mlp", hidden=8, spread=None)
+    params = model.init(B.host_rng(0))
+    params = {**params, **{f"flow_{i}": {"network": {**params[f"flow_{i}"]["network"],
+                                                    "bias": 5 * params[f"flow_{i}"]["network"]["bias"]}}
+                           for i in range(2)}}  # spread-out logits, which the bound shrinks
+    tokens = B.asarray(np.random.default_rng(1).integers(0, 5, size=(16, 4)))
+    seen = []
+    loss, batches = with_progress(model, lambda step: (seen.append(step), tokens)[1], 10)
+    assert batches(3)[1] == 0.3 and seen == [3]
+    start, late = loss(params, batches(0)), loss(params, batches(6))
+    bounded, unbounded = model.loss_and_grads(params, tokens), plain.loss_and_grads(params, tokens)
+    assert start[0] == late[0] == bounded[0] == unbounded[0]
+    assert all(flow.progress is None for flow in model.flows)
+    for name in ("flow_0", "flow_1"):
+        late_grads, bounded_grads = flatten(late[1][name]), flatten(bounded[1][name])
+        start_grads, plain_grads = flatten(start[1][name]), flatten(unbounded[1][name])
+        for key in bounded_grads:
+            np.testing.assert_array_equal(B.to_numpy(late_grads[key]), B.to_numpy(bounded_grads[key]))
+            assert relative_distance(start_grads[key], plain_grads[key]) < 1e-2
+        assert relative_distance(bounded_grads["network/bias"], plain_grads["network/bias"]) > 0.1
+
+
+def test_a_loss_that_fails_leaves_no_progress_behind():
+    model = build_model("bipartite", 3, 2, num_flows=1, network="mlp", hidden=4)
+    loss, batches = with_progress(model, lambda step: B.asarray(np.zeros((0, 2), dtype=int)), 4)
+    with pytest.raises(ValueError, match="tokens"):
+        loss(model.init(B.host_rng(0)), batches(1))
+    assert model.flows[0].progress is None
+    with pytest.raises(ValueError, match="steps"):
+        with_progress(model, batches, 0)

@@ -24,6 +24,7 @@ from mini_flows.discrete.straight_through import (
     mask_scale_logits_backward,
     one_hot_argmax,
     one_hot_argmax_backward,
+    scheduled_spread,
     shrink_logits,
     shrink_logits_backward,
 )
@@ -98,6 +99,14 @@ def test_shrinking_small_logits_leaves_their_centred_values_almost_unchanged(see
     logits = B.host_rng(seed).standard_normal((*lead, K)) * spread * math.sqrt(K) * 1e-3
     centred = logits - logits.mean(axis=-1, keepdims=True)
     assert np.allclose(B.to_numpy(shrink_logits(B.asarray(logits), spread)[0]), centred, rtol=1e-5, atol=0)
+
+
+def test_the_scheduled_spread_narrows_from_a_thousandfold_to_the_bound_by_half_way():
+    assert scheduled_spread(0.03, 0.0) == pytest.approx(30.0, rel=1e-12)
+    assert scheduled_spread(0.03, 0.25) == pytest.approx(0.03 * math.sqrt(1000), rel=1e-12)
+    assert [scheduled_spread(0.03, p) for p in (0.5, 0.75, 1.0, None)] == [0.03] * 4
+    ramp = [scheduled_spread(0.1, p / 20) for p in range(21)]
+    assert all(a > b for a, b in zip(ramp[:10], ramp[1:11])) and set(ramp[10:]) == {0.1}
 
 
 @pytest.mark.autograd
@@ -185,6 +194,9 @@ BAD_CALLS = [
     pytest.param(lambda: one_hot_argmax(_logits(0.0, 1.0), float("nan")), ValueError, TAU, id="tau NaN"),
     pytest.param(lambda: one_hot_argmax(_logits(0.0, 1.0), "0.1"), ValueError, TAU, id="tau str"),
     pytest.param(lambda: shrink_logits(_logits(0.0, 1.0), 0.0), ValueError, "spread must be", id="spread 0"),
+    pytest.param(lambda: scheduled_spread(0.03, 1.5), ValueError, r"progress must be .* in \[0, 1\]", id="progress 1.5"),
+    pytest.param(lambda: scheduled_spread(0.03, -0.1), ValueError, "progress must be", id="progress < 0"),
+    pytest.param(lambda: scheduled_spread(0.03, "half"), ValueError, "progress must be", id="progress str"),
     pytest.param(lambda: shrink_logits_backward(shrink_logits(_logits(0.0, 1.0), 0.1)[1], _logits(0.0)), ValueError,
                  "dshrunk must have shape", id="shrink backward shape"),
     pytest.param(

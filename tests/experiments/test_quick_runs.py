@@ -73,7 +73,7 @@ def test_quick_run_writes_a_valid_results_json(name, tmp_path, capsys, monkeypat
     for report in reports:
         assert report["final"] and isinstance(report["warnings"], list)
         for numbers in report["final"].values():
-            assert set(numbers) == {"grad", "grad_ratio", "margin_median", "margin_min", "moved"}
+            assert set(numbers) == {"grad", "grad_ratio", "margin_median", "margin_min", "moved", "varied"}
 
 
 def test_steps_reach_the_experiment(tmp_path, capsys):
@@ -96,3 +96,17 @@ def test_the_plain_straight_through_flag_reaches_the_flows(tmp_path, monkeypatch
         assert main(["run", "xor", "--quick", "--out", str(tmp_path), *flag]) == 0
         assert expected in spreads and set(spreads) <= {SPREAD, expected}
         assert strict_json((tmp_path / "results.json").read_text())["settings"]["spread"] == expected
+
+
+@pytest.mark.parametrize("name", ["xor", "mog2d", "fullrank", "addition"])
+def test_the_discrete_experiments_tell_their_flows_the_fraction_of_training_done(name, tmp_path, monkeypatch):
+    """They train through ``with_progress``: the straight-through bound sees step / steps at every
+    training step (and no progress when the trained model is evaluated)."""
+    from mini_flows.discrete import flows
+
+    seen = []
+    schedule = flows.scheduled_spread
+    monkeypatch.setattr(flows, "scheduled_spread",
+                        lambda spread, progress: (seen.append(progress), schedule(spread, progress))[1])
+    assert main(["run", name, "--quick", "--steps", "4", "--out", str(tmp_path)]) == 0
+    assert {p for p in seen if p is not None} == {0.0, 0.25, 0.5, 0.75}
