@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
+import mini_flows
 from mini_flows import backend as B
 from mini_flows import cli
 from mini_flows.cli import main
@@ -211,3 +215,20 @@ def test_the_command_runs_blas_on_one_thread_unless_the_environment_says_otherwi
     code = "import mini_flows, sys; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # importing the package loads no array library
+
+
+def test_a_checkout_that_was_never_installed_records_its_own_version(tmp_path, monkeypatch):
+    """``python -m mini_flows`` from a checkout without package metadata: the run finishes and
+    results.json holds the package's own version."""
+    def not_installed(distribution):
+        raise metadata.PackageNotFoundError(distribution)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert main(["run", "nlsq1d", "--out", str(tmp_path)]) == 0
+    provenance = json.loads((tmp_path / "results.json").read_text())["provenance"]
+    assert provenance["mini_flows"] == mini_flows.__version__ and provenance["numpy"] is None
+
+
+def test_the_package_version_is_pyprojects():
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE).group(1) == mini_flows.__version__

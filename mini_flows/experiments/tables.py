@@ -25,6 +25,7 @@ from typing import Any
 
 from mini_flows.experiments.settings import Settings
 from mini_flows.files import write_atomically
+from mini_flows.version import __version__
 
 
 def cell(ours: Any, paper: Any = None, digits: int = 3) -> dict[str, Any]:
@@ -107,15 +108,24 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _installed_version(distribution: str) -> str | None:
+    """The version of an installed distribution, None where its metadata is missing."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def provenance() -> dict[str, Any]:
-    """What produced a result: mini_flows', NumPy's and Python's versions, the git revision of the
-    checkout the package runs from (None outside one) and the time, in UTC."""
+    """What produced a result: mini_flows' version (``mini_flows.version``: the package that runs
+    knows it, installed or not), NumPy's and Python's, the git revision of the checkout the
+    package runs from (None outside one) and the time, in UTC."""
     try:
         revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
                                   text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         revision = None
-    return {"mini_flows": metadata.version("mini-flows"), "numpy": metadata.version("numpy"),
+    return {"mini_flows": __version__, "numpy": _installed_version("numpy"),
             "python": platform.python_version(), "git_revision": revision,
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
