@@ -116,17 +116,34 @@ def _installed_version(distribution: str) -> str | None:
         return None
 
 
+def _git(*args: str, cwd: Path) -> str | None:
+    """git's answer (stdout, stripped) in ``cwd``, None where git fails or is missing."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def git_revision() -> str | None:
+    """The commit of the checkout the package runs from: git's HEAD where the top level of the work
+    tree holding the package is the folder that holds the package itself; None otherwise (an
+    installed copy inside another project's work tree, such as a virtual environment there, whose
+    HEAD says nothing about this code). A package reached through a symbolic link counts where it
+    really lives."""
+    checkout = Path(__file__).resolve().parents[2]  # mini_flows/experiments/tables.py -> the folder holding mini_flows
+    top = _git("rev-parse", "--show-toplevel", cwd=checkout)
+    if top is None or Path(top).resolve() != checkout:
+        return None
+    return _git("rev-parse", "HEAD", cwd=checkout)
+
+
 def provenance() -> dict[str, Any]:
     """What produced a result: mini_flows' version (``mini_flows.version``: the package that runs
     knows it, installed or not), NumPy's and Python's, the git revision of the checkout the
     package runs from (None outside one) and the time, in UTC."""
-    try:
-        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                  text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        revision = None
     return {"mini_flows": __version__, "numpy": _installed_version("numpy"),
-            "python": platform.python_version(), "git_revision": revision,
+            "python": platform.python_version(), "git_revision": git_revision(),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
