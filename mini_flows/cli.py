@@ -45,6 +45,7 @@ from pathlib import Path  # noqa: E402
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.discrete.flows import SPREAD  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
+from mini_flows.experiments.figures import write_figures  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
 from mini_flows.experiments.tables import write_results  # noqa: E402
 
@@ -173,7 +174,17 @@ def _execute(name: str, settings: Settings, command: str) -> None:
     seconds = time.perf_counter() - start
     print()
     print(report.render())
-    write_results(settings.out / "results.json", name, report, settings, B.get_backend(), seconds, command)
+    results = settings.out / "results.json"
+    write_results(results, name, report, settings, B.get_backend(), seconds, command)
+    failures = write_figures(report, settings.out)  # after results.json: a figure that fails costs nothing
+    for failure in failures:
+        print(f"mini-flows: warning: {failure}; the table and results.json are complete", file=sys.stderr)
+    if failures:  # results.json lists the figures actually written, and says why the others are not
+        try:
+            write_results(results, name, report, settings, B.get_backend(), seconds, command)
+        except OSError as err:
+            print(f"mini-flows: warning: could not update {results} ({err.strerror or err}); it still lists the "
+                  "figures above", file=sys.stderr)
     written = ", ".join(["results.json", *report.figures])
     print(f"\n{name}: {seconds:.1f} s; wrote {written} to {settings.out}", flush=True)
 

@@ -232,3 +232,24 @@ def test_a_checkout_that_was_never_installed_records_its_own_version(tmp_path, m
 def test_the_package_version_is_pyprojects():
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE).group(1) == mini_flows.__version__
+
+
+def test_a_figure_that_fails_is_a_warning_after_the_table_and_results(tmp_path, capsys, monkeypatch):
+    """A full disk while the figure is written: the table is printed, results.json written (without
+    the figure, with a note), the previous run's figure removed, one warning line, exit status 0."""
+    plt = pytest.importorskip("matplotlib.pyplot", reason="the figure is drawn only where matplotlib is installed")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plt, "savefig", disk_full)
+    (tmp_path / "xor.png").write_bytes(b"the previous run's figure")
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "wrote results.json to" in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("mini-flows: warning: could not write the figure "
+                                                                      "xor.png (No space left on device)")
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["table"]["title"] in captured.out  # the table was printed
+    assert record["figures"] == [] and any("could not write the figure xor.png" in n for n in record["notes"])
+    assert not (tmp_path / "xor.png").exists()

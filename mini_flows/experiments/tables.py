@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mini_flows.experiments.settings import Settings
 from mini_flows.files import write_atomically
@@ -85,13 +85,15 @@ class Table:
 
 @dataclass
 class Report:
-    """What an experiment returns: its table, notes to print under it, figures it wrote (paths
-    relative to --out) and results (JSON-able numbers, lists, dicts) for results.json."""
+    """What an experiment returns: its table, notes to print under it, results (JSON-able numbers,
+    lists, dicts) for results.json, and its figures (paths relative to --out), each drawn by
+    ``drawings[path]`` (plt -> None) when ``figures.write_figures`` writes them."""
 
     table: Table
     notes: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+    drawings: dict[str, Callable[[Any], None]] = field(default_factory=dict, repr=False)
 
     def render(self) -> str:
         return "\n".join([self.table.render()] + [f"- {n}" for n in self.notes])

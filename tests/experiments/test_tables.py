@@ -18,7 +18,7 @@ from mini_flows import backend as B
 from mini_flows.data import dirichlet_table, table_entropy
 from mini_flows.discrete.flows import SPREAD
 from mini_flows.experiments.evaluation import all_sequences
-from mini_flows.experiments.figures import no_plot_note, plot, save_figure
+from mini_flows.experiments.figures import no_plot_note, plot, save_figure, write_figures
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell, render_cell, write_results
 from mini_flows.experiments.fullrank import cross_entropy
@@ -87,16 +87,24 @@ def test_settings_pick_steps():
     assert Settings(out=None, quick=True, steps=7).pick_steps(100, 5) == 7
 
 
-def test_figures_are_saved_or_a_note_says_why(tmp_path):
+def test_figures_are_listed_then_drawn_or_a_note_says_why(tmp_path):
     report = Report(Table("T", [], []))
     settings = Settings(out=tmp_path)
     save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [1, 0]), report)
-    save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [1, 0]), report)
+    save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [0, 1]), report)  # the later drawing wins
     if plot(tmp_path / "g.png", lambda plt: plt.plot([0], [0])):
-        assert report.figures == ["f.png", "f.png"] and (tmp_path / "f.png").is_file()
+        assert report.figures == ["f.png"] and not (tmp_path / "f.png").exists()  # listed, not yet drawn
+        assert write_figures(report, tmp_path) == [] and (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
     else:
         assert report.figures == [] and report.notes == [no_plot_note("f.png")]
         assert "pip install 'mini-flows[plot]'" in report.notes[0]
+
+
+def test_without_matplotlib_a_note_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    report = Report(Table("T", [], []))
+    save_figure(Settings(out=tmp_path), "f.png", lambda plt: plt.plot([0], [0]), report)
+    assert report.figures == [] and report.notes == [no_plot_note("f.png")] and write_figures(report, tmp_path) == []
 
 
 def test_all_sequences_enumerate_a_table_in_its_own_order():
