@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, note, strategies as st
 
-from mini_flows.data.text import MAX_LENGTH, PAD_ID, UNK_ID, Vocab, batches, load_text, pad_sequences
+from mini_flows.data.text import MAX_LENGTH, PAD_ID, UNK_ID, Vocab, batches, check_text, load_text, pad_sequences
 
 seeds = st.integers(0, 2**32 - 1)
 sentences = st.text(alphabet=string.ascii_letters + " .,'", max_size=30).map(lambda s: "x" + s.strip())
@@ -180,7 +180,7 @@ def test_batch_size_and_padding_errors():
 def test_a_file_in_another_encoding_names_the_file_line_and_byte(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("the first line\nla caf\u00e9 est ouverte\n".encode("latin-1") + b"more text\n" * 10)
-    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); pass the file's encoding"):
+    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); convert it to utf-8$"):
         load_text(path, seed=0)
     assert load_text(path, seed=0, encoding="latin-1") is not None
 
@@ -216,3 +216,12 @@ def test_pooled_batches_pad_less_and_need_a_seed():
     assert padded[8] < 0.8 * padded[None]
     with pytest.raises(ValueError, match="pool needs a seed"):
         next(batches(sequences, 32, None, pool=2))
+
+
+def test_check_text_reads_a_whole_file_and_names_where_it_fails(tmp_path):
+    path = tmp_path / "late.txt"
+    path.write_bytes(b"a line of text\n" * 100_000 + b"\xc3(\n")  # the bad byte lies past the first megabyte
+    with pytest.raises(ValueError, match=r"late\.txt is not valid utf-8: line 100001, byte 1 \(0xc3\)"):
+        check_text(path)
+    path.write_text("caf\u00e9\n" * 10)
+    check_text(path)
