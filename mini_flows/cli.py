@@ -11,9 +11,18 @@ matplotlib is installed) into --out (default: mini-flows-results/NAME). ``demo``
 both papers in about a minute. The command runs BLAS on one thread (OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS, MKL_NUM_THREADS = 1) unless the environment names a count or ``--threads N`` does
 (the flag wins): these models' matrix products are small, and on a few cores extra BLAS threads
-make them several times slower. It also lets malloc reuse freed memory (``mini_flows.process``). Bad
-arguments give a one-line error on stderr and exit status 2; an experiment that fails on its input
-(a missing --data file, no GPU for --backend cupy, no music21 for --data chorales) exits with status 1.
+make them several times slower. It also lets malloc reuse freed memory (``mini_flows.process``).
+
+Results. A run checks its arguments and --out before anything, then moves the previous run's
+results.json aside (to results.previous.json) and puts it back if it stops before writing its own;
+it prints the table and writes results.json before it draws the figures, and a figure that fails
+is a warning. An --out holding another experiment's results.json is refused, not overwritten.
+
+Exit status. Bad arguments give a one-line error on stderr and exit status 2: among them a --data
+file that is missing, a folder or unreadable (or, for charlm and charflows, not UTF-8 text), and
+an --out that is a file, unwritable or holds another experiment's results. An experiment that
+fails on its input (a pickle it refuses, no GPU for --backend cupy, no music21 for --data
+chorales) exits with status 1, also in one line.
 """
 
 from __future__ import annotations
@@ -37,19 +46,25 @@ def _threads_flag(argv: Sequence[str]) -> int | None:
 prepare(_threads_flag(sys.argv[1:]))  # before NumPy loads (mini_flows.process)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
+from mini_flows.data.text import check_text  # noqa: E402
 from mini_flows.discrete.flows import SPREAD  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
 from mini_flows.experiments.figures import write_figures  # noqa: E402
+from mini_flows.experiments.music import CHORALES  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
 from mini_flows.experiments.tables import write_results  # noqa: E402
 
 DATA_EXPERIMENTS = ("charlm", "charflows", "music")
+TEXT_EXPERIMENTS = ("charlm", "charflows")  # their --data is UTF-8 text
+RESULTS, PREVIOUS = "results.json", "results.previous.json"
 MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
 
 DEMO = [  # (experiment, steps or None for its default, what it shows)
@@ -120,18 +135,58 @@ def _list() -> None:
     print(_experiment_list())
 
 
-def _prepare_out(out: Path) -> Path:
-    """Create --out and check it is writable, before any work starts."""
+def _prepare_out(out: Path, name: str) -> Path:
+    """Create --out and check it is writable (with a temporary file of a name of its own), and
+    that any results it holds are experiment ``name``'s, before any work starts."""
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {str(out)!r} is a file; name a folder (it is created if missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".mini-flows-write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out, prefix=".mini-flows-write-test-"):
+            pass
     except OSError as err:
         raise CommandError(f"cannot write to --out {str(out)!r}: {err.strerror or err}") from err
+    for path in (out / RESULTS, out / PREVIOUS):
+        owner = _experiment_of(path)
+        if owner not in (None, name):
+            raise CommandError(f"--out {str(out)!r} holds {path.name} of {owner}; name another folder for {name!r} "
+                               "(mini-flows replaces only an experiment's own results)")
     return out
+
+
+def _experiment_of(path: Path) -> str | None:
+    """Whose results ``path`` holds: None where there is no such file, the experiment's name
+    (quoted) for a results.json that mini-flows wrote, else a description."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "a file that mini-flows did not write"
+    experiment = record.get("experiment") if isinstance(record, dict) else None
+    return experiment if isinstance(experiment, str) else "a file that mini-flows did not write"
+
+
+def _check_data(name: str, data: str) -> None:
+    """--data names a file that exists and can be read (music: or is "chorales"); for the text
+    experiments, one that is UTF-8 text throughout."""
+    if name == "music" and data == CHORALES:
+        return
+    path = Path(data)
+    if not path.exists():
+        raise CommandError(f"--data {data!r}: no such file")
+    if path.is_dir():
+        raise CommandError(f"--data {data!r} is a folder; name a file")
+    try:
+        if name in TEXT_EXPERIMENTS:
+            check_text(path)
+        else:
+            with open(path, "rb") as file:
+                file.read(1)
+    except OSError as err:
+        raise CommandError(f"cannot read --data {data!r}: {err.strerror or err}") from err
+    except ValueError as err:
+        raise CommandError(f"--data: {err}") from err
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -155,6 +210,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.data is not None and args.name not in DATA_EXPERIMENTS:
             raise CommandError(f"--data applies to {', '.join(DATA_EXPERIMENTS[:-1])} and {DATA_EXPERIMENTS[-1]} only, "
                                f"not {args.name!r}")
+        if args.data is not None:
+            _check_data(args.name, args.data)
 
 
 def _execute(name: str, settings: Settings, command: str) -> None:
@@ -165,17 +222,25 @@ def _execute(name: str, settings: Settings, command: str) -> None:
         settings.say(f"   {name} trains nothing: --steps is ignored")
     settings.say(f"   backend {B.get_backend()}, seed {settings.seed}"
                  + (f", {settings.steps} steps" if settings.steps else "") + (", quick" if settings.quick else ""))
-    stale = settings.out / "results.json"
-    if stale.exists():
-        stale.unlink()
-        settings.say(f"   removed the previous run's {stale}, so that none is left looking current if this run stops")
-    start = time.perf_counter()
-    report = experiment.load()(settings)
-    seconds = time.perf_counter() - start
-    print()
-    print(report.render())
-    results = settings.out / "results.json"
-    write_results(results, name, report, settings, B.get_backend(), seconds, command)
+    results, previous = settings.out / RESULTS, settings.out / PREVIOUS
+    if results.exists():  # else a run that was killed may have left the last results at PREVIOUS already
+        os.replace(results, previous)
+    if previous.exists():
+        settings.say(f"   moved the previous run's results.json aside to {previous.name} until this run writes its own")
+    try:
+        start = time.perf_counter()
+        report = experiment.load()(settings)
+        seconds = time.perf_counter() - start
+        print()
+        print(report.render())
+        write_results(results, name, report, settings, B.get_backend(), seconds, command)
+    except BaseException:
+        if previous.exists():
+            os.replace(previous, results)
+            settings.say("   put the previous run's results.json back: this run stopped before writing its own")
+        raise
+    if previous.exists():
+        previous.unlink()
     failures = write_figures(report, settings.out)  # after results.json: a figure that fails costs nothing
     for failure in failures:
         print(f"mini-flows: warning: {failure}; the table and results.json are complete", file=sys.stderr)
@@ -191,9 +256,10 @@ def _execute(name: str, settings: Settings, command: str) -> None:
 
 def _demo(args: argparse.Namespace, root: Path) -> None:
     start = time.perf_counter()
+    folders = {name: _prepare_out(root / name, name) for name, _, _ in DEMO}  # every part's, before any runs
     for name, steps, what in DEMO:
         print(f"\n### {what}\n", flush=True)
-        settings = Settings(out=_prepare_out(root / name), seed=args.seed, steps=steps)
+        settings = Settings(out=folders[name], seed=args.seed, steps=steps)
         _execute(name, settings, f"mini-flows run {name} --seed {args.seed}" + (f" --steps {steps}" if steps else ""))
     print(f"\ndemo: {time.perf_counter() - start:.0f} s; results and figures under {root}")
 
@@ -212,10 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(args)
         default = Path("mini-flows-results") / (args.name if args.command == "run" else "demo")
         with B.use_backend(args.backend or B.get_backend()):
-            out = _prepare_out(Path(args.out) if args.out else default)
             if args.command == "demo":
-                _demo(args, out)
+                _demo(args, Path(args.out) if args.out else default)
             else:
+                out = _prepare_out(Path(args.out) if args.out else default, args.name)
                 settings = Settings(out=out, seed=args.seed, steps=args.steps, quick=args.quick, data=args.data,
                                     spread=None if args.plain_straight_through else SPREAD)
                 _execute(args.name, settings, "mini-flows " + shlex.join(argv))

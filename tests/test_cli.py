@@ -91,9 +91,47 @@ def test_cupy_without_a_gpu_fails_at_once_with_the_backend_error(capsys, tmp_pat
     assert not out.exists() and B.get_backend() == before
 
 
-def test_missing_data_file(capsys, tmp_path):
-    missing = str(tmp_path / "none.txt")
-    one_line_error(capsys, 1, ["run", "charlm", "--quick", "--data", missing, "--out", str(tmp_path)], "none.txt")
+def test_a_mistyped_data_file_is_a_bad_argument_and_keeps_the_previous_results(capsys, tmp_path):
+    """Status 2, as for every bad argument (it was 1), and before anything: the previous run's
+    results.json and figure are left as they were (they were deleted)."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(["the cat sat", "a dog ran far", "cats and dogs", "the end is near"] * 6))
+    out = tmp_path / "out"
+    assert main(["run", "charlm", "--quick", "--data", str(text), "--out", str(out)]) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    missing = str(tmp_path / "corpus.tx")
+    one_line_error(capsys, 2, ["run", "charlm", "--quick", "--data", missing, "--out", str(out)],
+                   f"--data {missing!r}: no such file")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", ["charlm", "charflows", "music"])
+def test_a_data_path_that_cannot_be_read_is_a_bad_argument(capsys, tmp_path, monkeypatch, name):
+    out = tmp_path / "out"
+    one_line_error(capsys, 2, ["run", name, "--data", str(tmp_path), "--out", str(out)], "is a folder; name a file")
+    locked = tmp_path / "locked.txt"
+    locked.write_text("text\n")
+    opened = open
+
+    def permission_denied(file, *args, **kwargs):  # what open() says to a user without read permission
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return opened(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", permission_denied)
+    one_line_error(capsys, 2, ["run", name, "--data", str(locked), "--out", str(out)],
+                   f"cannot read --data {str(locked)!r}: Permission denied")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["charlm", "charflows"])
+def test_a_binary_data_file_is_named_with_where_it_fails_to_decode(capsys, tmp_path, name):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"header\n\x89PNG\x00\xff" * 100)
+    err = one_line_error(capsys, 2, ["run", name, "--quick", "--data", str(binary), "--out", str(tmp_path / "out")],
+                         "model.bin is not valid utf-8: line 2, byte 1 (0x89); convert it to utf-8")
+    assert "encoding=" not in err  # the command has no such option
 
 
 def test_charlm_on_a_text_file(tmp_path, capsys):
@@ -143,17 +181,64 @@ def test_music_on_the_chorales_without_music21_names_the_extra(tmp_path, capsys,
     one_line_error(capsys, 1, argv, "music21", "pip install 'mini-flows[music]'")
 
 
-def test_an_interrupted_run_leaves_no_stale_results(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("failure,status", [(KeyboardInterrupt, 130), (ValueError("a file it refuses"), 1)])
+def test_a_run_that_stops_before_writing_puts_the_previous_results_back(tmp_path, capsys, monkeypatch, failure,
+                                                                          status):
+    """The previous results.json is moved aside while the run works (so that none looks current
+    meanwhile) and put back, unchanged, when the run stops before writing its own."""
     assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "results.json").exists()
+    before = (tmp_path / "results.json").read_bytes()
+    seen = []
 
-    def interrupted(settings):
-        raise KeyboardInterrupt
+    def stopped(settings):
+        seen.append(sorted(path.name for path in settings.out.iterdir()))
+        raise failure
 
-    monkeypatch.setattr("mini_flows.experiments.xor.run", interrupted)
-    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 130
-    assert not (tmp_path / "results.json").exists()
-    assert "removed the previous run's" in capsys.readouterr().out
+    monkeypatch.setattr("mini_flows.experiments.xor.run", stopped)
+    capsys.readouterr()
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == status
+    assert "results.json" not in seen[0] and "results.previous.json" in seen[0]
+    assert (tmp_path / "results.json").read_bytes() == before and not (tmp_path / "results.previous.json").exists()
+    out = capsys.readouterr().out
+    assert "moved the previous run's results.json aside" in out and "put the previous run's results.json back" in out
+
+
+def test_the_results_a_killed_run_left_aside_come_back_or_are_replaced(tmp_path, monkeypatch):
+    """A run killed outright (no chance to put anything back) leaves results.previous.json: the next
+    run puts it back if it too stops early, and replaces it once it writes its own results."""
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
+    (tmp_path / "results.json").rename(tmp_path / "results.previous.json")
+    before = (tmp_path / "results.previous.json").read_bytes()
+    with monkeypatch.context() as patched, pytest.raises(ZeroDivisionError):  # even a crash puts them back
+        patched.setattr("mini_flows.experiments.xor.run", lambda settings: 1 / 0)
+        main(["run", "xor", "--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "results.json").read_bytes() == before
+    (tmp_path / "results.json").rename(tmp_path / "results.previous.json")
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path), "--seed", "5"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["seed"] == 5
+    assert not (tmp_path / "results.previous.json").exists()
+
+
+@pytest.mark.parametrize("held", ["results.json", "results.previous.json"])
+def test_an_out_folder_with_another_experiments_results_is_refused(tmp_path, capsys, held):
+    assert main(["run", "nlsq1d", "--out", str(tmp_path)]) == 0
+    (tmp_path / "results.json").rename(tmp_path / held)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    capsys.readouterr()
+    one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(tmp_path)],
+                   f"holds {held} of nlsq1d; name another folder for 'xor'")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text("my own notes")
+    one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(tmp_path / "other")],
+                   "holds results.json of a file that mini-flows did not write")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+
+
+def test_the_write_probe_leaves_a_file_of_its_old_name_alone(tmp_path):
+    (tmp_path / ".mini-flows-write-test").write_text("a file of the user's")
+    assert main(["run", "nlsq1d", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / ".mini-flows-write-test").read_text() == "a file of the user's"
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".mini-flows-write-test-")]
 
 
 def test_steps_are_ignored_where_nothing_trains(tmp_path, capsys):

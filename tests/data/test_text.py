@@ -190,7 +190,7 @@ def test_the_command_line_reports_a_bad_encoding_in_one_line(tmp_path, capsys):
 
     path = tmp_path / "corpus.txt"
     path.write_bytes(b"fine\n\xff\xfe broken\n")
-    assert main(["run", "charlm", "--quick", "--data", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert main(["run", "charlm", "--quick", "--data", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "corpus.txt is not valid utf-8: line 2, byte 1 (0xff)" in err
 
