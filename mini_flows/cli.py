@@ -27,25 +27,39 @@ chorales) exits with status 1, also in one line.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
 from mini_flows.process import BLAS_THREAD_VARIABLES, prepare
 
 
+class _Unreadable(Exception):
+    """What ``_threads_flag``'s parser raises instead of printing usage and exiting."""
+
+
+class _ThreadsParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _Unreadable(message)
+
+
 def _threads_flag(argv: Sequence[str]) -> int | None:
-    """The value of ``--threads N`` (or ``--threads=N``) in ``argv``, read before NumPy loads so that
-    BLAS starts with it; None where absent or not a positive integer (the parser reports that)."""
-    for arg, following in zip(argv, [*argv[1:], ""]):
-        if arg == "--threads" or arg.startswith("--threads="):
-            value = following if arg == "--threads" else arg.split("=", 1)[1]
-            return int(value) if value.isdigit() and int(value) >= 1 else None
-    return None
+    """The value of ``--threads`` in ``argv`` as the command's parser will read it (``--threads N``,
+    ``--threads=N``, ``--threads=+2``, an abbreviation, the last of several), read before NumPy
+    loads so that BLAS starts with it; None where absent or not a positive integer (the parser
+    reports that)."""
+    parser = _ThreadsParser(add_help=False)
+    parser.add_argument("--threads")
+    try:
+        value = parser.parse_known_args(argv)[0].threads
+        threads = None if value is None else int(value)
+    except (_Unreadable, ValueError):
+        return None
+    return threads if threads is not None and threads >= 1 else None
 
 
 prepare(_threads_flag(sys.argv[1:]))  # before NumPy loads (mini_flows.process)
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
@@ -265,8 +279,21 @@ def _demo(args: argparse.Namespace, root: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run, return the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run, return the exit status. Output
+    into a pipe that closes early (``mini-flows list | head -2``) ends the command quietly, with
+    status 1, as Python's documentation of SIGPIPE recommends."""
+    try:
+        status = _command(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 1
+    return status
+
+
+def _command(argv: list[str]) -> int:
+    """Run the command ``argv``; the exit status."""
     if not argv:
         print(_parser().format_help(), end="", file=sys.stderr)
         return 2
@@ -288,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as err:
         print(f"mini-flows: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main's: the reader went away, nothing to report
     except (B.BackendUnavailableError, ValueError, OSError, ModuleNotFoundError) as err:
         print(f"mini-flows: error: {err}".splitlines()[0], file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ a non-zero exit status for bad arguments."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -288,8 +289,6 @@ def test_examples_write_their_figures_under_the_ignored_results_folder():
 
 
 def test_the_command_runs_blas_on_one_thread_unless_the_environment_says_otherwise():
-    import os
-
     code = "import os, mini_flows.cli; print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
     env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
@@ -338,3 +337,39 @@ def test_a_figure_that_fails_is_a_warning_after_the_table_and_results(tmp_path, 
     assert record["table"]["title"] in captured.out  # the table was printed
     assert record["figures"] == [] and any("could not write the figure xor.png" in n for n in record["notes"])
     assert not (tmp_path / "xor.png").exists()
+
+
+def run_command(*argv, env=None, **kwargs):
+    """``python -m mini_flows ARGV`` in a fresh process (BLAS threads are fixed when NumPy loads)."""
+    environment = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
+    return subprocess.run([sys.executable, "-m", "mini_flows", *argv], env={**environment, **(env or {})},
+                          capture_output=True, text=True, check=False, **kwargs)
+
+
+@pytest.mark.parametrize("flags,threads", [(["--threads=+2"], 2), (["--threads", "1", "--threads", "3"], 3),
+                                           (["--thr", "2"], 2), (["--threads= 4"], 4)])
+def test_threads_are_read_before_numpy_as_the_parser_reads_them(tmp_path, flags, threads):
+    assert cli._threads_flag(["run", "nlsq1d", *flags]) == threads
+    done = run_command("run", "nlsq1d", *flags, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr  # it said "comes too late"
+    assert "too late" not in done.stderr
+
+
+@pytest.mark.parametrize("flags", [["--threads"], ["--threads", "x"], ["--threads=0"], ["--seed", "1"]])
+def test_threads_flags_the_parser_refuses_or_lacks_leave_the_default(flags):
+    assert cli._threads_flag(["run", "xor", *flags]) is None
+
+
+def test_an_empty_backend_variable_counts_as_unset(tmp_path):
+    done = run_command("run", "nlsq1d", "--out", str(tmp_path), env={"MINI_FLOWS_BACKEND": ""})
+    assert done.returncode == 0, done.stderr  # it said "unknown backend ''"
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["backend"] == "numpy"
+
+
+def test_a_pipe_closed_early_ends_the_command_quietly():
+    """``mini-flows list | head -2``: the reader leaves before the list is written."""
+    process = subprocess.Popen([sys.executable, "-m", "mini_flows", "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    assert process.stderr.read() == "" and process.wait(timeout=60) == 1
+    process.stderr.close()
