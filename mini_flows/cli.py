@@ -21,8 +21,8 @@ is a warning. An --out holding another experiment's results.json is refused, not
 Exit status. Bad arguments give a one-line error on stderr and exit status 2: among them a --data
 file that is missing, a folder or unreadable (or, for charlm and charflows, not UTF-8 text), and
 an --out that is a file, unwritable or holds another experiment's results. An experiment that
-fails on its input (a pickle it refuses, no GPU for --backend cupy, no music21 for --data
-chorales) exits with status 1, also in one line.
+fails on its input (a pickle it refuses, data whose models would not fit in memory, no GPU for
+--backend cupy, no music21 for --data chorales) exits with status 1, also in one line.
 """
 
 from __future__ import annotations
@@ -319,6 +319,9 @@ def _command(argv: list[str]) -> int:
         raise  # main's: the reader went away, nothing to report
     except (B.BackendUnavailableError, ValueError, OSError, ModuleNotFoundError) as err:
         print(f"mini-flows: error: {err}".splitlines()[0], file=sys.stderr)
+        return 1
+    except MemoryError as err:  # NumPy's, or CuPy's OutOfMemoryError on a GPU, whose memory is not estimated
+        print(f"mini-flows: error: out of memory: {err}".splitlines()[0], file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mini-flows: interrupted", file=sys.stderr)
