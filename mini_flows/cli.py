@@ -161,24 +161,27 @@ def _prepare_out(out: Path, name: str) -> Path:
     except OSError as err:
         raise CommandError(f"cannot write to --out {str(out)!r}: {err.strerror or err}") from err
     for path in (out / RESULTS, out / PREVIOUS):
-        owner = _experiment_of(path)
-        if owner not in (None, name):
-            raise CommandError(f"--out {str(out)!r} holds {path.name} of {owner}; name another folder for {name!r} "
-                               "(mini-flows replaces only an experiment's own results)")
+        foreign = _foreign_results(path, name)
+        if foreign:
+            raise CommandError(f"--out {str(out)!r} holds {foreign}; name another folder for {name!r} (a run "
+                               "replaces only its own experiment's results)")
     return out
 
 
-def _experiment_of(path: Path) -> str | None:
-    """Whose results ``path`` holds: None where there is no such file, the experiment's name
-    (quoted) for a results.json that mini-flows wrote, else a description."""
+def _foreign_results(path: Path, name: str) -> str | None:
+    """What ``path`` holds where it is not experiment ``name``'s results: another experiment's
+    results, or a file that mini-flows did not write; None where there is no such file or it is
+    ``name``'s."""
     if not path.exists():
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "a file that mini-flows did not write"
-    experiment = record.get("experiment") if isinstance(record, dict) else None
-    return experiment if isinstance(experiment, str) else "a file that mini-flows did not write"
+        record = None
+    owner = record.get("experiment") if isinstance(record, dict) else None
+    if not isinstance(owner, str):
+        return f"a {path.name} that mini-flows did not write"
+    return None if owner == name else f"the results of {owner!r} ({path.name})"
 
 
 def _check_data(name: str, data: str) -> None:

@@ -227,11 +227,11 @@ def test_an_out_folder_with_another_experiments_results_is_refused(tmp_path, cap
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     capsys.readouterr()
     one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(tmp_path)],
-                   f"holds {held} of nlsq1d; name another folder for 'xor'")
+                   f"holds the results of 'nlsq1d' ({held}); name another folder for 'xor'")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "results.json").write_text("my own notes")
     one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(tmp_path / "other")],
-                   "holds results.json of a file that mini-flows did not write")
+                   "holds a results.json that mini-flows did not write; name another folder for 'xor'")
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
 
 
