@@ -174,12 +174,12 @@ def require(needs: list[tuple[str, int]], change: str, available: int | None = N
     ("training the bipartite flow", 9_100_000_000)) exceeds ``available`` bytes, saying
     ``change``: what to change so that it fits.
 
-    ``available`` defaults to ``available_memory()`` on the NumPy backend. On CuPy the arrays live
-    on the GPU, whose free memory only backend.py could ask CuPy for: nothing is checked there,
+    ``available`` defaults to ``available_memory()``, the host's, except on CuPy: there the arrays
+    live on the GPU, whose free memory only backend.py could ask CuPy for, so nothing is checked,
     and a step that does not fit fails at its first allocation with CuPy's OutOfMemoryError, which
     the command reports in one line.
     """
-    if available is None and B.get_backend() == "numpy":
+    if available is None and B.get_backend() != "cupy":
         available = available_memory()
     if available is None or not needs:
         return

@@ -140,7 +140,8 @@ def test_the_memory_available_is_known_on_linux():
 
 
 def one_line_refusal(capsys, argv, *fragments) -> str:
-    assert main(argv) == 1
+    """``argv`` refused, on NumPy (on CuPy nothing is estimated), in one line before any training."""
+    assert main([*argv, "--backend", "numpy"]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("mini-flows: error: ") and captured.err.count("\n") == 1, captured.err
     assert "step " not in captured.out  # refused before any model trained
@@ -179,7 +180,8 @@ def test_charlm_refuses_what_will_not_fit_and_quick_fits_in_half_a_gigabyte(tmp_
     argv = ["run", "charlm", "--steps", "1", "--data", str(text), "--out", str(tmp_path / "out")]
     one_line_refusal(capsys, argv, "more than the 1.0 GB of memory available", "of 177 characters")
     monkeypatch.setattr(memory, "available_memory", lambda: 500 * 10**6)
-    assert main(["run", "charlm", "--quick", "--data", str(text), "--out", str(tmp_path / "out")]) == 0
+    assert main(["run", "charlm", "--quick", "--data", str(text), "--out", str(tmp_path / "out"), "--backend",
+                 "numpy"]) == 0
 
 
 def test_charflows_refuses_a_file_of_thousands_of_distinct_characters(tmp_path, capsys, monkeypatch):
