@@ -130,9 +130,13 @@ def write_figures(report: Report, out: Path) -> list[str]:
         except Exception as err:  # any failure of a figure is a warning: the run's numbers are safe
             reason = getattr(err, "strerror", None) or (str(err).splitlines() or [""])[0] or type(err).__name__
             line = f"could not write the figure {filename} ({reason})"
-            if (out / filename).exists():
+            try:
                 (out / filename).unlink()
                 line += f"; removed the previous run's {filename}"
+            except FileNotFoundError:
+                pass
+            except OSError as stuck:
+                line += f"; the previous run's {filename} is still there ({stuck.strerror or stuck})"
             report.figures.remove(filename)
             report.notes.append(line)
             failures.append(line)
