@@ -180,7 +180,8 @@ def test_batch_size_and_padding_errors():
 def test_a_file_in_another_encoding_names_the_file_line_and_byte(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("the first line\nla caf\u00e9 est ouverte\n".encode("latin-1") + b"more text\n" * 10)
-    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); convert it to utf-8$"):
+    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); convert it to "
+                                         r"utf-8$"):
         load_text(path, seed=0)
     assert load_text(path, seed=0, encoding="latin-1") is not None
 
