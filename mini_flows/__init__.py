@@ -7,12 +7,14 @@ the ``mini-flows`` command can choose BLAS threads before NumPy starts (see ``mi
 
 from typing import Any
 
-__all__ = ["get_backend", "set_backend", "to_numpy", "use_backend"]
-__version__ = "0.1.0"
+from mini_flows.version import __version__
+
+_BACKEND_FUNCTIONS = ("get_backend", "set_backend", "to_numpy", "use_backend")
+__all__ = ["__version__", *_BACKEND_FUNCTIONS]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in _BACKEND_FUNCTIONS:
         from mini_flows import backend
 
         return getattr(backend, name)

@@ -10,8 +10,8 @@ so the same function runs on NumPy, on CuPy, and, inside ``use_autograd()``, on 
 NumPy wrapper, which lets autograd differentiate the very forward code whose hand-written
 backward pass we want to check.
 
-The default backend is "numpy", or the value of the environment variable MINI_FLOWS_BACKEND,
-resolved on first use.
+The default backend is "numpy", or the value of the environment variable MINI_FLOWS_BACKEND
+where it is set and not empty, resolved on first use.
 
 Random numbers come from explicit generator objects, never from global state:
 ``host_rng(seed)`` (a ``numpy.random.Generator``, used for parameter initialisation so a seed
@@ -104,7 +104,7 @@ def unavailable(name: str) -> str | None:
 def get_backend() -> str:
     """The name of the current backend, "numpy" or "cupy"."""
     if _name is None:
-        set_backend(os.environ.get("MINI_FLOWS_BACKEND", "numpy"))
+        set_backend(os.environ.get("MINI_FLOWS_BACKEND") or "numpy")  # set but empty: as if unset
     return _name  # type: ignore[return-value]
 
 

@@ -16,46 +16,76 @@ the data reads (text as text, piano rolls as MIDI notes, else numbers); with sev
 model's samples follow a line "== LABEL". The command runs BLAS on one thread (OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS, MKL_NUM_THREADS = 1) unless the environment names a count or ``--threads N`` does
 (the flag wins): these models' matrix products are small, and on a few cores extra BLAS threads
-make them several times slower. It also lets malloc reuse freed memory (``mini_flows.process``). Bad
-arguments give a one-line error on stderr and exit status 2; an experiment that fails on its input
-(a missing --data file, no GPU for --backend cupy, no music21 for --data chorales) exits with status 1.
+make them several times slower. It also lets malloc reuse freed memory (``mini_flows.process``).
+
+Results. A run checks its arguments and --out before anything, then moves the previous run's
+results.json aside (to results.previous.json) and puts it back if it stops before writing its own;
+it prints the table and writes results.json before it draws the figures, and a figure that fails
+is a warning. An --out holding another experiment's results.json is refused, not overwritten.
+
+Exit status. Bad arguments give a one-line error on stderr and exit status 2: among them a --data
+file that is missing, a folder or unreadable (or, for charlm and charflows, not UTF-8 text), and
+an --out that is a file, unwritable or holds another experiment's results. An experiment that
+fails on its input (a pickle it refuses, data whose models would not fit in memory, no GPU for
+--backend cupy, no music21 for --data chorales) exits with status 1, also in one line.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
 from mini_flows.process import BLAS_THREAD_VARIABLES, prepare
 
 
+class _Unreadable(Exception):
+    """What ``_threads_flag``'s parser raises instead of printing usage and exiting."""
+
+
+class _ThreadsParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _Unreadable(message)
+
+
 def _threads_flag(argv: Sequence[str]) -> int | None:
-    """The value of ``--threads N`` (or ``--threads=N``) in ``argv``, read before NumPy loads so that
-    BLAS starts with it; None where absent or not a positive integer (the parser reports that)."""
-    for arg, following in zip(argv, [*argv[1:], ""]):
-        if arg == "--threads" or arg.startswith("--threads="):
-            value = following if arg == "--threads" else arg.split("=", 1)[1]
-            return int(value) if value.isdigit() and int(value) >= 1 else None
-    return None
+    """The value of ``--threads`` in ``argv`` as the command's parser will read it (``--threads N``,
+    ``--threads=N``, ``--threads=+2``, an abbreviation, the last of several), read before NumPy
+    loads so that BLAS starts with it; None where absent or not a positive integer (the parser
+    reports that)."""
+    parser = _ThreadsParser(add_help=False)
+    parser.add_argument("--threads")
+    try:
+        value = parser.parse_known_args(argv)[0].threads
+        threads = None if value is None else int(value)
+    except (_Unreadable, ValueError):
+        return None
+    return threads if threads is not None and threads >= 1 else None
 
 
 prepare(_threads_flag(sys.argv[1:]))  # before NumPy loads (mini_flows.process)
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
+from mini_flows.data.text import check_text  # noqa: E402
 from mini_flows.discrete.flows import SPREAD  # noqa: E402
 from mini_flows.experiments import EXPERIMENTS  # noqa: E402
-from mini_flows.experiments.saved import decode, draw, load_model  # noqa: E402
+from mini_flows.experiments.figures import write_figures  # noqa: E402
+from mini_flows.experiments.music import CHORALES  # noqa: E402
+from mini_flows.experiments.saved import FOLDER, decode, draw, load_model  # noqa: E402
 from mini_flows.experiments.settings import Settings  # noqa: E402
 from mini_flows.experiments.tables import Report, write_results  # noqa: E402
 
 DATA_EXPERIMENTS = ("charlm", "charflows", "music")
+TEXT_EXPERIMENTS = ("charlm", "charflows")  # their --data is UTF-8 text
+RESULTS, PREVIOUS = "results.json", "results.previous.json"
 MAX_STEPS = 10_000_000  # days of training for the smallest model here; beyond it a typo, not a plan
 MAX_SAMPLES = 100_000  # samples per model for ``sample``; beyond it a typo, not a reading
 
@@ -132,18 +162,61 @@ def _list() -> None:
     print(_experiment_list())
 
 
-def _prepare_out(out: Path) -> Path:
-    """Create --out and check it is writable, before any work starts."""
+def _prepare_out(out: Path, name: str) -> Path:
+    """Create --out and check it is writable (with a temporary file of a name of its own), and
+    that any results it holds are experiment ``name``'s, before any work starts."""
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {str(out)!r} is a file; name a folder (it is created if missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".mini-flows-write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out, prefix=".mini-flows-write-test-"):
+            pass
     except OSError as err:
         raise CommandError(f"cannot write to --out {str(out)!r}: {err.strerror or err}") from err
+    for path in (out / RESULTS, out / PREVIOUS):
+        foreign = _foreign_results(path, name)
+        if foreign:
+            raise CommandError(f"--out {str(out)!r} holds {foreign}; name another folder for {name!r} (a run "
+                               "replaces only its own experiment's results)")
     return out
+
+
+def _foreign_results(path: Path, name: str) -> str | None:
+    """What ``path`` holds where it is not experiment ``name``'s results: another experiment's
+    results, or a file that mini-flows did not write; None where there is no such file or it is
+    ``name``'s."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    owner = record.get("experiment") if isinstance(record, dict) else None
+    if not isinstance(owner, str):
+        return f"a {path.name} that mini-flows did not write"
+    return None if owner == name else f"the results of {owner!r} ({path.name})"
+
+
+def _check_data(name: str, data: str) -> None:
+    """--data names a file that exists and can be read (music: or is "chorales"); for the text
+    experiments, one that is UTF-8 text throughout."""
+    if name == "music" and data == CHORALES:
+        return
+    path = Path(data)
+    if not path.exists():
+        raise CommandError(f"--data {data!r}: no such file")
+    if path.is_dir():
+        raise CommandError(f"--data {data!r} is a folder; name a file")
+    try:
+        if name in TEXT_EXPERIMENTS:
+            check_text(path)
+        else:
+            with open(path, "rb") as file:
+                file.read(1)
+    except OSError as err:
+        raise CommandError(f"cannot read --data {data!r}: {err.strerror or err}") from err
+    except ValueError as err:
+        raise CommandError(f"--data: {err}") from err
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -167,6 +240,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.data is not None and args.name not in DATA_EXPERIMENTS:
             raise CommandError(f"--data applies to {', '.join(DATA_EXPERIMENTS[:-1])} and {DATA_EXPERIMENTS[-1]} only, "
                                f"not {args.name!r}")
+        if args.data is not None:
+            _check_data(args.name, args.data)
 
 
 def _execute(name: str, settings: Settings, command: str) -> Report:
@@ -178,17 +253,45 @@ def _execute(name: str, settings: Settings, command: str) -> Report:
         settings.say(f"   {name} trains nothing: --steps is ignored")
     settings.say(f"   backend {B.get_backend()}, seed {settings.seed}"
                  + (f", {settings.steps} steps" if settings.steps else "") + (", quick" if settings.quick else ""))
-    stale = settings.out / "results.json"
-    if stale.exists():
-        stale.unlink()
-        settings.say(f"   removed the previous run's {stale}, so that none is left looking current if this run stops")
-    start = time.perf_counter()
-    report = experiment.load()(settings)
-    seconds = time.perf_counter() - start
-    print()
-    print(report.render())
-    write_results(settings.out / "results.json", name, report, settings, B.get_backend(), seconds, command)
-    written = ", ".join(["results.json", *report.figures, *([f"{len(settings.models)} models (models/)"]
+    results, previous = settings.out / RESULTS, settings.out / PREVIOUS
+    models, previous_models = settings.out / FOLDER, settings.out / f"{FOLDER}.previous"
+    if results.exists():  # else a run that was killed may have left the last results at PREVIOUS already
+        os.replace(results, previous)
+        if models.exists():
+            shutil.rmtree(previous_models, ignore_errors=True)
+            os.replace(models, previous_models)
+    if previous.exists():
+        settings.say(f"   moved the previous run's results.json (and models/) aside to {previous.name} until this run "
+                     "writes its own")
+    try:
+        start = time.perf_counter()
+        report = experiment.load()(settings)
+        seconds = time.perf_counter() - start
+        print()
+        print(report.render())
+        write_results(results, name, report, settings, B.get_backend(), seconds, command)
+    except BaseException:
+        if previous.exists():
+            if previous_models.exists():
+                shutil.rmtree(models, ignore_errors=True)
+                os.replace(previous_models, models)
+            os.replace(previous, results)
+            settings.say("   put the previous run's results.json (and models/) back: this run stopped before writing "
+                         "its own")
+        raise
+    if previous.exists():
+        previous.unlink()
+    shutil.rmtree(previous_models, ignore_errors=True)
+    failures = write_figures(report, settings.out)  # after results.json: a figure that fails costs nothing
+    for failure in failures:
+        print(f"mini-flows: warning: {failure}; the table and results.json are complete", file=sys.stderr)
+    if failures:  # results.json lists the figures actually written, and says why the others are not
+        try:
+            write_results(results, name, report, settings, B.get_backend(), seconds, command)
+        except OSError as err:
+            print(f"mini-flows: warning: could not update {results} ({err.strerror or err}); it still lists the "
+                  "figures above", file=sys.stderr)
+    written = ", ".join(["results.json", *report.figures, *([f"{len(settings.models)} models ({FOLDER}/)"]
                                                             if settings.models else [])])
     print(f"\n{name}: {seconds:.1f} s; wrote {written} to {settings.out}", flush=True)
     return report
@@ -196,9 +299,10 @@ def _execute(name: str, settings: Settings, command: str) -> Report:
 
 def _demo(args: argparse.Namespace, root: Path) -> None:
     start, figures = time.perf_counter(), 0
+    folders = {name: _prepare_out(root / name, name) for name, _, _ in DEMO}  # every part's, before any runs
     for name, steps, what in DEMO:
         print(f"\n### {what}\n", flush=True)
-        settings = Settings(out=_prepare_out(root / name), seed=args.seed, steps=steps)
+        settings = Settings(out=folders[name], seed=args.seed, steps=steps)
         report = _execute(name, settings,
                           f"mini-flows run {name} --seed {args.seed}" + (f" --steps {steps}" if steps else ""))
         figures += len(report.figures)
@@ -250,8 +354,21 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run, return the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run, return the exit status. Output
+    into a pipe that closes early (``mini-flows list | head -2``) ends the command quietly, with
+    status 1, as Python's documentation of SIGPIPE recommends."""
+    try:
+        status = _command(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 1
+    return status
+
+
+def _command(argv: list[str]) -> int:
+    """Run the command ``argv``; the exit status."""
     if not argv:
         print(_parser().format_help(), end="", file=sys.stderr)
         return 2
@@ -266,18 +383,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(args)
         default = Path("mini-flows-results") / (args.name if args.command == "run" else "demo")
         with B.use_backend(args.backend or B.get_backend()):
-            out = _prepare_out(Path(args.out) if args.out else default)
             if args.command == "demo":
-                _demo(args, out)
+                _demo(args, Path(args.out) if args.out else default)
             else:
+                out = _prepare_out(Path(args.out) if args.out else default, args.name)
                 settings = Settings(out=out, seed=args.seed, steps=args.steps, quick=args.quick, data=args.data,
                                     spread=None if args.plain_straight_through else SPREAD)
                 _execute(args.name, settings, "mini-flows " + shlex.join(argv))
     except CommandError as err:
         print(f"mini-flows: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main's: the reader went away, nothing to report
     except (B.BackendUnavailableError, ValueError, OSError, ModuleNotFoundError) as err:
         print(f"mini-flows: error: {err}".splitlines()[0], file=sys.stderr)
+        return 1
+    except MemoryError as err:  # NumPy's, or CuPy's OutOfMemoryError on a GPU, whose memory is not estimated
+        print(f"mini-flows: error: out of memory: {err}".splitlines()[0], file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mini-flows: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mini_flows"
 LAYERS = [  # lowest first; the same list as docs/architecture.md
-    {"files", "process"},
+    {"files", "process", "version"},
     {"backend"},
     {"checks"},
     {"nn"},

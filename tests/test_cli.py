@@ -4,12 +4,17 @@ a non-zero exit status for bad arguments."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
+import mini_flows
 from mini_flows import backend as B
 from mini_flows import cli
 from mini_flows.cli import main
@@ -87,9 +92,47 @@ def test_cupy_without_a_gpu_fails_at_once_with_the_backend_error(capsys, tmp_pat
     assert not out.exists() and B.get_backend() == before
 
 
-def test_missing_data_file(capsys, tmp_path):
-    missing = str(tmp_path / "none.txt")
-    one_line_error(capsys, 1, ["run", "charlm", "--quick", "--data", missing, "--out", str(tmp_path)], "none.txt")
+def test_a_mistyped_data_file_is_a_bad_argument_and_keeps_the_previous_results(capsys, tmp_path):
+    """Status 2, as for every bad argument (it was 1), and before anything: the previous run's
+    results.json and figure are left as they were (they were deleted)."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(["the cat sat", "a dog ran far", "cats and dogs", "the end is near"] * 6))
+    out = tmp_path / "out"
+    assert main(["run", "charlm", "--quick", "--data", str(text), "--out", str(out)]) == 0
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    missing = str(tmp_path / "corpus.tx")
+    one_line_error(capsys, 2, ["run", "charlm", "--quick", "--data", missing, "--out", str(out)],
+                   f"--data {missing!r}: no such file")
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+
+
+@pytest.mark.parametrize("name", ["charlm", "charflows", "music"])
+def test_a_data_path_that_cannot_be_read_is_a_bad_argument(capsys, tmp_path, monkeypatch, name):
+    out = tmp_path / "out"
+    one_line_error(capsys, 2, ["run", name, "--data", str(tmp_path), "--out", str(out)], "is a folder; name a file")
+    locked = tmp_path / "locked.txt"
+    locked.write_text("text\n")
+    opened = open
+
+    def permission_denied(file, *args, **kwargs):  # what open() says to a user without read permission
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return opened(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", permission_denied)
+    one_line_error(capsys, 2, ["run", name, "--data", str(locked), "--out", str(out)],
+                   f"cannot read --data {str(locked)!r}: Permission denied")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["charlm", "charflows"])
+def test_a_binary_data_file_is_named_with_where_it_fails_to_decode(capsys, tmp_path, name):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"header\n\x89PNG\x00\xff" * 100)
+    err = one_line_error(capsys, 2, ["run", name, "--quick", "--data", str(binary), "--out", str(tmp_path / "out")],
+                         "model.bin is not valid utf-8: line 2, byte 1 (0x89); convert it to utf-8")
+    assert "encoding=" not in err  # the command has no such option
 
 
 def test_charlm_on_a_text_file(tmp_path, capsys):
@@ -139,17 +182,69 @@ def test_music_on_the_chorales_without_music21_names_the_extra(tmp_path, capsys,
     one_line_error(capsys, 1, argv, "music21", "pip install 'mini-flows[music]'")
 
 
-def test_an_interrupted_run_leaves_no_stale_results(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("failure,status", [(KeyboardInterrupt, 130), (ValueError("a file it refuses"), 1)])
+def test_a_run_that_stops_before_writing_puts_the_previous_results_back(tmp_path, capsys, monkeypatch, failure,
+                                                                          status):
+    """The previous results.json and its models are moved aside while the run works (so that none
+    looks current meanwhile) and put back, unchanged, when the run stops before writing its own."""
     assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "results.json").exists()
+    before = (tmp_path / "results.json").read_bytes()
+    models = {path.name: path.read_bytes() for path in (tmp_path / "models").iterdir()}
+    seen = []
 
-    def interrupted(settings):
-        raise KeyboardInterrupt
+    def stopped(settings):
+        seen.append(sorted(path.name for path in settings.out.iterdir()))
+        raise failure
 
-    monkeypatch.setattr("mini_flows.experiments.xor.run", interrupted)
-    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 130
-    assert not (tmp_path / "results.json").exists()
-    assert "removed the previous run's" in capsys.readouterr().out
+    monkeypatch.setattr("mini_flows.experiments.xor.run", stopped)
+    capsys.readouterr()
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == status
+    assert "results.json" not in seen[0] and "results.previous.json" in seen[0]
+    assert "models" not in seen[0] and "models.previous" in seen[0]
+    assert (tmp_path / "results.json").read_bytes() == before and not (tmp_path / "results.previous.json").exists()
+    assert {path.name: path.read_bytes() for path in (tmp_path / "models").iterdir()} == models
+    assert not (tmp_path / "models.previous").exists()
+    out = capsys.readouterr().out
+    assert "moved the previous run's results.json (and models/) aside" in out
+    assert "put the previous run's results.json (and models/) back" in out
+
+
+def test_the_results_a_killed_run_left_aside_come_back_or_are_replaced(tmp_path, monkeypatch):
+    """A run killed outright (no chance to put anything back) leaves results.previous.json: the next
+    run puts it back if it too stops early, and replaces it once it writes its own results."""
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
+    (tmp_path / "results.json").rename(tmp_path / "results.previous.json")
+    before = (tmp_path / "results.previous.json").read_bytes()
+    with monkeypatch.context() as patched, pytest.raises(ZeroDivisionError):  # even a crash puts them back
+        patched.setattr("mini_flows.experiments.xor.run", lambda settings: 1 / 0)
+        main(["run", "xor", "--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "results.json").read_bytes() == before
+    (tmp_path / "results.json").rename(tmp_path / "results.previous.json")
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path), "--seed", "5"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["seed"] == 5
+    assert not (tmp_path / "results.previous.json").exists()
+
+
+@pytest.mark.parametrize("held", ["results.json", "results.previous.json"])
+def test_an_out_folder_with_another_experiments_results_is_refused(tmp_path, capsys, held):
+    assert main(["run", "nlsq1d", "--out", str(tmp_path)]) == 0
+    (tmp_path / "results.json").rename(tmp_path / held)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    capsys.readouterr()
+    one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(tmp_path)],
+                   f"holds the results of 'nlsq1d' ({held}); name another folder for 'xor'")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text("my own notes")
+    one_line_error(capsys, 2, ["run", "xor", "--quick", "--out", str(tmp_path / "other")],
+                   "holds a results.json that mini-flows did not write; name another folder for 'xor'")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+
+
+def test_the_write_probe_leaves_a_file_of_its_old_name_alone(tmp_path):
+    (tmp_path / ".mini-flows-write-test").write_text("a file of the user's")
+    assert main(["run", "nlsq1d", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / ".mini-flows-write-test").read_text() == "a file of the user's"
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".mini-flows-write-test-")]
 
 
 def test_steps_are_ignored_where_nothing_trains(tmp_path, capsys):
@@ -199,8 +294,6 @@ def test_examples_write_their_figures_under_the_ignored_results_folder():
 
 
 def test_the_command_runs_blas_on_one_thread_unless_the_environment_says_otherwise():
-    import os
-
     code = "import os, mini_flows.cli; print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])"
     env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
@@ -211,3 +304,77 @@ def test_the_command_runs_blas_on_one_thread_unless_the_environment_says_otherwi
     code = "import mini_flows, sys; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # importing the package loads no array library
+
+
+def test_a_checkout_that_was_never_installed_records_its_own_version(tmp_path, monkeypatch):
+    """``python -m mini_flows`` from a checkout without package metadata: the run finishes and
+    results.json holds the package's own version."""
+    def not_installed(distribution):
+        raise metadata.PackageNotFoundError(distribution)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert main(["run", "nlsq1d", "--out", str(tmp_path)]) == 0
+    provenance = json.loads((tmp_path / "results.json").read_text())["provenance"]
+    assert provenance["mini_flows"] == mini_flows.__version__ and provenance["numpy"] is None
+
+
+def test_the_package_version_is_pyprojects():
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE).group(1) == mini_flows.__version__
+
+
+def test_a_figure_that_fails_is_a_warning_after_the_table_and_results(tmp_path, capsys, monkeypatch):
+    """A full disk while the figure is written: the table is printed, results.json written (without
+    the figure, with a note), the previous run's figure removed, one warning line, exit status 0."""
+    plt = pytest.importorskip("matplotlib.pyplot", reason="the figure is drawn only where matplotlib is installed")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plt, "savefig", disk_full)
+    (tmp_path / "xor.png").write_bytes(b"the previous run's figure")
+    assert main(["run", "xor", "--quick", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "wrote results.json, 2 models (models/) to" in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith("mini-flows: warning: could not write the figure "
+                                                                      "xor.png (No space left on device)")
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["table"]["title"] in captured.out  # the table was printed
+    assert record["figures"] == [] and any("could not write the figure xor.png" in n for n in record["notes"])
+    assert not (tmp_path / "xor.png").exists()
+
+
+def run_command(*argv, env=None, **kwargs):
+    """``python -m mini_flows ARGV`` in a fresh process (BLAS threads are fixed when NumPy loads)."""
+    environment = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_VARIABLES}
+    return subprocess.run([sys.executable, "-m", "mini_flows", *argv], env={**environment, **(env or {})},
+                          capture_output=True, text=True, check=False, **kwargs)
+
+
+@pytest.mark.parametrize("flags,threads", [(["--threads=+2"], 2), (["--threads", "1", "--threads", "3"], 3),
+                                           (["--thr", "2"], 2), (["--threads= 4"], 4)])
+def test_threads_are_read_before_numpy_as_the_parser_reads_them(tmp_path, flags, threads):
+    assert cli._threads_flag(["run", "nlsq1d", *flags]) == threads
+    done = run_command("run", "nlsq1d", *flags, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr  # it said "comes too late"
+    assert "too late" not in done.stderr
+
+
+@pytest.mark.parametrize("flags", [["--threads"], ["--threads", "x"], ["--threads=0"], ["--seed", "1"]])
+def test_threads_flags_the_parser_refuses_or_lacks_leave_the_default(flags):
+    assert cli._threads_flag(["run", "xor", *flags]) is None
+
+
+def test_an_empty_backend_variable_counts_as_unset(tmp_path):
+    done = run_command("run", "nlsq1d", "--out", str(tmp_path), env={"MINI_FLOWS_BACKEND": ""})
+    assert done.returncode == 0, done.stderr  # it said "unknown backend ''"
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["backend"] == "numpy"
+
+
+def test_a_pipe_closed_early_ends_the_command_quietly():
+    """``mini-flows list | head -2``: the reader leaves before the list is written."""
+    process = subprocess.Popen([sys.executable, "-m", "mini_flows", "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    assert process.stderr.read() == "" and process.wait(timeout=60) == 1
+    process.stderr.close()

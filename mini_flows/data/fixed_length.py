@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from mini_flows.checks import check_positive_int
-from mini_flows.data.text import Vocab
+from mini_flows.data.text import Vocab, not_text
 
 
 def pad_rows(sequences: Sequence[np.ndarray], length: int, end: int) -> np.ndarray:
@@ -94,10 +94,14 @@ def load_chunks(path: str | os.PathLike, length: int, fractions: tuple[float, fl
     text8's 90M/5M/5M: the first ``fractions[0]`` of its characters train, the next
     ``fractions[1]`` validate, the rest test; each part is cut into chunks (``chunk_rows``).
     Characters of the validation and test parts missing from the training part become
-    ``text.UNK_ID``. ValueError when a part holds no chunk.
+    ``text.UNK_ID``. ValueError when a part holds no chunk, or where the file does not decode
+    (naming it and the line, ``text.not_text``).
     """
-    with open(path, encoding=encoding) as file:
-        text = "\n".join(line.strip() for line in file if line.strip())
+    try:
+        with open(path, encoding=encoding) as file:
+            text = "\n".join(line.strip() for line in file if line.strip())
+    except UnicodeDecodeError as err:
+        raise not_text(path, encoding, err) from None
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
     cut = np.cumsum([int(f * len(text)) for f in fractions[:2]])

@@ -197,8 +197,25 @@ def _read(
     try:
         return _read_lines(path, encoding, strip, max_length, drop_long)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{os.fspath(path)} is not valid {encoding}: {_undecodable(path, encoding, err)}; "
-                         "pass the file's encoding (encoding=...) or convert it") from None
+        raise not_text(path, encoding, err) from None
+
+
+def not_text(path: str | os.PathLike, encoding: str, err: UnicodeDecodeError) -> ValueError:
+    """The error for a file that does not decode: names it and where it first fails, in one line."""
+    return ValueError(f"{os.fspath(path)} is not valid {encoding}: {_undecodable(path, encoding, err)}; "
+                      f"convert it to {encoding}")
+
+
+def check_text(path: str | os.PathLike, encoding: str = "utf-8") -> None:
+    """Raise ValueError (``not_text``) unless the whole of ``path`` decodes as ``encoding``; read in
+    pieces of a megabyte, so a large file costs no more memory than that. Errors opening or
+    reading it (OSError) pass through."""
+    try:
+        with open(path, encoding=encoding) as file:
+            while file.read(1 << 20):
+                pass
+    except UnicodeDecodeError as err:
+        raise not_text(path, encoding, err) from None
 
 
 def _undecodable(path: str | os.PathLike, encoding: str, err: UnicodeDecodeError) -> str:

@@ -153,7 +153,7 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     hidden = check_positive_int("hidden", hidden)
     tau = check_number("tau", tau)
     spread = None if spread is None else check_number("spread", spread)
-    layers = check_positive_int("layers", layers)
+    layers = check_positive_int("layers", layers, minimum=0)  # 0: MLPNet as a table of logits
     config = dict(kind=kind, vocab_size=vocab_size, length=length, num_flows=num_flows, scale=scale, hidden=hidden,
                   network=network, base_network=base_network, tau=tau, spread=spread, layers=layers)
     autoregressive = kind == "autoregressive"

@@ -18,12 +18,15 @@ from typing import Any, NamedTuple
 
 from mini_flows.data.fixed_length import is_padded, load_chunks, pad_rows, strip_rows
 from mini_flows.experiments.figures import save_figure
+from mini_flows.experiments.memory import require
 from mini_flows.experiments.saved import text_decoder
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
-from mini_flows.experiments.textflows import bipartite_lm, bits_per_char, hmm_source, sample_rows, train_bipartite
+from mini_flows.experiments.textflows import bipartite_lm, bipartite_needs, bits_per_char, hmm_source, sample_rows
+from mini_flows.experiments.textflows import train_bipartite
 
 CHUNK = 32  # characters per row for --data (text8's are 256)
+SAMPLES = 200  # rows each model generates, for the notes and the share not padded
 HIDDEN, LAYERS = 64, 1  # the default flow network; the sweep varies each at 4 flows, location-scale
 
 
@@ -91,6 +94,7 @@ def run(settings: Settings) -> Report:
     data = load(settings)
     steps = settings.pick_steps(1000, 3)
     models = specs(settings.quick)
+    check_memory(data, models)
     settings.clock.plan(steps * len(models))
     results: dict[str, Any] = {}
     samples: dict[str, list[str]] = {}
@@ -99,7 +103,7 @@ def run(settings: Settings) -> Report:
                              settings.spread)
         params, diagnostics = train_bipartite(spec.label, model, data.train, steps, settings)
         settings.keep_model(spec.label, model, params, text_decoder(data.decode, data.vocab_size, data.end))
-        rows = sample_rows(model, params, 200, settings.seed + 3)
+        rows = sample_rows(model, params, SAMPLES, settings.seed + 3)
         results[spec.label] = {**spec._asdict(), "bpc": bits_per_char(model, params, data.test, data.characters)}
         if spec.flows:
             results[spec.label]["diagnostics"] = diagnostics
@@ -120,10 +124,21 @@ def run(settings: Settings) -> Report:
              *(f"samples, {label}: " + " | ".join(repr(s) for s in strings) for label, strings in samples.items()
                if label in (models[0].label, best(results)))]
     if data.end is not None:
-        notes.append("not padded: share of 200 samples with a character after the end token (mass the bound wastes)")
+        notes.append(f"not padded: share of {SAMPLES} samples with a character after the end token (mass the bound "
+                     "wastes)")
     report = Report(table, notes, results={"models": results, "source_nll": data.exact, "steps": steps})
     save_figure(settings, "charflows.png", draw(models, results, data.exact), report)
     return report
+
+
+def check_memory(data: Rows, models: list[Spec]) -> None:
+    """Refuse at once, in one line saying what to change, data whose models would not fit in
+    memory (``memory.require``): each model's training, scoring and generation."""
+    needs = [need for spec in models for need in bipartite_needs(
+        f"the model '{spec.label}'", data.vocab_size, data.train.shape[1],
+        dict(num_flows=spec.flows, scale=spec.scale, hidden=spec.hidden, layers=spec.layers),
+        len(data.train), len(data.test), SAMPLES)]
+    require(needs, f"use a --data file with fewer distinct characters ({data.vocab_size} token ids)")
 
 
 def best(results: dict[str, Any]) -> str:

@@ -28,14 +28,15 @@ from typing import Any, NamedTuple
 from mini_flows import backend as B
 from mini_flows.data import PAD_ID, load_text
 from mini_flows.data.fixed_length import pad_rows, strip_rows
-from mini_flows.data.text import batches
+from mini_flows.experiments.memory import require
 from mini_flows.experiments.saved import text_decoder
-from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_report, train_latent, train_lstm
+from mini_flows.experiments.sequences import LATENT, QUICK_SAMPLES, SAMPLE_CHUNK, SIZES, batch_size, lstm_nll
+from mini_flows.experiments.sequences import memory_needs, sequence_report, test_batches, train_latent, train_lstm
 from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
-from mini_flows.experiments.textflows import bipartite_lm, bits_per_char, generation_seconds, hmm_source, sample_rows
-from mini_flows.experiments.textflows import train_bipartite
+from mini_flows.experiments.textflows import bipartite_lm, bipartite_needs, bits_per_char, generation_seconds
+from mini_flows.experiments.textflows import hmm_source, sample_rows, train_bipartite
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
@@ -54,6 +55,9 @@ ROWS = [  # label, prior (None: the LSTM baseline; "bipartite": the discrete flo
     ("AF / AF - AF hidden, NLSq", "af/none", "affine", (1.56, 0.29, 1.56)),
 ]
 BIPARTITE = dict(num_flows=8, scale=True, hidden=64, layers=1)  # Tran et al. use 8 flows on the Penn Treebank
+QUICK_BIPARTITE = dict(num_flows=2, scale=True, hidden=16, layers=1)
+"""--quick: its parameters grow as D K hidden per flow, so on a file of lines up to D = 177
+characters and K = 80 token ids the full model's training took 1.5 GB, this one's 0.1 GB."""
 GENERATION_BATCHES = (1, 64)
 
 
@@ -94,14 +98,15 @@ def run(settings: Settings) -> Report:
     same steps on the same data; the LSTM's and the bipartite flow's generation times."""
     data = load(settings)
     steps = settings.pick_steps(300, 3)
-    samples = (2, 5) if settings.quick else (5, 50)  # ELBO samples in training, importance samples at test
+    samples = QUICK_SAMPLES if settings.quick else (5, 50)  # ELBO samples in training, importance samples at test
+    bipartite = QUICK_BIPARTITE if settings.quick else BIPARTITE
+    check_memory(data, batch_size(settings), batch_size(settings, test=True), bipartite, samples)
     lengths = B.asarray([len(s) for s in data.train])
     settings.clock.plan(len(ROWS) * steps)
     rows, results, generated, timed = [], {}, {}, {}
     for label, prior, transform, paper in ROWS:
         if prior == "bipartite":
-            model: Any = bipartite_lm(data.vocab_size + (data.end == data.vocab_size), data.max_length, **BIPARTITE,
-                                      spread=settings.spread)
+            model: Any = bipartite_lm(flow_vocab_size(data), data.max_length, **bipartite, spread=settings.spread)
             params, diagnostics = train_bipartite(label, model, pad_rows(data.train, data.max_length, data.end),
                                                   steps, settings)
             test_rows = pad_rows(data.test, data.max_length, data.end)
@@ -110,20 +115,20 @@ def run(settings: Settings) -> Report:
             strings = strip_rows(sample_rows(model, params, 3, settings.seed + 3), data.end)
             timed[label] = [generation_seconds(lambda s: model.sample(params, n, s), 3) for n in GENERATION_BATCHES]
         elif prior is None:
-            model = LSTMBaseline(BaselineConfig(data.vocab_size, data.max_length, **SIZES))
+            model = LSTMBaseline(baseline_config(data))
             model.fit_lengths(lengths)
             params = train_lstm(label, model, data.train, steps, settings)
-            scores = {"nll": lstm_nll(model, params, data.test)}
+            scores = {"nll": lstm_nll(model, params, data.test, batch_size(settings, test=True))}
             strings = sampled(model, params, settings.seed + 3)
             timed[label] = [generation_seconds(
                 lambda s: model.sample(params, n, s, B.asarray([data.max_length] * n)), 3) for n in GENERATION_BATCHES]
         else:
-            model = LatentFlowModel(LatentConfig(data.vocab_size, data.max_length, prior=prior, transform=transform,
-                                                 **SIZES, **LATENT))
+            model = LatentFlowModel(latent_config(data, prior, transform))
             model.fit_lengths(lengths)
             params = train_latent(label, model, data.train, steps, settings, samples[0])
             scores = {"diverged": True} if params is None else evaluate(
-                model, params, list(batches(data.test, 100, None)), samples=samples[1], seed=settings.seed + 1)
+                model, params, test_batches(data.test, batch_size(settings, test=True)), samples=samples[1],
+                seed=settings.seed + 1, chunk=SAMPLE_CHUNK)
             strings = [] if params is None else sampled(model, params, settings.seed + 3)
         if params is not None:
             settings.keep_model(label, model, params, text_decoder(data.decode, data.vocab_size,
@@ -138,8 +143,8 @@ def run(settings: Settings) -> Report:
     table = Table("Ziegler and Rush 2019, Tables 1 and 2, and Tran et al. 2019, Table 3: character-level language "
                   "models, test bits per character, generation time",
                   ["NLL", "reconst.", "KL", "gen ms (1)", "gen ms (64)"], rows)
-    notes = [data.about, training_note(steps, samples) + ", the paper's are 500/500/50",
-             f"bipartite flow: {BIPARTITE['num_flows']} location-scale flows (MLP of {BIPARTITE['hidden']} units), a "
+    notes = [data.about, training_note(steps, batch_size(settings), samples) + ", the paper's are 500/500/50",
+             f"bipartite flow: {bipartite['num_flows']} location-scale flows (MLP of {bipartite['hidden']} units), a "
              f"factorized base over rows of {data.max_length} tokens, sentences padded with an end token; its NLL is "
              "-log q(padded row), an upper bound on the sentence's (data.fixed_length)",
              f"gen ms (n): milliseconds to generate n sequences of T = {data.max_length} (mean of 3 after a warm-up); "
@@ -151,6 +156,38 @@ def run(settings: Settings) -> Report:
     report = sequence_report(settings, table, notes, results, data.exact, steps, "charlm.png", "test bits per character")
     report.results["generation_seconds"] = {"T": data.max_length, "batches": list(GENERATION_BATCHES), **timed}
     return report
+
+
+def flow_vocab_size(data: Data) -> int:
+    """The tokens of the bipartite flow's rows: the data's, and the end token where it is new."""
+    return data.vocab_size + (data.end == data.vocab_size)
+
+
+def baseline_config(data: Data) -> BaselineConfig:
+    """The LSTM baseline's configuration for the data."""
+    return BaselineConfig(data.vocab_size, data.max_length, **SIZES)
+
+
+def latent_config(data: Data, prior: str, transform: str) -> LatentConfig:
+    """A latent flow model's configuration for the data, with ``prior`` and ``transform``."""
+    return LatentConfig(data.vocab_size, data.max_length, prior=prior, transform=transform, **SIZES, **LATENT)
+
+
+def check_memory(data: Data, batch: int, test_batch: int, bipartite: dict[str, Any], samples: tuple[int, int]) -> None:
+    """Refuse at once, in one line saying what to change, data whose models would not fit in
+    memory (``memory.require``): every row's training (on batches of ``batch`` sequences) and
+    scoring (``test_batch``) at the data's longest sequence, and the bipartite flow's generation
+    of 64 rows."""
+    longest = data.max_length
+    train, test = min(batch, len(data.train)) * longest, min(test_batch, len(data.test)) * longest
+    needs = bipartite_needs("the bipartite flow", flow_vocab_size(data), longest, bipartite, len(data.train),
+                            len(data.test), max(GENERATION_BATCHES))
+    needs += memory_needs("the LSTM", baseline_config(data), train, test, samples)
+    for label, prior, transform, _ in ROWS:
+        if prior not in (None, "bipartite"):
+            needs += memory_needs(label, latent_config(data, prior, transform), train, test, samples)
+    require(needs, f"use a --data file with fewer distinct characters ({data.vocab_size} token ids) or shorter lines "
+                   f"(the longest, of {longest} characters, sets every sequence's length)")
 
 
 def sampled(model: Any, params: Any, seed: int) -> list:

@@ -1,8 +1,15 @@
-"""Figures: heat maps, a table's numbers as bars, and saving a figure into the report (where
-matplotlib is installed; otherwise a note says how to get it)."""
+"""Figures: heat maps, a table's numbers as bars, and a report's figures (where matplotlib is
+installed; otherwise a note says how to get it).
+
+An experiment lists each figure in its report with the function that draws it (``save_figure``);
+the command draws them all (``write_figures``) only after it has printed the table and written
+results.json, so that a figure that fails (a full disk, a plotting error) is a warning and costs
+the run nothing.
+"""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -11,13 +18,14 @@ from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table
+from mini_flows.files import write_atomically
 
 PLOT_HINT = "pip install 'mini-flows[plot]'"
 
 
 def plot(path: Path, draw: Callable[[Any], None]) -> bool:
-    """Draw a figure with ``draw(plt)`` and save it as ``path`` (a PNG); False, drawing nothing,
-    where matplotlib is not installed."""
+    """Draw a figure with ``draw(plt)`` and save it as ``path`` (a PNG), all or nothing (a failed
+    write leaves no partial file); False, drawing nothing, where matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -25,10 +33,14 @@ def plot(path: Path, draw: Callable[[Any], None]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    draw(plt)
+    try:
+        draw(plt)
+        png = io.BytesIO()
+        plt.savefig(png, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close("all")
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close("all")
+    write_atomically(path, lambda file: file.write(png.getvalue()))
     return True
 
 
@@ -83,9 +95,49 @@ def no_plot_note(filename: str) -> str:
 
 
 def save_figure(settings: Settings, filename: str, draw: Callable[[Any], None], report: Report) -> None:
-    """``plot`` into ``settings.out / filename`` and list the file in the report, or add a note
-    saying matplotlib is missing."""
-    if plot(settings.out / filename, draw):
+    """List the figure ``filename`` (in ``settings.out``) in the report with its ``draw``, for
+    ``write_figures`` to draw once results.json is written (a figure that fails then costs the run
+    nothing), or add a note saying matplotlib is missing. A second drawing of one name replaces
+    the first."""
+    if not plotting_available():
+        if no_plot_note(filename) not in report.notes:
+            report.notes.append(no_plot_note(filename))
+        return
+    if filename not in report.figures:
         report.figures.append(filename)
-    elif no_plot_note(filename) not in report.notes:
-        report.notes.append(no_plot_note(filename))
+    report.drawings[filename] = draw
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_figures(report: Report, out: Path) -> list[str]:
+    """Draw every figure of the report into ``out``; returns a line for each that failed (drawing
+    or writing it: a full disk, a plotting error), which is then dropped from ``report.figures``
+    with a note saying so. A previous run's file of that name is removed, so that no figure is
+    left looking current beside results it does not show."""
+    failures = []
+    for filename in list(report.figures):
+        try:
+            if not plot(out / filename, report.drawings[filename]):
+                raise ImportError("matplotlib could not be imported")
+        except Exception as err:  # any failure of a figure is a warning: the run's numbers are safe
+            reason = getattr(err, "strerror", None) or (str(err).splitlines() or [""])[0] or type(err).__name__
+            line = f"could not write the figure {filename} ({reason})"
+            try:
+                (out / filename).unlink()
+                line += f"; removed the previous run's {filename}"
+            except FileNotFoundError:
+                pass
+            except OSError as stuck:
+                line += f"; the previous run's {filename} is still there ({stuck.strerror or stuck})"
+            report.figures.remove(filename)
+            report.notes.append(line)
+            failures.append(line)
+    return failures

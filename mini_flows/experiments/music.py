@@ -30,9 +30,10 @@ from typing import Any, NamedTuple
 from mini_flows import backend as B
 from mini_flows.data import PianoRolls, load_chorales, load_piano, make_chords
 from mini_flows.data.chorales import SEED, TEST, VALID, cache_path
-from mini_flows.data.text import batches
+from mini_flows.experiments.memory import require
 from mini_flows.experiments.saved import MUSIC
-from mini_flows.experiments.sequences import LATENT, SIZES, in_float64, lstm_nll, sequence_report, train_latent
+from mini_flows.experiments.sequences import LATENT, QUICK_SAMPLES, SAMPLE_CHUNK, SIZES, batch_size, in_float64
+from mini_flows.experiments.sequences import lstm_nll, memory_needs, sequence_report, test_batches, train_latent
 from mini_flows.experiments.sequences import train_lstm, training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
@@ -51,8 +52,6 @@ STEPS, ELBO_SAMPLES = 600, 2
 """600 Adam steps on an ELBO of 2 samples (the paper: 10): for the same time, more steps with
 fewer samples trained better; on the chorales AF / SCF reached 9.36 nats per step after 600
 steps with 2 samples (163 s) and 10.23 after 300 steps with 5 (about 180 s)."""
-TEST_BATCH = 16
-"""Test pieces scored 16 at a time, in order of length."""
 TRAINING_DTYPE = "float32"
 """Every model trains in float32 (half the time of float64 here) and is scored in float64."""
 DATA_SETS = ("Nottingham", "Piano-midi.de", "MuseData", "JSB Chorales")
@@ -120,24 +119,26 @@ def run(settings: Settings) -> Report:
     data = load(settings)
     train_set, test_set, max_length, exact = data.train, data.test, data.max_length, data.exact
     steps = settings.pick_steps(STEPS, 3)
-    samples = (2, 5) if settings.quick else (ELBO_SAMPLES, 50)
+    samples = QUICK_SAMPLES if settings.quick else (ELBO_SAMPLES, 50)
+    test_batch = batch_size(settings, test=True)
+    check_memory(data, batch_size(settings), test_batch, samples)
     lengths = B.asarray([len(r) for r in train_set])
-    test_batches = list(batches(sorted(test_set, key=len), TEST_BATCH, None))
+    scored = test_batches(test_set, test_batch)
     settings.clock.plan(len(ROWS) * steps)
     rows, results = [], {}
     for label, prior, paper in ROWS:
         scores: dict[str, Any]
         if prior is None:
-            model: Any = LSTMBaseline(BaselineConfig(KEYS, max_length, output="bernoulli", **SIZES))
+            model: Any = LSTMBaseline(baseline_config(max_length))
             model.fit_lengths(lengths)
             params = train_lstm(label, model, train_set, steps, settings, POOL, TRAINING_DTYPE)
-            scores = {"nll": lstm_nll(model, in_float64(params), test_set)}  # exact, nats per step
+            scores = {"nll": lstm_nll(model, in_float64(params), test_set, test_batch)}  # exact, nats per step
         else:
-            model = LatentFlowModel(LatentConfig(KEYS, max_length, prior=prior, output="bernoulli", **SIZES, **LATENT))
+            model = LatentFlowModel(latent_config(max_length, prior))
             model.fit_lengths(lengths)
             params = train_latent(label, model, train_set, steps, settings, samples[0], POOL, TRAINING_DTYPE)
             scores = {"diverged": True} if params is None else evaluate(
-                model, in_float64(params), test_batches, samples=samples[1], seed=settings.seed + 1)
+                model, in_float64(params), scored, samples=samples[1], seed=settings.seed + 1, chunk=SAMPLE_CHUNK)
         if params is not None:
             settings.keep_model(label, model, params, MUSIC)
         results[label] = scores
@@ -149,7 +150,31 @@ def run(settings: Settings) -> Report:
     table = Table("Ziegler and Rush 2019, Table 3: polyphonic music, test NLL in nats per time step",
                   ["NLL", "reconst.", "KL"] + (["paper: " + " / ".join(DATA_SETS)] if data.paper is None else []),
                   rows, note=data.paper_note)
-    notes = [data.about, training_note(steps, samples),
+    notes = [data.about, training_note(steps, batch_size(settings), samples),
              "LSTM row: exact NLL; its keys are independent given the past, so a chord change it cannot foresee "
              "costs it every key, which a latent z can capture"]
     return sequence_report(settings, table, notes, results, exact, steps, "music.png", "test NLL (nats per time step)")
+
+
+def baseline_config(max_length: int) -> BaselineConfig:
+    """The LSTM baseline's configuration for pieces of up to ``max_length`` steps."""
+    return BaselineConfig(KEYS, max_length, output="bernoulli", **SIZES)
+
+
+def latent_config(max_length: int, prior: str) -> LatentConfig:
+    """A latent flow model's configuration for pieces of up to ``max_length`` steps, with ``prior``."""
+    return LatentConfig(KEYS, max_length, prior=prior, output="bernoulli", **SIZES, **LATENT)
+
+
+def check_memory(data: Music, batch: int, test_batch: int, samples: tuple[int, int]) -> None:
+    """Refuse at once, in one line saying what to change, pieces too long for the models to fit in
+    memory (``memory.require``): every row's training (in float32, on batches of ``batch``
+    pieces) and scoring (in float64, ``test_batch``) at the longest piece."""
+    longest, itemsize = data.max_length, B.float_dtype(TRAINING_DTYPE).itemsize
+    train, test = min(batch, len(data.train)) * longest, min(test_batch, len(data.test)) * longest
+    needs = memory_needs("the LSTM", baseline_config(longest), train, test, samples, itemsize)
+    for label, prior, _ in ROWS:
+        if prior is not None:
+            needs += memory_needs(label, latent_config(longest, prior), train, test, samples, itemsize)
+    require(needs, f"use pieces of fewer steps (the longest, of {longest} steps, sets every sequence's length "
+                   "encoding): cut long pieces into parts")

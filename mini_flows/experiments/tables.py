@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mini_flows.experiments.settings import Settings
 from mini_flows.files import write_atomically
+from mini_flows.version import __version__
 
 
 def cell(ours: Any, paper: Any = None, digits: int = 3) -> dict[str, Any]:
@@ -84,13 +85,15 @@ class Table:
 
 @dataclass
 class Report:
-    """What an experiment returns: its table, notes to print under it, figures it wrote (paths
-    relative to --out) and results (JSON-able numbers, lists, dicts) for results.json."""
+    """What an experiment returns: its table, notes to print under it, results (JSON-able numbers,
+    lists, dicts) for results.json, and its figures (paths relative to --out), each drawn by
+    ``drawings[path]`` (plt -> None) when ``figures.write_figures`` writes them."""
 
     table: Table
     notes: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+    drawings: dict[str, Callable[[Any], None]] = field(default_factory=dict, repr=False)
 
     def render(self) -> str:
         return "\n".join([self.table.render()] + [f"- {n}" for n in self.notes])
@@ -107,16 +110,42 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def provenance() -> dict[str, Any]:
-    """What produced a result: mini_flows', NumPy's and Python's versions, the git revision of the
-    checkout the package runs from (None outside one) and the time, in UTC."""
+def _installed_version(distribution: str) -> str | None:
+    """The version of an installed distribution, None where its metadata is missing."""
     try:
-        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                  text=True, timeout=10).stdout.strip() or None
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    """git's answer (stdout, stripped) in ``cwd``, None where git fails or is missing."""
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        revision = None
-    return {"mini_flows": metadata.version("mini-flows"), "numpy": metadata.version("numpy"),
-            "python": platform.python_version(), "git_revision": revision,
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def git_revision() -> str | None:
+    """The commit of the checkout the package runs from: git's HEAD where the top level of the work
+    tree holding the package is the folder that holds the package itself; None otherwise (an
+    installed copy inside another project's work tree, such as a virtual environment there, whose
+    HEAD says nothing about this code). A package reached through a symbolic link counts where it
+    really lives."""
+    checkout = Path(__file__).resolve().parents[2]  # mini_flows/experiments/tables.py -> the folder holding mini_flows
+    top = _git("rev-parse", "--show-toplevel", cwd=checkout)
+    if top is None or Path(top).resolve() != checkout:
+        return None
+    return _git("rev-parse", "HEAD", cwd=checkout)
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a result: mini_flows' version (``mini_flows.version``: the package that runs
+    knows it, installed or not), NumPy's and Python's, the git revision of the checkout the
+    package runs from (None outside one) and the time, in UTC."""
+    return {"mini_flows": __version__, "numpy": _installed_version("numpy"),
+            "python": platform.python_version(), "git_revision": git_revision(),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -29,12 +29,15 @@ from mini_flows.data import make_hmm
 from mini_flows.discrete.diagnostics import diagnostics_report
 from mini_flows.discrete.model import DiscreteFlowModel, build_model
 from mini_flows.experiments.evaluation import log_probs
+from mini_flows.experiments.memory import bipartite_footprint
 from mini_flows.experiments.settings import Settings
 from mini_flows.nn.tree import Tree
 from mini_flows.optim import Adam
 from mini_flows.train import fit, linear_decay
 
 LR, CLIP, BATCH = 1e-2, 5.0, 32
+SCORE_ROWS = 256
+"""Rows scored at once (``bits_per_char``)."""
 
 
 def bipartite_lm(vocab_size: int, length: int, num_flows: int, scale: bool, hidden: int, layers: int,
@@ -71,9 +74,9 @@ def train_bipartite(label: str, model: DiscreteFlowModel, rows: Any, steps: int,
 
 
 def bits_per_char(model: DiscreteFlowModel, params: Tree, rows: Any, characters: int) -> float:
-    """-sum log2 p(rows) / ``characters``: rows (N, D) scored in batches of 256, divided by the
-    characters they hold (the sentences' for padded rows, N D for chunks)."""
-    nats = -float(B.xp().sum(log_probs(partial(model.log_prob, params), B.asarray(rows), chunk=256)))
+    """-sum log2 p(rows) / ``characters``: rows (N, D) scored in batches of ``SCORE_ROWS``, divided
+    by the characters they hold (the sentences' for padded rows, N D for chunks)."""
+    nats = -float(B.xp().sum(log_probs(partial(model.log_prob, params), B.asarray(rows), chunk=SCORE_ROWS)))
     return nats / math.log(2) / characters
 
 
@@ -93,3 +96,15 @@ def hmm_source(seed: int) -> Any:
     8 characters, T uniform on [4, 12] (``data.make_hmm``), with an exact likelihood."""
     return make_hmm(seed, n_states=4, vocab_size=8, min_length=4, max_length=12, emissions_per_state=3,
                     concentration=0.3)
+
+
+def bipartite_needs(label: str, vocab_size: int, length: int, sizes: dict[str, Any], train_rows: int,
+                    test_rows: int, sampled_rows: int) -> list[tuple[str, int]]:
+    """The bytes (``memory``) of training the ``bipartite_lm`` of ``sizes`` (num_flows, scale,
+    hidden, layers) over rows of ``length`` tokens of ``vocab_size`` on batches of
+    min(``BATCH``, ``train_rows``) rows, of scoring ``test_rows`` and of sampling ``sampled_rows``
+    at once, in float64."""
+    footprint = bipartite_footprint(vocab_size, length, **sizes)
+    return [(f"training {label}", footprint.step_bytes(min(BATCH, train_rows), 8, True)),
+            (f"scoring {label}", footprint.step_bytes(min(SCORE_ROWS, test_rows), 8, False)),
+            (f"sampling {label}", footprint.step_bytes(sampled_rows, 8, False))]

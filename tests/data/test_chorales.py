@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,10 @@ BWV424 = [(45, 60, 69, 76), (57, 64, 69, 72), (52, 64, 68, 72)]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, object, str]:
-    """(the cache file, the rolls ``load_chorales`` returned, what it printed) for NAMES."""
+    """(the cache file, the rolls ``load_chorales`` returned, what it printed) for NAMES; the tests
+    that read them are skipped, saying why, where music21 is not installed."""
+    pytest.importorskip("music21", reason="the chorales are parsed from music21's corpus, which is not installed: "
+                                          "pip install 'mini-flows[music]'")
     path = tmp_path_factory.mktemp("chorales") / "few.pickle"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -112,3 +116,15 @@ def test_without_music21_the_error_names_the_extra(monkeypatch, tmp_path):
 def test_importing_the_data_package_does_not_import_music21():
     code = "import sys, mini_flows.data, mini_flows.experiments.music; assert 'music21' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_music21_the_tests_that_parse_chorales_skip_and_say_why():
+    """Run this file's other tests in a process where music21 cannot be imported."""
+    others = ["-q", "-rs", "-p", "no:cacheprovider", __file__, "-k", "not skip_and_say_why"]
+    code = f"import sys; sys.modules['music21'] = None; import pytest; sys.exit(pytest.main({others!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).parent.parent.parent)
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0 and re.fullmatch(r"\d+ passed, 3 skipped, 1 deselected in [\d.]+s", summary), \
+        done.stdout
+    assert done.stdout.count("SKIPPED") == 3 and "not installed: pip install 'mini-flows[music]'" in done.stdout

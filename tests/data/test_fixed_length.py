@@ -56,3 +56,11 @@ def test_load_chunks_names_a_file_too_short_for_a_chunk(tmp_path):
     path.write_text("tiny\n")
     with pytest.raises(ValueError, match="short.txt: its training part has 3 characters"):
         load_chunks(path, 4)
+
+
+def test_load_chunks_names_a_file_that_is_not_text_and_where(tmp_path):
+    path = tmp_path / "binary.bin"
+    path.write_bytes(b"two fine\nlines\n\x00\x9c\xffbinary" * 3)
+    with pytest.raises(ValueError, match=r"binary\.bin is not valid utf-8: line 3, byte 2 \(0x9c\); convert it to "
+                                         r"utf-8$"):
+        load_chunks(path, 4)

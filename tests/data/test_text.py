@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, note, strategies as st
 
-from mini_flows.data.text import MAX_LENGTH, PAD_ID, UNK_ID, Vocab, batches, load_text, pad_sequences
+from mini_flows.data.text import MAX_LENGTH, PAD_ID, UNK_ID, Vocab, batches, check_text, load_text, pad_sequences
 
 seeds = st.integers(0, 2**32 - 1)
 sentences = st.text(alphabet=string.ascii_letters + " .,'", max_size=30).map(lambda s: "x" + s.strip())
@@ -189,7 +189,8 @@ def test_padding_keeps_every_value_in_the_sequences_common_dtype():
 def test_a_file_in_another_encoding_names_the_file_line_and_byte(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("the first line\nla caf\u00e9 est ouverte\n".encode("latin-1") + b"more text\n" * 10)
-    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); pass the file's encoding"):
+    with pytest.raises(ValueError, match=r"latin\.txt is not valid utf-8: line 2, byte 7 \(0xe9\); convert it to "
+                                         r"utf-8$"):
         load_text(path, seed=0)
     assert load_text(path, seed=0, encoding="latin-1") is not None
 
@@ -199,7 +200,7 @@ def test_the_command_line_reports_a_bad_encoding_in_one_line(tmp_path, capsys):
 
     path = tmp_path / "corpus.txt"
     path.write_bytes(b"fine\n\xff\xfe broken\n")
-    assert main(["run", "charlm", "--quick", "--data", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert main(["run", "charlm", "--quick", "--data", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "corpus.txt is not valid utf-8: line 2, byte 1 (0xff)" in err
 
@@ -225,3 +226,12 @@ def test_pooled_batches_pad_less_and_need_a_seed():
     assert padded[8] < 0.8 * padded[None]
     with pytest.raises(ValueError, match="pool needs a seed"):
         next(batches(sequences, 32, None, pool=2))
+
+
+def test_check_text_reads_a_whole_file_and_names_where_it_fails(tmp_path):
+    path = tmp_path / "late.txt"
+    path.write_bytes(b"a line of text\n" * 100_000 + b"\xc3(\n")  # the bad byte lies past the first megabyte
+    with pytest.raises(ValueError, match=r"late\.txt is not valid utf-8: line 100001, byte 1 \(0xc3\)"):
+        check_text(path)
+    path.write_text("caf\u00e9\n" * 10)
+    check_text(path)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +18,12 @@ from mini_flows import backend as B
 from mini_flows.data import dirichlet_table, table_entropy
 from mini_flows.discrete.flows import SPREAD
 from mini_flows.experiments.evaluation import all_sequences
-from mini_flows.experiments.figures import no_plot_note, plot, save_figure
+from mini_flows.experiments.figures import no_plot_note, plot, save_figure, write_figures
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell, render_cell, write_results
 from mini_flows.experiments.fullrank import cross_entropy
+
+PACKAGE = Path(B.__file__).parent
 
 
 def test_cells_print_ours_then_the_papers_value():
@@ -80,16 +87,24 @@ def test_settings_pick_steps():
     assert Settings(out=None, quick=True, steps=7).pick_steps(100, 5) == 7
 
 
-def test_figures_are_saved_or_a_note_says_why(tmp_path):
+def test_figures_are_listed_then_drawn_or_a_note_says_why(tmp_path):
     report = Report(Table("T", [], []))
     settings = Settings(out=tmp_path)
     save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [1, 0]), report)
-    save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [1, 0]), report)
+    save_figure(settings, "f.png", lambda plt: plt.plot([0, 1], [0, 1]), report)  # the later drawing wins
     if plot(tmp_path / "g.png", lambda plt: plt.plot([0], [0])):
-        assert report.figures == ["f.png", "f.png"] and (tmp_path / "f.png").is_file()
+        assert report.figures == ["f.png"] and not (tmp_path / "f.png").exists()  # listed, not yet drawn
+        assert write_figures(report, tmp_path) == [] and (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
     else:
         assert report.figures == [] and report.notes == [no_plot_note("f.png")]
         assert "pip install 'mini-flows[plot]'" in report.notes[0]
+
+
+def test_without_matplotlib_a_note_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    report = Report(Table("T", [], []))
+    save_figure(Settings(out=tmp_path), "f.png", lambda plt: plt.plot([0], [0]), report)
+    assert report.figures == [] and report.notes == [no_plot_note("f.png")] and write_figures(report, tmp_path) == []
 
 
 def test_all_sequences_enumerate_a_table_in_its_own_order():
@@ -99,3 +114,45 @@ def test_all_sequences_enumerate_a_table_in_its_own_order():
     assert np.array_equal(table[tuple(seqs.T)], table.reshape(-1))
     exact_log_prob = lambda tokens: B.asarray(np.log(table[tuple(B.to_numpy(tokens).T)]))  # noqa: E731
     assert math.isclose(cross_entropy(exact_log_prob, table), table_entropy(table), rel_tol=1e-12)
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def repository(path: Path) -> str:
+    """A new git repository at ``path`` with one commit; its HEAD."""
+    path.mkdir(parents=True)
+    git("init", "-q", cwd=path)
+    (path / "README").write_text("a project\n")
+    git("add", "README", cwd=path)
+    git("commit", "-qm", "start", cwd=path)
+    return git("rev-parse", "HEAD", cwd=path)
+
+
+def revision_recorded(pythonpath: Path) -> str:
+    """The git revision provenance() records for the mini_flows found on ``pythonpath``."""
+    code = "from mini_flows.experiments.tables import provenance; print(provenance()['git_revision'])"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(pythonpath)},
+                          cwd=pythonpath, capture_output=True, text=True, check=True)  # cwd: not this checkout
+    return done.stdout.strip()
+
+
+def test_the_git_revision_is_recorded_only_for_the_packages_own_checkout(tmp_path):
+    copy = shutil.ignore_patterns("__pycache__")
+    project = tmp_path / "project"
+    repository(project)
+    site = project / ".venv" / "site-packages"  # a copy installed inside another project's work tree
+    shutil.copytree(PACKAGE, site / "mini_flows", ignore=copy)
+    assert revision_recorded(site) == "None"
+    checkout = tmp_path / "checkout"  # a checkout of its own: its HEAD
+    repository(checkout)
+    shutil.copytree(PACKAGE, checkout / "mini_flows", ignore=copy)
+    git("add", "mini_flows", cwd=checkout)
+    git("commit", "-qm", "the package", cwd=checkout)
+    assert revision_recorded(checkout) == git("rev-parse", "HEAD", cwd=checkout)
+    vendor = project / "vendor"  # the checkout's package linked into the other work tree: still the checkout's
+    vendor.mkdir()
+    (vendor / "mini_flows").symlink_to(checkout / "mini_flows")
+    assert revision_recorded(vendor) == git("rev-parse", "HEAD", cwd=checkout)
