@@ -140,6 +140,12 @@ def _check_training_data(ns: dict) -> None:
     assert data.shape == (5000, 3) and data.min() >= 0 and data.max() < 4
 
 
+def _check_default_estimator(ns: dict) -> None:
+    """The batches carry the fraction of training done; between steps no flow holds it."""
+    assert ns["flow_batches"](150)[1] == 0.5
+    assert all(flow.progress is None for flow in ns["flow"].flows)
+
+
 def _check_restored_flow(ns: dict) -> None:
     import numpy as np
     import pytest
@@ -231,6 +237,7 @@ COMMENT_CHECKS = {
     'or "cupy"; MINI_FLOWS_BACKEND sets the default': _check_backends,
     "nested dicts of arrays; the same values on every backend": _check_parameters,
     "(5000, 3) tokens in [0, 4)": _check_training_data,
+    "the default estimator": _check_default_estimator,
     "bit for bit": _check_restored_flow,
     "p(T) included": _check_rebuilt_latent,
     "importance-sampled NLL, bits per character": _check_latent_scores,
