@@ -16,11 +16,12 @@ from mini_flows.discrete.modular import (
     one_hot_multiply,
     units,
 )
-from mini_flows.discrete.networks import LSTMNet, MADENet, MLPNet, TransformerNet, make_network
+from mini_flows.discrete.networks import BiLSTMNet, LSTMNet, MADENet, MLPNet, TransformerNet, make_network
 from mini_flows.discrete.straight_through import mask_scale_logits, one_hot_argmax
 
 __all__ = [
     "AutoregressiveCategorical",
+    "BiLSTMNet",
     "DiscreteAutoregressiveFlow",
     "DiscreteBipartiteFlow",
     "DiscreteFlow",

@@ -127,7 +127,7 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     ``DiscreteAutoregressiveFlow``s whose orders alternate starting with "reversed" next to the
     base; ``network`` in {"transformer", "lstm", "made", "tabular"}.
     kind="bipartite": a ``FactorizedCategorical`` base and ``num_flows`` ``DiscreteBipartiteFlow``s
-    whose kept positions alternate "even", "odd", ...; ``network`` in {"transformer", "mlp"}.
+    whose kept positions alternate "even", "odd", ...; ``network`` in {"transformer", "mlp", "lstm"}.
 
     ``base_network`` ("transformer" or "lstm", autoregressive kind only) defaults to ``network``
     when that is one of them and to "transformer" otherwise. ``scale`` adds the scale sigma to every

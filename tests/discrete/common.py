@@ -19,6 +19,7 @@ FLOW_CASES = [
     ("autoregressive", "tabular"),
     ("bipartite", "transformer"),
     ("bipartite", "mlp"),
+    ("bipartite", "lstm"),
 ]
 MAX_CONFIGS = 4096
 
