@@ -195,3 +195,12 @@ def identity_start(model: DiscreteFlowModel, params: Tree, margin: float = 0.3) 
         net["bias"] = 0 * net["bias"] + B.asarray(zero_first * margin, net["bias"].dtype)
         params[f"flow_{i}"] = {**params[f"flow_{i}"], "network": net}
     return params
+
+
+def on_trained_base(model: DiscreteFlowModel, base: Tree, rng: Any, dtype: Any = "float64") -> Tree:
+    """Parameters of ``model`` that score exactly as a trained base: ``base`` (the tree of that base,
+    ``params["base"]`` of the base trained alone) under flows drawn from ``rng`` and set to the
+    identity (``identity_start``). The start of base-first training: the base alone first, then
+    base and flows together from here, so that selection on validation (``train.Validation``) can
+    only end at or below the trained base's score."""
+    return identity_start(model, {**model.init(rng, dtype), "base": base})
