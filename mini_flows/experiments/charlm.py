@@ -33,8 +33,8 @@ from mini_flows.experiments.sequences import LATENT, SIZES, lstm_nll, sequence_r
 from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
-from mini_flows.experiments.textflows import bipartite_lm, bits_per_char, generation_seconds, hmm_source, sample_rows
-from mini_flows.experiments.textflows import train_bipartite
+from mini_flows.experiments.textflows import base_first, bipartite_lm, bits_per_char, generation_seconds, hmm_source
+from mini_flows.experiments.textflows import sample_rows, summary, train_bipartite
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
@@ -54,15 +54,17 @@ ROWS = [  # label, prior (None: the LSTM baseline; "bipartite": the discrete flo
 ]
 BIPARTITE = dict(num_flows=8, scale=True, hidden=64, layers=1)  # Tran et al. use 8 flows on the Penn Treebank
 GENERATION_BATCHES = (1, 64)
+BASE = "factorized base"  # the bipartite flow's base trained alone, its row
 
 
 class Data(NamedTuple):
-    """train and test sentences (lists of (T,) ints), K, the longest T, the end token that pads a
+    """train, validation and test sentences (lists of (T,) ints), K, the longest T, the end token that pads a
     sentence to a row of the bipartite flow (``data.fixed_length``; K for the synthetic source,
     whose K + 1 tokens the flow then models, ``PAD_ID`` for text), how to print a sentence, the
     source's exact test NLL or None, and a description."""
 
     train: list
+    valid: list
     test: list
     vocab_size: int
     max_length: int
@@ -79,13 +81,14 @@ def load(settings: Settings) -> Data:
         longest = max(len(s) for split in (corpus.train, corpus.valid, corpus.test) for s in split)
         about = f"{settings.data}: {len(corpus.train)} training and {len(corpus.test)} test sentences, " \
                 f"{corpus.vocab.size} token ids"
-        return Data(corpus.train, corpus.test, corpus.vocab.size, longest, PAD_ID, corpus.vocab.decode, None, about)
+        return Data(corpus.train, corpus.valid, corpus.test, corpus.vocab.size, longest, PAD_ID, corpus.vocab.decode, None, about)
     source = hmm_source(settings.seed)
     n_train, n_test = (64, 16) if settings.quick else (3000, 300)
     train_set, test_set = source.sample(n_train, settings.seed + 1), source.sample(n_test, settings.seed + 2)
+    valid_set = source.sample(n_test, settings.seed + 4)
     about = f"synthetic HMM source (4 states, 8 characters, T uniform on [4, 12]): {n_train} training and " \
             f"{n_test} test sequences"
-    return Data(train_set, test_set, 8, 12, 8, source.decode, source.nll_bits_per_char(test_set), about)
+    return Data(train_set, valid_set, test_set, 8, 12, 8, source.decode, source.nll_bits_per_char(test_set), about)
 
 
 def run(settings: Settings) -> Report:
@@ -95,17 +98,20 @@ def run(settings: Settings) -> Report:
     steps = settings.pick_steps(300, 3)
     samples = (2, 5) if settings.quick else (5, 50)  # ELBO samples in training, importance samples at test
     lengths = B.asarray([len(s) for s in data.train])
-    settings.clock.plan(len(ROWS) * steps)
+    settings.clock.plan((len(ROWS) + 1) * steps)
     rows, results, generated, timed = [], {}, {}, {}
     for label, prior, transform, paper in ROWS:
         if prior == "bipartite":
-            model: Any = bipartite_lm(data.vocab_size + (data.end == data.vocab_size), data.max_length, **BIPARTITE,
-                                      spread=settings.spread)
-            params, diagnostics = train_bipartite(label, model, pad_rows(data.train, data.max_length, data.end),
-                                                  steps, settings)
-            test_rows = pad_rows(data.test, data.max_length, data.end)
-            scores = {"nll": bits_per_char(model, params, test_rows, sum(len(s) for s in data.test)),
-                      "diagnostics": diagnostics}
+            vocab, (train_rows, valid_rows, test_rows) = data.vocab_size + (data.end == data.vocab_size), (
+                pad_rows(split, data.max_length, data.end) for split in (data.train, data.valid, data.test))
+            characters = sum(len(s) for s in data.test)
+            base = bipartite_lm(vocab, data.max_length, **{**BIPARTITE, "num_flows": 0}, spread=settings.spread)
+            base_params, _ = train_bipartite(BASE, base, train_rows, valid_rows, steps, settings)
+            results[BASE] = {"nll": bits_per_char(base, base_params, test_rows, characters)}
+            rows.append([BASE, cell(results[BASE]["nll"]), *[cell(None)] * 4])
+            model: Any = bipartite_lm(vocab, data.max_length, **BIPARTITE, spread=settings.spread)
+            params, history = base_first(label, model, base_params["base"], train_rows, valid_rows, steps, settings)
+            scores = {"nll": bits_per_char(model, params, test_rows, characters), **summary(history)}
             strings = strip_rows(sample_rows(model, params, 3, settings.seed + 3), data.end)
             timed[label] = [generation_seconds(lambda s: model.sample(params, n, s), 3) for n in GENERATION_BATCHES]
         elif prior is None:
@@ -137,7 +143,10 @@ def run(settings: Settings) -> Report:
     notes = [data.about, training_note(steps, samples) + ", the paper's are 500/500/50",
              f"bipartite flow: {BIPARTITE['num_flows']} location-scale flows (MLP of {BIPARTITE['hidden']} units), a "
              f"factorized base over rows of {data.max_length} tokens, sentences padded with an end token; its NLL is "
-             "-log q(padded row), an upper bound on the sentence's (data.fixed_length)",
+             "-log q(padded row), an upper bound on the sentence's (data.fixed_length); base first: the factorized "
+             f"base alone ('{BASE}', {steps} steps), then the flow model from it with its flows at the identity, "
+             f"{steps} more steps, each kept at its best validation NLL (so the flows end no worse than '{BASE}' on "
+             "the validation sentences)",
              f"gen ms (n): milliseconds to generate n sequences of T = {data.max_length} (mean of 3 after a warm-up); "
              "LSTM / bipartite flow: " + ", ".join(f"{a / b:.2f}x at batch {n}" for a, b, n in
                                                    zip(lstm, flow, GENERATION_BATCHES)),
