@@ -12,8 +12,7 @@ The input ``params`` are left alone; ``fit`` returns the trained copy.
 Model selection, as a practitioner does it: with ``validate=Validation(score, every)`` (``score``
 of the parameters on held-out data, lower is better) ``fit`` scores the starting parameters, then
 every ``every`` steps and after the last, and returns the parameters of the best score (the
-earliest of ties), never worse on that score than where they started. ``hold`` names top-level
-keys of the tree that stay as given (a trained base under new flows).
+earliest of ties), never worse on that score than where they started.
 
 ``Progress`` prints a model's step, loss, extras (or a summary of them), elapsed and time left
 (or, without a loss, any long loop's progress, such as building a data set); given a ``RunClock``
@@ -189,8 +188,7 @@ def _next_batch(batches: Callable[[int], Any] | Iterator[Any], step: int, steps:
 
 def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any] | Iterable[Any], steps: int,
         optimizer: Adam | None = None, schedule: Callable[[int], float] | None = None,
-        reporter: Progress | None = None, validate: Validation | None = None,
-        hold: Sequence[str] = ()) -> tuple[Tree, dict[str, list]]:
+        reporter: Progress | None = None, validate: Validation | None = None) -> tuple[Tree, dict[str, list]]:
     """``steps`` optimiser steps on ``loss_and_grads(params, batch)``; returns (params, history).
 
     Parameters
@@ -206,8 +204,6 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
     validate : a ``Validation(score, every)``: the parameters returned are those of the lowest
         score among the start's, every ``every`` steps' and the last step's (the earliest of ties),
         not the last step's. None: the last step's.
-    hold : top-level keys of ``params`` that stay as given (the optimiser sees the others only;
-        ``loss_and_grads`` still gets the whole tree and its gradients for these keys are unused).
 
     history maps "step" (0-based), "loss", "grad_norm" (before clipping), "seconds" (since the
     start) and every extras key to lists with one entry per step; with ``validate``, also
@@ -218,12 +214,8 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
     check_positive_int("steps", steps)
     if validate is not None:
         check_positive_int("validate.every", validate.every)
-    unknown = sorted(set(hold) - set(params))
-    if unknown:
-        raise ValueError(f"hold names keys that params lacks: {unknown}")
     optimizer = Adam() if optimizer is None else optimizer
     params = tree_map(lambda a: a.copy(), params)
-    trained = {key: value for key, value in params.items() if key not in hold}
     source = batches if callable(batches) else iter(batches)
     history: dict[str, list] = {"step": [], "loss": [], "grad_norm": [], "seconds": []}
     best = _Best(validate, params, history)
@@ -235,7 +227,7 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
         with divergence_guard(step + 1, optimizer.lr, history["loss"][-1] if history["loss"] else None):
             loss, grads, *rest = loss_and_grads(params, batch)
             check_loss(step + 1, loss)
-            norm = optimizer.step(trained, {key: grads[key] for key in trained})
+            norm = optimizer.step(params, grads)
         extras = rest[0] if rest else {}
         for key, value in (("step", step), ("loss", loss), ("grad_norm", norm),
                            ("seconds", time.perf_counter() - start), *extras.items()):

@@ -61,20 +61,10 @@ def test_fit_never_returns_parameters_worse_than_its_start_on_validation():
     assert np.array_equal(B.to_numpy(trained["w"]), [1.0, 1.0]) and trained["w"] is not params["w"]
 
 
-def test_fit_holds_the_keys_it_is_told_to():
-    params = {"w": B.asarray([3.0, -4.0]), "fixed": {"v": B.asarray([2.0])}}
-
-    def loss(p, target):
-        d = p["w"] - target
-        return float((d * d).sum()), {"w": 2 * d, "fixed": {"v": B.asarray([1.0])}}
-
-    trained, _ = fit(loss, params, lambda step: B.asarray([1.0, 1.0]), 50, Adam(lr=0.1), hold=("fixed",))
-    assert np.array_equal(B.to_numpy(trained["fixed"]["v"]), [2.0])
-    assert not np.array_equal(B.to_numpy(trained["w"]), [3.0, -4.0])
-    with pytest.raises(ValueError, match=r"hold names keys that params lacks: \['base'\]"):
-        fit(loss, params, lambda step: B.asarray([1.0, 1.0]), 1, hold=("base",))
+def test_fit_refuses_a_validation_interval_below_one():
     with pytest.raises(ValueError, match="validate.every"):
-        fit(loss, params, lambda step: B.asarray([1.0, 1.0]), 1, validate=Validation(lambda p: 0.0, every=0))
+        fit(quadratic, {"w": B.asarray([1.0])}, lambda step: B.asarray([1.0]), 1,
+            validate=Validation(lambda p: 0.0, every=0))
 
 
 def test_progress_says_which_step_fit_kept(capsys):
