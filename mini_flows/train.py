@@ -9,6 +9,11 @@
 or an iterable of batches; ``schedule(step)`` sets the learning rate; a ``Progress`` prints lines.
 The input ``params`` are left alone; ``fit`` returns the trained copy.
 
+Model selection, as a practitioner does it: with ``validate=Validation(score, every)`` (``score``
+of the parameters on held-out data, lower is better) ``fit`` scores the starting parameters, then
+every ``every`` steps and after the last, and returns the parameters of the best score (the
+earliest of ties), never worse on that score than where they started.
+
 ``Progress`` prints a model's step, running means of its loss (in its unit) and extras (or a
 summary of them), elapsed and time left
 (or, without a loss, any long loop's progress, such as building a data set); given a ``RunClock``
@@ -31,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from mini_flows import backend as B
 from mini_flows.checks import check_positive_int
@@ -44,6 +49,14 @@ Summary = Callable[[Mapping[str, float], Mapping[str, float]], Mapping[str, "flo
 """(a step's extras, the first step's) -> what a progress line shows: name -> number or text."""
 Check = Callable[[Mapping[str, list]], list[str]]
 """A training history -> warnings to print at the end of training."""
+
+
+class Validation(NamedTuple):
+    """``fit``'s model selection: ``score(params)`` -> a float, lower is better (say the mean NLL
+    of a validation split), taken at the start, every ``every`` steps and after the last step."""
+
+    score: Callable[[Tree], float]
+    every: int
 
 
 class RunClock:
@@ -140,7 +153,8 @@ class Progress:
 
     def close(self, history: dict[str, list], lr: float) -> None:
         """After the last step, with ``fit``'s history: print (when verbose) a warning where the
-        loss rose, naming ``lr``, the first learning rate, and the warnings of every check."""
+        loss rose, naming ``lr``, the first learning rate, the warnings of every check and, where
+        ``fit`` selected on validation, the step it kept and its score."""
         if not self.verbose:
             return
         warnings = [warning for check in self.checks for warning in check(history)]
@@ -149,6 +163,11 @@ class Progress:
             warnings.insert(0, f"{rise} (it started at {lr:g})")
         for warning in warnings:
             print(f"  {self.label}: {warning}", flush=True)
+        if history.get("valid"):
+            unit = f" {self.unit}" if self.unit else ""
+            valid = history["valid"]
+            print(f"  {self.label}: kept step {history['best_step'][0]} of {self.steps}, validation "
+                  f"{min(valid):.4f}{unit} (start {valid[0]:.4f}, last {valid[-1]:.4f})", flush=True)
 
 
 def _running_mean(mean: float | None, value: float) -> float:
@@ -189,7 +208,7 @@ def _next_batch(batches: Callable[[int], Any] | Iterator[Any], step: int, steps:
 @one_blas_thread()
 def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any] | Iterable[Any], steps: int,
         optimizer: Adam | None = None, schedule: Callable[[int], float] | None = None,
-        reporter: Progress | None = None) -> tuple[Tree, dict[str, list]]:
+        reporter: Progress | None = None, validate: Validation | None = None) -> tuple[Tree, dict[str, list]]:
     """``steps`` optimiser steps on ``loss_and_grads(params, batch)``; returns (params, history).
 
     Parameters
@@ -202,17 +221,25 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
     optimizer : default ``Adam()``; its ``lr`` is set by ``schedule(step)`` before each step
         where a schedule is given.
     reporter : a ``Progress`` (or None: silent).
+    validate : a ``Validation(score, every)``: the parameters returned are those of the lowest
+        score among the start's, every ``every`` steps' and the last step's (the earliest of ties),
+        not the last step's. None: the last step's.
 
     history maps "step" (0-based), "loss", "grad_norm" (before clipping), "seconds" (since the
-    start) and every extras key to lists with one entry per step. NaN or infinity in a step
-    raises ``optim.TrainingDiverged`` naming the step, the last loss and the learning rate.
-    BLAS runs on one thread meanwhile unless the environment names a count (``process.one_blas_thread``).
+    start) and every extras key to lists with one entry per step; with ``validate``, also
+    "valid_step" (the steps taken when scored: 0 is the start) and "valid" (the scores), and
+    "best_step", the one step whose parameters were returned. NaN or infinity in a step raises
+    ``optim.TrainingDiverged`` naming the step, the last loss and the learning rate. BLAS runs on
+    one thread meanwhile unless the environment names a count (``process.one_blas_thread``).
     """
     check_positive_int("steps", steps)
+    if validate is not None:
+        check_positive_int("validate.every", validate.every)
     optimizer = Adam() if optimizer is None else optimizer
     params = tree_map(lambda a: a.copy(), params)
     source = batches if callable(batches) else iter(batches)
     history: dict[str, list] = {"step": [], "loss": [], "grad_norm": [], "seconds": []}
+    best = _Best(validate, params, history)
     start, first_lr = time.perf_counter(), schedule(0) if schedule is not None else optimizer.lr
     for step in range(steps):
         if schedule is not None:
@@ -226,11 +253,39 @@ def fit(loss_and_grads: LossAndGrads, params: Tree, batches: Callable[[int], Any
         for key, value in (("step", step), ("loss", loss), ("grad_norm", norm),
                            ("seconds", time.perf_counter() - start), *extras.items()):
             history.setdefault(key, []).append(value)
+        best.score(params, step + 1, step + 1 == steps)
         if reporter is not None:
             reporter.update(step + 1, loss, extras)
     if reporter is not None:
         reporter.close(history, first_lr)
-    return params, history
+    return best.params(params), history
 
 
-__all__ = ["Progress", "RunClock", "epochs", "fit", "linear_decay"]
+class _Best:
+    """``fit``'s model selection: scores the parameters when due, records the scores in the
+    history and keeps a copy of the best parameters (the earliest of ties)."""
+
+    def __init__(self, validate: Validation | None, params: Tree, history: dict[str, list]):
+        self.validate, self.history, self.kept = validate, history, None
+        if validate is not None:
+            history.update(valid_step=[], valid=[], best_step=[])
+            self.score(params, 0, True)
+
+    def score(self, params: Tree, step: int, last: bool) -> None:
+        """Score ``params`` after ``step`` steps when due (every ``every`` steps, and at ``last``)."""
+        if self.validate is None or not (last or step % self.validate.every == 0):
+            return
+        value = float(self.validate.score(params))
+        scores = self.history["valid"]
+        if not scores or value < min(scores):
+            self.kept = tree_map(lambda a: a.copy(), params)
+            self.history["best_step"] = [step]
+        self.history["valid_step"].append(step)
+        scores.append(value)
+
+    def params(self, last: Tree) -> Tree:
+        """The parameters to return: the best scored, or ``last`` without validation."""
+        return last if self.kept is None else self.kept
+
+
+__all__ = ["Progress", "RunClock", "Validation", "epochs", "fit", "linear_decay"]

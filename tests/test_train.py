@@ -11,7 +11,7 @@ from mini_flows import backend as B
 from mini_flows.discrete import build_model
 from mini_flows.nn.tree import flatten
 from mini_flows.optim import Adam, TrainingDiverged
-from mini_flows.train import Progress, RunClock, epochs, fit, linear_decay
+from mini_flows.train import Progress, RunClock, Validation, epochs, fit, linear_decay
 
 
 def quadratic(params, target):
@@ -31,6 +31,47 @@ def test_fit_returns_a_trained_copy_and_a_history_with_extras():
     assert history["loss"][-1] < 1e-3 * history["loss"][0]
     np.testing.assert_allclose(history["distance"][0], 5.385164807134504)
     np.testing.assert_allclose(history["grad_norm"][0], 2 * 5.385164807134504)
+
+
+def test_fit_keeps_the_parameters_of_the_best_validation_score():
+    """Training pulls w towards 1 while the validation score prefers 0.5: the steps overshoot it,
+    and fit returns the copy taken at the best score, with the scores and that step in the history."""
+    params = {"w": B.asarray([3.0, 3.0])}
+    scored = []
+
+    def score(p):
+        scored.append(B.to_numpy(p["w"]).copy())
+        return float(((p["w"] - 0.5) ** 2).sum())
+
+    trained, history = fit(quadratic, params, lambda step: B.asarray([1.0, 1.0]), 100, Adam(lr=0.1),
+                           validate=Validation(score, every=7))
+    assert history["valid_step"] == [0, *range(7, 100, 7), 100] and len(history["valid"]) == len(scored)
+    best = int(np.argmin(history["valid"]))
+    assert history["best_step"] == [history["valid_step"][best]] and 0 < best < len(scored) - 1
+    assert np.array_equal(B.to_numpy(trained["w"]), scored[best])
+    assert history["valid"][best] < history["valid"][-1]  # the last step's parameters were worse
+
+
+def test_fit_never_returns_parameters_worse_than_its_start_on_validation():
+    """A step size that only makes the score worse: fit gives back the start, bit for bit."""
+    params = {"w": B.asarray([1.0, 1.0])}
+    trained, history = fit(quadratic, params, lambda step: B.asarray([3.0, 3.0]), 10, Adam(lr=0.1),
+                           validate=Validation(lambda p: float(((p["w"] - 1.0) ** 2).sum()), every=1))
+    assert history["best_step"] == [0] and history["valid"][0] == 0.0
+    assert np.array_equal(B.to_numpy(trained["w"]), [1.0, 1.0]) and trained["w"] is not params["w"]
+
+
+def test_fit_refuses_a_validation_interval_below_one():
+    with pytest.raises(ValueError, match="validate.every"):
+        fit(quadratic, {"w": B.asarray([1.0])}, lambda step: B.asarray([1.0]), 1,
+            validate=Validation(lambda p: 0.0, every=0))
+
+
+def test_progress_says_which_step_fit_kept(capsys):
+    params = {"w": B.asarray([1.0, 1.0])}
+    fit(quadratic, params, lambda step: B.asarray([3.0, 3.0]), 10, Adam(lr=0.1), reporter=Progress("m", 10),
+        validate=Validation(lambda p: float(((p["w"] - 1.0) ** 2).sum()), every=5))
+    assert "m: kept step 0 of 10, validation 0.0000 (start 0.0000, last " in capsys.readouterr().out
 
 
 def test_the_schedule_sets_the_learning_rate_of_every_step():

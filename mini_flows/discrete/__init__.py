@@ -7,7 +7,7 @@ Direction convention: a flow's ``forward(x)`` maps base -> data, y_d = (mu_d + s
 
 from mini_flows.discrete.bases import AutoregressiveCategorical, FactorizedCategorical
 from mini_flows.discrete.flows import DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, DiscreteFlow, with_progress
-from mini_flows.discrete.model import DiscreteFlowModel, build_model, identity_start
+from mini_flows.discrete.model import DiscreteFlowModel, build_model, identity_start, on_trained_base
 from mini_flows.discrete.modular import (
     mod_inverse,
     one_hot_add,
@@ -16,11 +16,12 @@ from mini_flows.discrete.modular import (
     one_hot_multiply,
     units,
 )
-from mini_flows.discrete.networks import LSTMNet, MADENet, MLPNet, TransformerNet, make_network
+from mini_flows.discrete.networks import BiLSTMNet, LSTMNet, MADENet, MLPNet, TransformerNet, make_network
 from mini_flows.discrete.straight_through import mask_scale_logits, one_hot_argmax
 
 __all__ = [
     "AutoregressiveCategorical",
+    "BiLSTMNet",
     "DiscreteAutoregressiveFlow",
     "DiscreteBipartiteFlow",
     "DiscreteFlow",
@@ -32,6 +33,7 @@ __all__ = [
     "TransformerNet",
     "build_model",
     "identity_start",
+    "on_trained_base",
     "make_network",
     "mask_scale_logits",
     "mod_inverse",

@@ -131,7 +131,7 @@ def build_model(kind: str, vocab_size: int, length: int, num_flows: int = 1, sca
     ``DiscreteAutoregressiveFlow``s whose orders alternate starting with "reversed" next to the
     base; ``network`` in {"transformer", "lstm", "made", "tabular"}.
     kind="bipartite": a ``FactorizedCategorical`` base and ``num_flows`` ``DiscreteBipartiteFlow``s
-    whose kept positions alternate "even", "odd", ...; ``network`` in {"transformer", "mlp"}.
+    whose kept positions alternate "even", "odd", ...; ``network`` in {"transformer", "mlp", "lstm"}.
 
     ``base_network`` ("transformer" or "lstm", autoregressive kind only) defaults to ``network``
     when that is one of them and to "transformer" otherwise. ``scale`` adds the scale sigma to every
@@ -205,3 +205,12 @@ def identity_start(model: DiscreteFlowModel, params: Tree, margin: float = 0.3) 
         net["bias"] = 0 * net["bias"] + B.asarray(zero_first * margin, net["bias"].dtype)
         params[f"flow_{i}"] = {**params[f"flow_{i}"], "network": net}
     return params
+
+
+def on_trained_base(model: DiscreteFlowModel, base: Tree, rng: Any, dtype: Any = "float64") -> Tree:
+    """Parameters of ``model`` that score exactly as a trained base: ``base`` (the tree of that base,
+    ``params["base"]`` of the base trained alone) under flows drawn from ``rng`` and set to the
+    identity (``identity_start``). The start of base-first training: the base alone first, then
+    base and flows together from here, so that selection on validation (``train.Validation``) can
+    only end at or below the trained base's score."""
+    return identity_start(model, {**model.init(rng, dtype), "base": base})

@@ -10,8 +10,9 @@ h[:, :d], the strictly earlier positions. ``TransformerNet(causal=True)`` and ``
 shifted right by one position (a zero vector at position 0); ``MADENet`` is masked for it;
 ``TabularNet``, the paper's Potts network, looks its logits up by the earlier tokens.
 
-Bipartite networks (``autoregressive = False``): ``TransformerNet(causal=False)`` (bidirectional) and
-``MLPNet`` (dense layers on the flattened D K inputs) read all of h; the bipartite flow zeroes the
+Bipartite networks (``autoregressive = False``): ``TransformerNet(causal=False)`` (bidirectional),
+``BiLSTMNet`` (an embedding and a bidirectional LSTM, the paper's text network) and ``MLPNet``
+(dense layers on the flattened D K inputs) read all of h; the bipartite flow zeroes the
 positions it transforms before calling them, and asks for the logits at those positions only::
 
     (loc, scale), cache = net.forward(params, h, positions)    # loc, scale : (batch, P, K)
@@ -58,7 +59,7 @@ from mini_flows.checks import check_float, check_positive_int, check_shape
 from mini_flows.discrete.one_hot import check_vocab_size
 from mini_flows.nn import init
 from mini_flows.nn.layers import Dense, affine
-from mini_flows.nn.lstm import LSTM
+from mini_flows.nn.lstm import LSTM, BiLSTM
 from mini_flows.nn.made import MADE
 from mini_flows.nn.mlp import MLP
 from mini_flows.nn.transformer import TransformerEncoder
@@ -66,7 +67,7 @@ from mini_flows.nn.tree import Tree
 
 AUTOREGRESSIVE_NETWORKS = ("transformer", "lstm", "made", "tabular")
 TABLE_ROWS = 4096  # the default cap on a tabular network's rows per position, K^context
-BIPARTITE_NETWORKS = ("transformer", "mlp")
+BIPARTITE_NETWORKS = ("transformer", "mlp", "lstm")
 
 
 def shift_right(h: Array) -> Array:
@@ -234,6 +235,50 @@ class LSTMNet(_Network):
         return {"lstm": g_lstm, "head": g_head, "bias": dbias}, shift_right_backward(dinp)
 
 
+class BiLSTMNet(_Network):
+    """The paper's flow network for text (Tran et al. 2019, section 4.4: an embedding and an LSTM
+    over the masked sequence, per flow), bidirectional (bipartite):
+
+        e_d = W_e h_d + b_e,   s = BiLSTM(e_0, ..., e_{D-1}),   loc_d, scale_d = W_o s_d + b_o + bias_d,
+
+    s_d = [forward state after e_0..e_d, backward state after e_{D-1}..e_d] : (2 hidden,). The
+    bipartite flow zeroes the positions it transforms, so the LSTM reads the kept positions' tokens
+    only (a transformed position's e_d is b_e, the same for every input). Both directions run over
+    all D positions; the head runs at ``positions`` only.
+    Parameters: "embed" Dense K -> hidden, "lstm" BiLSTM, "head" Dense 2 hidden -> heads K,
+    "bias" (D, heads K).
+    """
+
+    autoregressive = False
+
+    def __init__(self, length: int, vocab_size: int, hidden: int = 32, scale: bool = False, num_layers: int = 1):
+        super().__init__(length, vocab_size, hidden, scale)
+        self.embed = Dense(vocab_size, hidden)
+        self.lstm = BiLSTM(hidden, hidden, num_layers)
+        self.head = Dense(2 * hidden, self.n_out)
+
+    def init(self, rng: Any, dtype: Any = "float64") -> Tree:
+        return {"embed": self.embed.init(rng, dtype), "lstm": self.lstm.init(rng, dtype),
+                "head": self.head.init(rng, dtype), "bias": self._init_bias(rng, dtype)}
+
+    def forward(self, params: Tree, h: Array,
+                positions: slice | None = None) -> tuple[tuple[Array, Array | None], Any]:
+        """h : (batch, D, K) -> (loc, scale) : (batch, P, K) at ``positions`` (all D when None)."""
+        self._check(params, h)
+        s, s_cache = self.lstm.forward(params["lstm"], affine(params["embed"], h))
+        s = at_positions(s, positions)
+        raw = affine(params["head"], s)
+        return self._heads(raw, at_positions(params["bias"], positions)), (h, s_cache, s, positions)
+
+    def backward(self, params: Tree, cache: Any, dloc: Array, dscale: Array | None = None) -> tuple[Tree, Array]:
+        h, s_cache, s, positions = cache
+        draw, dbias = self._heads_backward(dloc, dscale, positions)
+        g_head, ds = self.head.backward(params["head"], s, draw)
+        g_lstm, de = self.lstm.backward(params["lstm"], s_cache, scatter_positions(ds, self.length, positions))
+        g_embed, dh = self.embed.backward(params["embed"], h, de)
+        return {"embed": g_embed, "lstm": g_lstm, "head": g_head, "bias": dbias}, dh
+
+
 class MADENet(_Network):
     """A masked MLP (Germain et al. 2015) on the one-hot inputs (autoregressive, no shift needed):
 
@@ -372,8 +417,8 @@ class TabularNet(_Network):
 def make_network(name: str, length: int, vocab_size: int, hidden: int = 32, scale: bool = False,
                  autoregressive: bool = True, num_layers: int = 1) -> _Network:
     """A network by name: autoregressive "transformer" (causal), "lstm", "made" or "tabular";
-    bipartite "transformer" (bidirectional) or "mlp". ``num_layers``: its hidden layers (Transformer
-    blocks, LSTM layers); the tabular network has none to vary and takes 1 only."""
+    bipartite "transformer" (bidirectional), "mlp" or "lstm" (``BiLSTMNet``). ``num_layers``: its hidden
+    layers (Transformer blocks, LSTM layers); the tabular network has none to vary and takes 1 only."""
     choices = AUTOREGRESSIVE_NETWORKS if autoregressive else BIPARTITE_NETWORKS
     if name not in choices:
         kind = "autoregressive" if autoregressive else "bipartite"
@@ -384,4 +429,5 @@ def make_network(name: str, length: int, vocab_size: int, hidden: int = 32, scal
         if num_layers != 1:
             raise ValueError(f"the tabular network has no hidden layers: num_layers must be 1, got {num_layers!r}")
         return TabularNet(length, vocab_size, hidden, scale)
-    return {"lstm": LSTMNet, "made": MADENet, "mlp": MLPNet}[name](length, vocab_size, hidden, scale, num_layers)
+    networks = {"lstm": LSTMNet if autoregressive else BiLSTMNet, "made": MADENet, "mlp": MLPNet}
+    return networks[name](length, vocab_size, hidden, scale, num_layers)

@@ -35,8 +35,8 @@ from mini_flows.experiments.sequences import memory_needs, sequence_report, test
 from mini_flows.experiments.sequences import training_note
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell
-from mini_flows.experiments.textflows import bipartite_lm, bipartite_needs, bits_per_char, generation_seconds
-from mini_flows.experiments.textflows import hmm_source, sample_rows, train_bipartite
+from mini_flows.experiments.textflows import base_first, bipartite_lm, bipartite_needs, bits_per_char
+from mini_flows.experiments.textflows import generation_seconds, hmm_source, sample_rows, summary, train_bipartite
 from mini_flows.latent.baseline import LSTMBaseline
 from mini_flows.latent.config import BaselineConfig, LatentConfig
 from mini_flows.latent.model import LatentFlowModel
@@ -55,6 +55,7 @@ ROWS = [  # label, prior (None: the LSTM baseline; "bipartite": the discrete flo
     ("AF / AF - AF hidden, NLSq", "af/none", "affine", (1.56, 0.29, 1.56)),
 ]
 BIPARTITE = dict(num_flows=8, scale=True, hidden=64, layers=1)  # Tran et al. use 8 flows on the Penn Treebank
+BASE = "factorized base"  # the bipartite flow's base trained alone, its row
 QUICK_BIPARTITE = dict(num_flows=2, scale=True, hidden=16, layers=1)
 """--quick: its parameters grow as D K hidden per flow, so on a file of lines up to D = 177
 characters and K = 80 token ids the full model's training took 1.5 GB, this one's 0.1 GB."""
@@ -62,12 +63,13 @@ GENERATION_BATCHES = (1, 64)
 
 
 class Data(NamedTuple):
-    """train and test sentences (lists of (T,) ints), K, the longest T, the end token that pads a
-    sentence to a row of the bipartite flow (``data.fixed_length``; K for the synthetic source,
+    """train, validation and test sentences (lists of (T,) ints), K, the longest T, the end token
+    that pads a sentence to a row of the bipartite flow (``data.fixed_length``; K for the synthetic source,
     whose K + 1 tokens the flow then models, ``PAD_ID`` for text), how to print a sentence, the
     source's exact test NLL or None, and a description."""
 
     train: list
+    valid: list
     test: list
     vocab_size: int
     max_length: int
@@ -84,13 +86,15 @@ def load(settings: Settings) -> Data:
         longest = max(len(s) for split in (corpus.train, corpus.valid, corpus.test) for s in split)
         about = f"{settings.data}: {len(corpus.train)} training and {len(corpus.test)} test sentences, " \
                 f"{corpus.vocab.size} token ids"
-        return Data(corpus.train, corpus.test, corpus.vocab.size, longest, PAD_ID, corpus.vocab.decode, None, about)
+        return Data(corpus.train, corpus.valid, corpus.test, corpus.vocab.size, longest, PAD_ID, corpus.vocab.decode,
+                    None, about)
     source = hmm_source(settings.seed)
     n_train, n_test = (64, 16) if settings.quick else (3000, 300)
     train_set, test_set = source.sample(n_train, settings.seed + 1), source.sample(n_test, settings.seed + 2)
+    valid_set = source.sample(n_test, settings.seed + 4)
     about = f"synthetic HMM source (4 states, 8 characters, T uniform on [4, 12]): {n_train} training and " \
             f"{n_test} test sequences"
-    return Data(train_set, test_set, 8, 12, 8, source.decode, source.nll_bits_per_char(test_set), about)
+    return Data(train_set, valid_set, test_set, 8, 12, 8, source.decode, source.nll_bits_per_char(test_set), about)
 
 
 def run(settings: Settings) -> Report:
@@ -102,16 +106,22 @@ def run(settings: Settings) -> Report:
     bipartite = QUICK_BIPARTITE if settings.quick else BIPARTITE
     check_memory(data, batch_size(settings), batch_size(settings, test=True), bipartite, samples)
     lengths = B.asarray([len(s) for s in data.train])
-    settings.clock.plan(len(ROWS) * steps)
+    settings.clock.plan((len(ROWS) + 1) * steps)
     rows, results, generated, timed = [], {}, {}, {}
     for label, prior, transform, paper in ROWS:
         if prior == "bipartite":
+            train_rows, valid_rows, test_rows = (pad_rows(split, data.max_length, data.end)
+                                                 for split in (data.train, data.valid, data.test))
+            characters = sum(len(s) for s in data.test)
+            base = bipartite_lm(flow_vocab_size(data), data.max_length, **{**bipartite, "num_flows": 0},
+                                spread=settings.spread)
+            base_params, _ = train_bipartite(BASE, base, train_rows, valid_rows, steps, settings)
+            settings.keep_model(BASE, base, base_params, text_decoder(data.decode, data.vocab_size, data.end))
+            results[BASE] = {"nll": bits_per_char(base, base_params, test_rows, characters)}
+            rows.append([BASE, cell(results[BASE]["nll"]), *[cell(None)] * 4])
             model: Any = bipartite_lm(flow_vocab_size(data), data.max_length, **bipartite, spread=settings.spread)
-            params, diagnostics = train_bipartite(label, model, pad_rows(data.train, data.max_length, data.end),
-                                                  steps, settings)
-            test_rows = pad_rows(data.test, data.max_length, data.end)
-            scores = {"nll": bits_per_char(model, params, test_rows, sum(len(s) for s in data.test)),
-                      "diagnostics": diagnostics}
+            params, history = base_first(label, model, base_params["base"], train_rows, valid_rows, steps, settings)
+            scores = {"nll": bits_per_char(model, params, test_rows, characters), **summary(history)}
             strings = strip_rows(sample_rows(model, params, 3, settings.seed + 3), data.end)
             timed[label] = [generation_seconds(lambda s: model.sample(params, n, s), 3) for n in GENERATION_BATCHES]
         elif prior is None:
@@ -146,7 +156,10 @@ def run(settings: Settings) -> Report:
     notes = [data.about, training_note(steps, batch_size(settings), samples) + ", the paper's are 500/500/50",
              f"bipartite flow: {bipartite['num_flows']} location-scale flows (MLP of {bipartite['hidden']} units), a "
              f"factorized base over rows of {data.max_length} tokens, sentences padded with an end token; its NLL is "
-             "-log q(padded row), an upper bound on the sentence's (data.fixed_length)",
+             "-log q(padded row), an upper bound on the sentence's (data.fixed_length); base first: the factorized "
+             f"base alone ('{BASE}', {steps} steps), then the flow model from it with its flows at the identity, "
+             f"{steps} more steps, each kept at its best validation NLL (so the flows end no worse than '{BASE}' on "
+             "the validation sentences)",
              f"gen ms (n): milliseconds to generate n sequences of T = {data.max_length} (mean of 3 after a warm-up); "
              "LSTM / bipartite flow: " + ", ".join(f"{a / b:.2f}x at batch {n}" for a, b, n in
                                                    zip(lstm, flow, GENERATION_BATCHES)),

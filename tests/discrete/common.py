@@ -20,6 +20,7 @@ FLOW_CASES = [
     ("autoregressive", "tabular"),
     ("bipartite", "transformer"),
     ("bipartite", "mlp"),
+    ("bipartite", "lstm"),
 ]
 
 

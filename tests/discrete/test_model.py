@@ -143,7 +143,7 @@ def test_model_rejects_bad_tokens(kind, tokens, error, match):
     "kwargs,match",
     [
         (dict(kind="ising"), "unknown kind 'ising'"),
-        (dict(kind="bipartite", network="lstm"), "unknown bipartite network 'lstm'"),
+        (dict(kind="bipartite", network="made"), "unknown bipartite network 'made'"),
         (dict(kind="autoregressive", network="mlp"), "unknown autoregressive network 'mlp'"),
         (dict(kind="autoregressive", vocab_size=1), "vocab_size must be an integer >= 2"),
         (dict(kind="autoregressive", length=0), "length must be an integer >= 1"),

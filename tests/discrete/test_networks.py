@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from mini_flows import backend as B
-from mini_flows.discrete import DiscreteAutoregressiveFlow, MLPNet, make_network
+from mini_flows.discrete import BiLSTMNet, DiscreteAutoregressiveFlow, DiscreteBipartiteFlow, MLPNet, make_network
 from mini_flows.discrete.networks import (
     AUTOREGRESSIVE_NETWORKS,
     BIPARTITE_NETWORKS,
@@ -120,6 +120,23 @@ def test_bipartite_outputs_see_the_whole_sequence(name):
     assert (B.to_numpy(loc)[:, 0] != B.to_numpy(loc2)[:, 0]).any()
 
 
+def test_the_bipartite_lstm_reads_the_kept_positions_only():
+    """Under the flow's mask, what sits at a transformed position cannot reach any logit, and a
+    kept position's token reaches the logits on both sides of it (the LSTM runs both ways)."""
+    net = make_network("lstm", 6, 3, HIDDEN, autoregressive=False)
+    assert isinstance(net, BiLSTMNet)
+    params = net.init(B.host_rng(0))
+    flow = DiscreteBipartiteFlow(net, keep="even")
+    h = np.eye(3)[B.host_rng(1).integers(0, 3, (4, 6))]
+    changed = h.copy()
+    changed[:, 1] = np.roll(changed[:, 1], 1, axis=-1)  # an odd, transformed position
+    mu = [B.to_numpy(flow.inverse({"network": params}, B.asarray(x))[2].mu) for x in (h, changed)]
+    assert np.array_equal(mu[0], mu[1])
+    logits = [B.to_numpy(net.forward(params, B.asarray(x * [[1], [0], [1], [0], [1], [0]]), slice(1, None, 2))[0][0])
+              for x in (h, np.concatenate([h[:, :2], np.roll(h[:, 2:3], 1, axis=-1), h[:, 3:]], axis=1))]
+    assert (logits[0][:, 0] != logits[1][:, 0]).all() and (logits[0][:, 2] != logits[1][:, 2]).all()
+
+
 @cases
 def test_networks_reject_bad_input(kind, name):
     net = build(kind, name, 3, 4, False)
@@ -131,8 +148,8 @@ def test_networks_reject_bad_input(kind, name):
 
 
 def test_make_network_rejects_bad_configuration():
-    with pytest.raises(ValueError, match="unknown bipartite network 'lstm'"):
-        make_network("lstm", 3, 4, autoregressive=False)
+    with pytest.raises(ValueError, match="unknown bipartite network 'made'"):
+        make_network("made", 3, 4, autoregressive=False)
     with pytest.raises(ValueError, match="unknown autoregressive network 'mlp'"):
         make_network("mlp", 3, 4, autoregressive=True)
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 2"):

@@ -1,6 +1,7 @@
 """The bipartite flow language model of ``charflows`` and ``charlm``: normalized over every row
 by enumeration, so the sentences its rows decode to carry probability 1 as well and a padded
-row's likelihood bounds its sentence's from below; and ``charflows --data`` on a text file."""
+row's likelihood bounds its sentence's from below; base-first training, which never ends worse
+than the base on the validation rows; and ``charflows --data`` on a text file."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from mini_flows import backend as B
 from mini_flows.cli import main
 from mini_flows.data.fixed_length import is_padded, strip_rows
-from mini_flows.experiments.textflows import bipartite_lm
+from mini_flows.experiments import Settings
+from mini_flows.experiments.evaluation import mean_nll
+from mini_flows.experiments.textflows import base_first, bipartite_lm, train_bipartite
 
 
 @pytest.mark.parametrize("scale, layers", [(False, 1), (True, 2)])
@@ -33,6 +36,26 @@ def test_every_row_and_every_sentence_sums_to_one(scale, layers):
         (sentence,) = strip_rows(row[None], end)
         assert q <= sentences[tuple(sentence)] + 1e-15
     assert padded.sum() == len(sentences)
+
+
+@pytest.mark.parametrize("network", ["mlp", "lstm"])
+def test_base_first_flows_start_as_the_trained_base_and_never_end_worse_on_validation(network, tmp_path):
+    rng = np.random.default_rng(0)
+    rows, valid = rng.integers(0, 4, (96, 6)), rng.integers(0, 4, (20, 6))
+    settings = Settings(out=tmp_path, verbose=False)
+    base = bipartite_lm(4, 6, 0, False, 8, 1, 0.03)
+    base_params, history = train_bipartite("base", base, rows, valid, 6, settings)
+    base_score = mean_nll(lambda t: base.log_prob(base_params, t), B.asarray(valid))
+    assert base_score == min(history["valid"])
+    model = bipartite_lm(4, 6, 2, True, 8, 1, 0.03, network)
+    params, history = base_first("flows", model, base_params["base"], rows, valid, 6, settings)
+    assert history["valid"][0] == base_score and history["valid_step"] == list(range(7))
+    assert mean_nll(lambda t: model.log_prob(params, t), B.asarray(valid)) == min(history["valid"]) <= base_score
+
+
+def test_bipartite_lm_refuses_an_unknown_network():
+    with pytest.raises(ValueError, match="unknown bipartite network 'gru'; choose from 'transformer', 'mlp', 'lstm'"):
+        bipartite_lm(4, 6, 1, False, 8, 1, 0.03, "gru")
 
 
 def test_charflows_trains_on_a_text_file_and_prints_samples(tmp_path, capsys):

@@ -18,7 +18,7 @@ from mini_flows.experiments import EXPERIMENTS
 from mini_flows.train import RunClock
 
 DISCRETE_FLOWS = {"xor": 1, "mog2d": 1, "fullrank": 8, "addition": 4, "potts": 8, "potts-nonequilibrium": 8,
-                  "ising": 5, "ising-nonequilibrium": 5, "charflows": 5, "charlm": 1}
+                  "ising": 5, "ising-nonequilibrium": 5, "charflows": 6, "charlm": 1}
 """experiment -> how many trained flow models its results.json reports diagnostics for."""
 
 

@@ -76,11 +76,12 @@ def test_a_rebuilt_sequence_model_generates_what_the_trained_one_did(tmp_path, c
     flow model."""
     assert main(["run", "charlm", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    progress = [line for line in out.splitlines() if " step " in line]
-    assert all((" nats/seq  " if "bipartite" in line else " nats/char  ") in line for line in progress)
+    progress = [line for line in out.splitlines() if " step " in line and "elapsed" in line]
+    assert all((" nats/seq  " if "bipartite" in line or "factorized base" in line else " nats/char  ") in line
+               for line in progress)
     record = json.loads((tmp_path / "results.json").read_text())
     assert [entry["class"] for entry in record["models"]] == \
-        ["LSTMBaseline", "DiscreteFlowModel"] + ["LatentFlowModel"] * 7
+        ["LSTMBaseline", "DiscreteFlowModel", "DiscreteFlowModel"] + ["LatentFlowModel"] * 7
     assert all(entry["decoder"]["kind"] == "text" for entry in record["models"])
     for label in ("LSTM", "bipartite flow", "AF / SCF"):
         printed = next(line for line in out.splitlines() if line.startswith(f"- samples, {label}: "))
