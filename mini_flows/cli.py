@@ -102,7 +102,7 @@ DEMO = [  # (experiment, steps or None for its default, what it shows)
                    "importance sampling. 40 steps leave every model far from converged, so read the gaps to the "
                    "source's floor and the ordering, not the paper's values; 'mini-flows run charlm' trains 300 "
                    "steps, where the latent flows come within 0.05 bits of the floor and the bipartite flow stays "
-                   "0.6 bits above it."),
+                   "0.5 bits above it."),
 ]
 
 

@@ -71,29 +71,25 @@ def test_keep_freed_memory_stops_the_page_faults_of_repeated_large_temporaries(m
     assert faults() < 100  # 20 fresh mmaps would fault 20 * 256 pages a MiB
 
 
-_COUNTS = "from mini_flows.process import openblas_threads as n; "
+_LINUX = pytest.mark.skipif(platform.system() != "Linux", reason="the run-time control reads /proc/self/maps")
+_AT_TWO = ("import numpy; from mini_flows import process; from mini_flows.process import openblas_threads as n; "
+           "[s(2) for _, s in process._openblas_controls()]\n")  # two threads, whatever the machine's cores
 
 
-@pytest.mark.skipif(platform.system() != "Linux", reason="the run-time control reads /proc/self/maps")
+@_LINUX
 def test_one_blas_thread_sets_one_inside_and_restores_the_count_after():
-    code = ("import numpy; from mini_flows import process; " + _COUNTS +
-            "[s(2) for _, s in process._openblas_controls()]; print(*n())\n"
-            "with process.one_blas_thread(): print(*n())\n"
-            "print(*n())")
+    code = _AT_TWO + "print(*n())\nwith process.one_blas_thread(): print(*n())\nprint(*n())"
     assert _run(code) == ["2", "1", "2"]
 
 
-@pytest.mark.skipif(platform.system() != "Linux", reason="the run-time control reads /proc/self/maps")
+@_LINUX
 def test_one_blas_thread_leaves_a_count_the_environment_names():
-    code = "import numpy; from mini_flows import process; " + _COUNTS + \
-           "\nwith process.one_blas_thread(): print(*n())"
-    assert _run(code, {"OPENBLAS_NUM_THREADS": "2"}) == ["2"]
+    assert _run(_AT_TWO + "with process.one_blas_thread(): print(*n())", {"OPENBLAS_NUM_THREADS": "2"}) == ["2"]
 
 
-@pytest.mark.skipif(platform.system() != "Linux", reason="the run-time control reads /proc/self/maps")
+@_LINUX
 def test_fit_trains_on_one_blas_thread_in_a_script_that_set_nothing():
-    code = ("import numpy; from mini_flows import process; from mini_flows.train import fit; " + _COUNTS +
-            "[s(2) for _, s in process._openblas_controls()]; seen = []\n"
-            "def loss(params, batch):\n    seen.append(n()[0]); return 0.0, {'w': numpy.zeros(1)}\n"
-            "fit(loss, {'w': numpy.zeros(1)}, lambda step: None, 2); print(*seen, *n())")
+    code = _AT_TWO + ("from mini_flows.train import fit; seen = []\n"
+                      "def loss(params, batch):\n    seen.append(n()[0]); return 0.0, {'w': numpy.zeros(1)}\n"
+                      "fit(loss, {'w': numpy.zeros(1)}, lambda step: None, 2); print(*seen, *n())")
     assert _run(code) == ["1", "1", "2"]
