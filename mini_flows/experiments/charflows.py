@@ -140,7 +140,8 @@ def run(settings: Settings) -> Report:
             results[label]["samples_not_padded"] = float(1 - is_padded(rows, data.end).mean())
         samples[label] = [data.decode(row) for row in rows[:3]]
     table = Table("Tran et al. 2019, Figure 3: bipartite flow language models, test bits per character",
-                  ["flows", "sigma", "net", "H", "L", "bpc", "step ms"] + (["not padded"] if data.end is not None else []),
+                  ["flows", "sigma", "net", "H", "L", "bpc", "step ms"]
+                  + (["not padded"] if data.end is not None else []),
                   [[label, r["flows"], *(("yes" if r["scale"] else "no", r["network"], r["hidden"], r["layers"])
                                          if r["flows"] else ("-", "-", "-", "-")), cell(r["bpc"]),
                     cell(1e3 * r["step_seconds"], digits=1),

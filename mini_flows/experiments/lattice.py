@@ -283,8 +283,8 @@ def _run(settings: Settings, make_cases: Callable[[bool, int], list[Case]], equi
              "(data.lattice.potts_one_sweep_entropy)")
     contexts = ", ".join(dict.fromkeys(f"{results[c.label]['flow context']} for K = {c.q}, D = {c.L**2}"
                                        for c in cases))
-    notes = [f"data: {n_train} training, {n_valid} validation and {n_test} test chains (other chains), each {sweeps} Metropolis-Hastings "
-             f"sweep{'s' if sweeps > 1 else ''} from {start}, free boundary; one sample per chain",
+    notes = [f"data: {n_train} training, {n_valid} validation and {n_test} test chains (other chains), each {sweeps} "
+             f"Metropolis-Hastings sweep{'s' if sweeps > 1 else ''} from {start}, free boundary; one sample per chain",
              f"base first: the AR base, an LSTM of {hidden} units, trains {steps} Adam steps alone; then from it the AR "
              f"flow (the base under one reversed tabular flow started at the identity, a location logit vector per "
              f"site for every combination of the next c sites: c = {contexts}) and, as a control, the base alone "

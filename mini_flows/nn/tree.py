@@ -7,7 +7,7 @@ Gradients mirror the parameter tree. ``flatten`` gives the "a/b/c" names used by
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict
 
 from mini_flows import backend as B
 from mini_flows.backend import Array

@@ -191,7 +191,7 @@ def test_numpy_scalar_arguments_give_a_configuration_a_checkpoint_can_save(tmp_p
      r"params/flow_1/network/bias must be an array, got float"),
     (lambda p: [p], "params must be a parameter tree .*got list"),
     (lambda p: build_model("bipartite", 5, 4, num_flows=2, hidden=HIDDEN + 1, network="mlp").init(B.host_rng(0)),
-     rf"params/flow_0/network/\w+/\w+ has shape \(.*\), the model's is .*: these are the parameters of another model"),
+     r"params/flow_0/network/\w+/\w+ has shape \(.*\), the model's is .*: these are the parameters of another model"),
 ])
 def test_params_of_another_shape_of_tree_are_named(change, match):
     """Issue 24, item 10: log_prob({}, tokens) raised StopIteration (and a missing flow KeyError)."""
