@@ -94,10 +94,10 @@ class DiscreteFlow(Bijection):
     with ``inverse(params, forward(params, x)[0])[0] == x`` bit for bit, and ``grads`` mirroring
     ``init``'s tree {"network": ...}. ``progress``: the fraction of training done, which the
     straight-through surrogate's bound follows (``scheduled_spread``); None (the bound is
-    ``spread``) except inside a loss call of ``with_progress``. ``_mu_sigma`` and ``_mu_sigma_backward`` give the shared
-    network -> straight-through argmax step. The network follows the protocol of ``networks``
-    (attributes length, vocab_size, scale, autoregressive; a "bias" parameter, whose dtype the
-    inputs must have).
+    ``spread``) except inside a loss call of ``with_progress``. ``_mu_sigma`` and
+    ``_mu_sigma_backward`` give the shared network -> straight-through argmax step. The network
+    follows the protocol of ``networks`` (attributes length, vocab_size, scale, autoregressive; a
+    "bias" parameter, whose dtype the inputs must have).
     """
 
     event_ndim = 2
