@@ -137,9 +137,10 @@ class Adam:
         validated and every new value is computed before anything is written, so a failure leaves
         params and state as they were. NaN or infinite gradients, and new values or second moments
         that would be NaN or infinite (a huge lr; an eps that rounds to 0 in the parameters' dtype
-        where a gradient is 0; a float32 gradient whose square overflows), raise ``NonFiniteError`` (a ValueError) naming the parameter, which
-        ``divergence_guard`` reports as divergence; a read-only parameter raises ValueError naming it.
-        Returns the global gradient norm before clipping.
+        where a gradient is 0; a float32 gradient whose square overflows), raise ``NonFiniteError``
+        (a ValueError) naming the parameter, which ``divergence_guard`` reports as divergence; a
+        read-only parameter raises ValueError naming it. Returns the global gradient norm before
+        clipping.
         """
         check_hyperparameters(self.lr, self.betas, self.eps, self.clip_norm)
         flat_p = self._matching_leaves(params, grads)
@@ -286,8 +287,8 @@ class TrainingDiverged(ValueError):
 @contextlib.contextmanager
 def divergence_guard(step: int, lr: float, last_loss: float | None) -> Iterator[None]:
     """Run one training step (1-based ``step``); NaN or infinity anywhere inside it (activations,
-    loss, gradients, Adam's new parameters: a ``NonFiniteError``) becomes ``TrainingDiverged`` naming the step, the last
-    finite loss and the learning rate to lower."""
+    loss, gradients, Adam's new parameters: a ``NonFiniteError``) becomes ``TrainingDiverged``
+    naming the step, the last finite loss and the learning rate to lower."""
     try:
         yield
     except NonFiniteError as err:

@@ -95,7 +95,8 @@ def openblas_threads() -> list[int]:
 def one_blas_thread() -> Iterator[None]:
     """Run the block (or, as ``@one_blas_thread()``, the function) with the loaded OpenBLAS on one
     thread, then restore its count; nothing where the environment names a BLAS thread count (the
-    user chose one) or no OpenBLAS is loaded. Nested uses cost two C calls each."""
+    user chose one) or no OpenBLAS is loaded. Each use reads /proc/self/maps once, so it wraps
+    whole loops (``train.fit``, ``latent.evaluate``), not their steps."""
     controls = [] if any(v in os.environ for v in BLAS_THREAD_VARIABLES) else _openblas_controls()
     counts = [get() for get, _ in controls]
     for _, set_ in controls:

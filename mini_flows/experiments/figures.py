@@ -26,13 +26,13 @@ PLOT_HINT = "pip install 'mini-flows[plot]'"
 def plot(path: Path, draw: Callable[[Any], None]) -> bool:
     """Draw a figure with ``draw(plt)`` and save it as ``path`` (a PNG), all or nothing (a failed
     write leaves no partial file); False, drawing nothing, where matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not plotting_available():
         return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     try:
         draw(plt)
         png = io.BytesIO()

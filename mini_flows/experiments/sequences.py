@@ -2,9 +2,8 @@
 sizes, the batches, and the training and scoring of the LSTM baseline and of a latent flow model.
 
 Every model sees the same shuffled batches (``BATCH`` sequences, ``QUICK_BATCH`` under --quick,
-reshuffled each epoch from the
-seed) for the same number of Adam steps at ``LR`` with the gradient norm clipped at ``CLIP``
-(supplement D). The latent models train on the ELBO with KL annealing: weight ~0 for the first
+reshuffled each epoch from the seed) for the same number of Adam steps at ``LR`` with the gradient
+norm clipped at ``CLIP`` (supplement D). The latent models train on the ELBO with KL annealing: weight ~0 for the first
 tenth of the steps, then linear to 1 over the next three tenths.
 """
 
