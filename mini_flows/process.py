@@ -45,8 +45,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # mallopt's paramet
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed: blocks up to 32 MiB come from the reusable heap
 MMAP_MAX = 0  # and larger ones too: no block gets its own mmap
 TRIM_THRESHOLD = 1 << 30  # hand the heap's free top back only beyond 1 GiB
-OPENBLAS_NAMES = [(f"{prefix}openblas_get_num_threads{suffix}", f"{prefix}openblas_set_num_threads{suffix}")
-                  for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]  # plain, and NumPy's wheels' builds
+OPENBLAS_AFFIXES = [(prefix, suffix) for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]  # plain, and NumPy's wheels' builds
 
 
 def blas_threads(threads: int | None = None) -> bool:
@@ -68,22 +67,29 @@ def blas_threads(threads: int | None = None) -> bool:
     return True
 
 
-def _openblas_controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
-    """(get, set) of the thread count of every OpenBLAS mapped into this process (Linux: read from
-    /proc/self/maps); [] elsewhere, or before NumPy has loaded one."""
+def openblas_functions(*names: str) -> list[tuple[Callable[..., object], ...]]:
+    """For every OpenBLAS mapped into this process (Linux: read from /proc/self/maps), its C
+    functions ``names`` (e.g. "openblas_get_num_threads") under the first prefix and suffix of
+    ``OPENBLAS_AFFIXES`` that has them all; [] elsewhere, or before NumPy has loaded one."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "openblas" in line.lower()}
     except OSError:
         return []
-    controls = []
+    found = []
     for path in sorted(paths):
         library = ctypes.CDLL(path)
-        for get, set_ in OPENBLAS_NAMES:
-            if hasattr(library, get) and hasattr(library, set_):
-                controls.append((getattr(library, get), getattr(library, set_)))
+        for prefix, suffix in OPENBLAS_AFFIXES:
+            full = [f"{prefix}{name}{suffix}" for name in names]
+            if all(hasattr(library, name) for name in full):
+                found.append(tuple(getattr(library, name) for name in full))
                 break
-    return controls
+    return found
+
+
+def _openblas_controls() -> list[tuple[Callable[..., object], ...]]:
+    """(get, set) of the thread count of every OpenBLAS loaded in this process."""
+    return openblas_functions("openblas_get_num_threads", "openblas_set_num_threads")
 
 
 def openblas_threads() -> list[int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "mini_flows"
 LAYERS = [  # lowest first; the same list as docs/architecture.md
     {"files", "process", "version"},
-    {"backend"},
+    {"backend", "machine"},
     {"checks"},
     {"nn"},
     {"optim"},

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from mini_flows.experiments.settings import Settings
 from mini_flows.files import write_atomically
+from mini_flows.machine import describe
 from mini_flows.version import __version__
 
 
@@ -76,11 +77,20 @@ class Table:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        def plain(c: Any) -> Any:
-            return {"ours": _finite(c["ours"]), "paper": c["paper"]} if isinstance(c, dict) else c
+        """The table as JSON, everything ``from_json`` needs to render it as it was printed."""
+        def plain(c: Any) -> Any:  # a non-finite number is saved as its text ("nan", "inf"), as it prints
+            if not isinstance(c, dict):
+                return c
+            ours = str(c["ours"]) if isinstance(c["ours"], float) and not math.isfinite(c["ours"]) else c["ours"]
+            return {"ours": ours, "paper": c["paper"], "digits": c["digits"]}
 
         rows = [[r[0]] + [plain(c) for c in r[1:]] for r in self.rows]
-        return {"title": self.title, "columns": self.columns, "rows": rows}
+        return {"title": self.title, "columns": self.columns, "rows": rows, "note": self.note}
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> "Table":
+        """The table ``to_json`` saved; it renders as the run printed it."""
+        return cls(saved["title"], saved["columns"], saved["rows"], saved["note"])
 
 
 @dataclass
@@ -143,10 +153,11 @@ def git_revision() -> str | None:
 def provenance() -> dict[str, Any]:
     """What produced a result: mini_flows' version (``mini_flows.version``: the package that runs
     knows it, installed or not), NumPy's and Python's, the git revision of the checkout the
-    package runs from (None outside one) and the time, in UTC."""
+    package runs from (None outside one), the time, in UTC, and the machine (``machine.describe``:
+    CPU, BLAS kernel and threads, which decide the round-off)."""
     return {"mini_flows": __version__, "numpy": _installed_version("numpy"),
             "python": platform.python_version(), "git_revision": git_revision(),
-            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": describe()}
 
 
 def write_results(path: Path, name: str, report: Report, settings: Settings, backend: str, seconds: float,

@@ -21,6 +21,7 @@ from mini_flows.experiments.evaluation import all_sequences
 from mini_flows.experiments.figures import no_plot_note, plot, save_figure, write_figures
 from mini_flows.experiments.settings import Settings
 from mini_flows.experiments.tables import Report, Table, cell, render_cell, write_results
+from mini_flows.machine import describe
 from mini_flows.experiments.fullrank import cross_entropy
 
 PACKAGE = Path(B.__file__).parent
@@ -52,7 +53,9 @@ def test_results_json_is_strict_and_complete(tmp_path):
     settings.pick_steps(100, 9)
     write_results(tmp_path / "results.json", "demo", report, settings, "numpy", 1.234, "mini-flows run demo")
     record = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
-    assert record["table"]["rows"] == [["r", {"ours": None, "paper": 1.5}], ["s", {"ours": None, "paper": None}]]
+    assert record["table"]["rows"] == [["r", {"ours": "nan", "paper": 1.5, "digits": 3}],
+                                       ["s", {"ours": "inf", "paper": None, "digits": 3}]]
+    assert Table.from_json(record["table"]).render() == report.table.render()  # as printed, "nan" included
     assert record["results"] == {"x": [1.0, None, {"y": None}]}
     assert record["settings"] == {"seed": 4, "steps": 9, "steps_given": None, "quick": True, "data": None,
                                   "spread": SPREAD, "backend": "numpy"}
@@ -61,6 +64,7 @@ def test_results_json_is_strict_and_complete(tmp_path):
     assert versions["mini_flows"] and versions["numpy"] == np.__version__ and versions["python"].count(".") == 2
     assert versions["git_revision"] is None or len(versions["git_revision"]) == 40
     assert versions["finished_utc"].endswith("+00:00")
+    assert versions["machine"] == {**describe(), "blas": versions["machine"]["blas"]}  # the threads may differ
 
 
 def test_results_json_lists_every_step_count_an_experiment_used(tmp_path):
