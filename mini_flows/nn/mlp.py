@@ -35,8 +35,8 @@ class MLP:
         return {name: layer.init(rng, dtype) for name, layer in zip(self.names, self.layers)}
 
     def forward(self, params: Tree, x: Array, *, check: bool = True) -> tuple[Array, Any]:
-        """y : (..., n_out) and a cache from x : (..., n_in), which is checked (dtype and shape, by
-        the first layer) unless ``check`` is False; later layers take what the one before made."""
+        """y : (..., n_out) and a cache from x : (..., n_in), which the first layer checks (dtype,
+        shape, finite) unless ``check`` is False; later layers take what the one before made."""
         caches = []
         for i, layer in enumerate(self.layers):
             if i == 0 and check:
