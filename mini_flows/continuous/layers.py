@@ -160,8 +160,8 @@ class AF(Flow):
 
     def _parallel(self, params: Tree, x: Array, cond: Array | None, op: Callable) -> Result:
         """y_h = op(theta_h(x_<h), x_h) for all h at once."""
-        raw, made_cache = self.made.forward(params["made"], x, cond)
-        (y, logdet), op_cache = op(raw, x)
+        raw, made_cache = self.made.forward(params["made"], x, cond, check=False)
+        (y, logdet), op_cache = op(raw, x, check=False)
         return y, logdet.sum(axis=-1), NetworkCache(made_cache, op_cache)
 
     def _parallel_vjp(self, params: Tree, cache: NetworkCache, dy: Array, dlogdet: Array, op_backward: Callable) -> VJP:
@@ -176,8 +176,8 @@ class AF(Flow):
         eye = xp.eye(self.dim, dtype=B.value(x).dtype)
         y, logdet, caches = xp.zeros_like(B.value(x)), 0.0, []
         for h in self.steps:
-            raw, made_cache = self.made.forward(params["made"], y, cond)
-            (y_h, logdet_h), op_cache = op(raw[..., h, :], x[..., h])
+            raw, made_cache = self.made.forward(params["made"], y, cond, check=False)
+            (y_h, logdet_h), op_cache = op(raw[..., h, :], x[..., h], check=False)
             y = y + y_h[..., None] * eye[h]
             logdet = logdet + logdet_h
             caches.append(StepCache(h, made_cache, op_cache))
@@ -255,9 +255,9 @@ class SCF(Flow):
         xp = B.xp()
         kept = x[..., self.kept]
         net_in = kept if cond is None else xp.concatenate([kept, cond], axis=-1)
-        out, net_cache = self.net.forward(params["net"], net_in)
+        out, net_cache = self.net.forward(params["net"], net_in, check=False)
         raw = out.reshape(*out.shape[:-1], self.n_changed, self.transform.num_params)
-        (changed, logdet), op_cache = self._scalar(direction)[0](raw, x[..., self.changed])
+        (changed, logdet), op_cache = self._scalar(direction)[0](raw, x[..., self.changed], check=False)
         return self._join(kept, changed), logdet.sum(axis=-1), NetworkCache(net_cache, op_cache)
 
     def _apply_vjp(self, params: Tree, cache: NetworkCache, dy: Array, dlogdet: Array, direction: str) -> VJP:
@@ -283,9 +283,9 @@ class Elementwise(Flow):
         return {"net": _near_identity(self.net.init(rng, dtype))}
 
     def _apply(self, params: Tree, x: Array, cond: Array, direction: str) -> Result:
-        out, net_cache = self.net.forward(params["net"], cond)
+        out, net_cache = self.net.forward(params["net"], cond, check=False)
         raw = out.reshape(*out.shape[:-1], self.dim, self.transform.num_params)
-        (y, logdet), op_cache = self._scalar(direction)[0](raw, x)
+        (y, logdet), op_cache = self._scalar(direction)[0](raw, x, check=False)
         return y, logdet.sum(axis=-1), NetworkCache(net_cache, op_cache)
 
     def _apply_vjp(self, params: Tree, cache: NetworkCache, dy: Array, dlogdet: Array, direction: str) -> VJP:

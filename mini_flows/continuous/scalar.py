@@ -72,40 +72,50 @@ class ScalarTransform:
     num_params: int
     param_names: tuple[str, ...]
 
-    def _check(self, raw: Array, x: Array, name: str) -> dict[str, Array]:
-        """Validate raw and x (dtype, shape, finite); return raw's parameters and x by name, for messages."""
+    def _check(self, raw: Array, x: Array, name: str, check: bool) -> None:
+        """Validate raw and x: dtype and shape (where ``check``), and every entry finite (always)."""
         xp = B.xp()
-        check_float("raw", raw, finite=False)
-        shape = tuple(B.value(raw).shape)
-        if len(shape) < 1 or shape[-1] != self.num_params:
-            raise ValueError(f"raw must have shape (..., {self.num_params}), got {shape}")
-        check_float(name, x, like=raw, finite=False)
-        out_shape = broadcast_shapes(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}:")
-        values = {n: B.value(raw)[..., i] for i, n in enumerate(self.param_names)} | {name: B.value(x)}
-        raw_ok, x_ok = xp.isfinite(B.value(raw)), xp.isfinite(B.value(x))
-        if not (bool(xp.all(raw_ok)) and bool(xp.all(x_ok))):
-            where = f"{type(self).__name__}: "
-            raise_where(xp.broadcast_to(~xp.all(raw_ok, axis=-1), out_shape), where + "raw contains NaN or infinity", values)
-            raise_where(xp.broadcast_to(~x_ok, out_shape), f"{where}{name} contains NaN or infinity", values)
-        return values
+        if check:
+            check_float("raw", raw, finite=False)
+            shape = tuple(B.value(raw).shape)
+            if len(shape) < 1 or shape[-1] != self.num_params:
+                raise ValueError(f"raw must have shape (..., {self.num_params}), got {shape}")
+            check_float(name, x, like=raw, finite=False)
+            broadcast_shapes(shape[:-1], tuple(B.value(x).shape), f"raw's leading axes and {name}:")
+        if _surely_finite(raw, x):
+            return
+        out_shape = broadcast_shapes(tuple(B.value(raw).shape[:-1]), tuple(B.value(x).shape), f"raw and {name}:")
+        values, where = self._values(raw, x, name), f"{type(self).__name__}: "
+        raise_where(xp.broadcast_to(~xp.all(xp.isfinite(B.value(raw)), axis=-1), out_shape),
+                    where + "raw contains NaN or infinity", values)
+        raise_where(xp.broadcast_to(~xp.isfinite(B.value(x)), out_shape), f"{where}{name} contains NaN or infinity",
+                    values)
 
-    def _check_result(self, what: str, result: tuple[Array, Array], values: dict[str, Array]) -> None:
-        """FlowRangeError where the result (value, logdet) overflows its dtype, for inputs that are finite."""
+    def _values(self, raw: Array, x: Array, name: str) -> dict[str, Array]:
+        """raw's parameters and x by name, for an error message."""
+        return {n: B.value(raw)[..., i] for i, n in enumerate(self.param_names)} | {name: B.value(x)}
+
+    def _check_result(self, what: str, result: tuple[Array, Array], raw: Array, x: Array, name: str) -> None:
+        """FlowRangeError where the result (value, logdet) overflows its dtype, for inputs raw and x
+        (named ``name``) that are finite."""
+        if _surely_finite(*result):
+            return
         xp = B.xp()
         value, logdet = (B.value(v) for v in result)
         raise_where(~(xp.isfinite(value) & xp.isfinite(logdet)),
                     f"{type(self).__name__}: {what} is NaN or infinity in {value.dtype} for these finite inputs "
-                    "(it overflows)", values)
+                    "(it overflows)", self._values(raw, x, name))
 
-    def formula(self, raw: Array, x: Array) -> tuple[tuple[Array, Array], dict]:
+    def formula(self, raw: Array, x: Array, *, check: bool = True) -> tuple[tuple[Array, Array], dict]:
         """y = f(x) and logdet = log f'(x), elementwise.
 
         raw : (..., num_params), x : (...). Returns y, logdet of the broadcast shape, and a cache.
-        Raises FlowRangeError (a ValueError) for non-finite input or where y overflows the dtype.
+        Raises FlowRangeError (a ValueError) for non-finite input or where y overflows the dtype;
+        dtypes and shapes are checked unless ``check`` is False (a flow layer, which made raw itself).
         """
-        values = self._check(raw, x, "x")
+        self._check(raw, x, "x", check)
         (y, logdet), cache = self._formula(self._params(raw), x)
-        self._check_result("y = f(x)", (y, logdet), values)
+        self._check_result("y = f(x)", (y, logdet), raw, x, "x")
         cache.update(raw_shape=tuple(B.value(raw).shape), x_shape=tuple(B.value(x).shape))
         return (y, logdet), cache
 
@@ -114,21 +124,24 @@ class ScalarTransform:
         xp = B.xp()
         grads, dx = self._partials(cache, dy, dlogdet)
         shape = tuple(B.value(cache["fprime"]).shape)
-        draw = xp.stack([xp.broadcast_to(g, shape) for g in grads], axis=-1)
-        return unbroadcast(draw, cache["raw_shape"]), unbroadcast(xp.broadcast_to(dx, shape), cache["x_shape"])
+        draw = xp.empty((*shape, self.num_params), dtype=B.value(cache["fprime"]).dtype)
+        for i, g in enumerate(grads):  # written in place: a backward pass is never traced by autograd
+            draw[..., i] = g
+        return _sum_to(draw, draw.shape, cache["raw_shape"]), _sum_to(dx, shape, cache["x_shape"])
 
-    def solve(self, raw: Array, y: Array) -> tuple[tuple[Array, Array], dict]:
+    def solve(self, raw: Array, y: Array, *, check: bool = True) -> tuple[tuple[Array, Array], dict]:
         """x = f^-1(y) and logdet = log |dx/dy| = -log f'(x), elementwise.
 
         raw : (..., num_params), y : (...). Returns x, logdet of the broadcast shape, and a cache.
         Raises FlowRangeError (a ValueError) for non-finite input or where x overflows the dtype
-        (and, for NLSq, outside the range where the inverse is accurate: ``cubic.nlsq_inverse``).
+        (and, for NLSq, outside the range where the inverse is accurate: ``cubic.nlsq_inverse``);
+        dtypes and shapes are checked unless ``check`` is False (a flow layer, which made raw itself).
         """
-        values = self._check(raw, y, "y")
+        self._check(raw, y, "y", check)
         params = self._params(raw)
         x = self._inverse(params, y)
         (_, logdet), cache = self._formula(params, x)
-        self._check_result("x = f^-1(y)", (x, logdet), values)
+        self._check_result("x = f^-1(y)", (x, logdet), raw, y, "y")
         cache.update(raw_shape=tuple(B.value(raw).shape), x_shape=tuple(B.value(x).shape))
         return (x, -logdet), {"formula": cache, "y_shape": tuple(B.value(y).shape)}
 
@@ -144,7 +157,24 @@ class ScalarTransform:
         gx = dx - dlogdet * fc["dlogdet_dx"]
         dy = gx / fc["fprime"]
         draw, _ = self.formula_backward(fc, -dy, -dlogdet)
-        return draw, unbroadcast(B.xp().broadcast_to(dy, fc["fprime"].shape), cache["y_shape"])
+        return draw, _sum_to(dy, tuple(fc["fprime"].shape), cache["y_shape"])
+
+
+def _sum_to(g: Array, shape: tuple[int, ...], target: tuple[int, ...]) -> Array:
+    """The gradient g, broadcast to ``shape`` (the call's broadcast shape), summed back to ``target``,
+    the shape of the argument it belongs to; g itself where all three shapes agree (a flow layer's
+    calls), without the two passes that would return it unchanged."""
+    if tuple(g.shape) == shape == target:
+        return g
+    return unbroadcast(B.xp().broadcast_to(g, shape), target)
+
+
+def _surely_finite(*arrays: Array) -> bool:
+    """True when every entry of the arrays is finite, tested by one sum each: NaN and infinity
+    survive a sum, so finite totals prove them absent. False is not proof of the opposite (finite
+    entries can overflow their total): the caller then tests entry by entry."""
+    xp = B.xp()
+    return bool(xp.isfinite(sum(B.value(a).sum() for a in arrays)))
 
 
 class AffineTransform(ScalarTransform):

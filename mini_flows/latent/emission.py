@@ -25,7 +25,7 @@ from mini_flows.continuous.length import SequenceContext
 from mini_flows.latent.config import OUTPUTS, LatentConfig
 from mini_flows.nn import init, losses
 from mini_flows.nn.activations import sigmoid
-from mini_flows.nn.layers import Dense
+from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.lstm import BiLSTM
 from mini_flows.nn.sampling import categorical_draw
 from mini_flows.nn.tree import Tree
@@ -96,7 +96,8 @@ class Emission:
         zeros = xp.zeros((batch, 1, self.hidden_size), dtype)
         f_before = xp.concatenate([zeros, h[:, :-1, : self.hidden_size]], axis=1)  # f_{t-1}
         b_after = xp.concatenate([h[:, 1:, self.hidden_size :], zeros], axis=1)  # b_{t+1}; 0 past each length
-        o, proj_cache = self.proj.forward(params["proj"], xp.concatenate([z, f_before, b_after], axis=-1))
+        u = xp.concatenate([z, f_before, b_after], axis=-1)  # checked already: z by the BiLSTM, the rest its output
+        o, proj_cache = affine(params["proj"], u), u  # Dense.forward's map and cache, unchecked
         return o @ E.T + params["bias"], LogitsCache(lstm_cache, proj_cache, o, E)
 
     def logits_backward(self, params: Tree, cache: LogitsCache, dl: Array) -> tuple[Tree, Array, Array]:

@@ -23,7 +23,7 @@ from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
 from mini_flows.continuous.length import SequenceContext
 from mini_flows.latent.config import OUTPUTS, LatentConfig
-from mini_flows.nn.layers import Dense
+from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.lstm import BiLSTM
 from mini_flows.nn.tree import Tree
 
@@ -70,7 +70,7 @@ class InferenceNetwork:
         e = E[x] if self.output == "categorical" else x @ E
         h, lstm_cache = self.bilstm.forward(params["bilstm"], xp.concatenate([e, context.encoding], axis=-1),
                                             context.mask)
-        out, out_cache = self.out.forward(params["out"], h)
+        out, out_cache = affine(params["out"], h), h  # Dense.forward's map and cache; h is the BiLSTM's output
         return (out[..., : self.H], out[..., self.H :]), InferenceCache(x, lstm_cache, out_cache)
 
     def backward(self, params: Tree, cache: InferenceCache, dmu: Array, dlogvar: Array) -> tuple[Tree, Array]:

@@ -113,6 +113,7 @@ class MADE:
         hidden = [tuple(lo + k % (dim - lo) for k in range(n)) for n in hidden_sizes]
         # degrees of the input units, of each hidden layer's units and of the output units
         self.degrees: tuple[tuple[int, ...], ...] = (in_degrees, *hidden, out_degrees)
+        self._masks: dict[tuple[str, Any], list[Array]] = {}  # by backend and dtype: see _masks_for
 
     @property
     def num_layers(self) -> int:
@@ -128,6 +129,13 @@ class MADE:
             connected = rows < cols if i == 0 else rows <= cols  # eq. 12 (strict from the input)
             masks.append(connected.astype(dtype))
         return masks
+
+    def _masks_for(self, dtype: Any) -> list[Array]:
+        """``masks(dtype)``, built once per backend and dtype and kept: every call reuses them."""
+        key = (B.get_backend(), B.float_dtype(dtype))
+        if key not in self._masks:
+            self._masks[key] = self.masks(dtype)
+        return self._masks[key]
 
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         """Glorot weights with the masked entries set to zero; zero biases."""
@@ -153,10 +161,13 @@ class MADE:
             check_float("cond", cond, like=params["layer_0"]["W"])
             check_shape("cond", cond, (*x.shape[: x.ndim - len(self.x_tail)], self.cond_size))
 
-    def forward(self, params: Tree, x: Array, cond: Array | None = None) -> tuple[Array, Any]:
-        """x : (..., D) or (..., D, F), cond : (..., C) or None -> out : (..., D, P) and a cache."""
-        self._check_inputs(params, x, cond)
-        masks = self.masks(B.value(params["layer_0"]["W"]).dtype)
+    def forward(self, params: Tree, x: Array, cond: Array | None = None, *, check: bool = True) -> tuple[Array, Any]:
+        """x : (..., D) or (..., D, F), cond : (..., C) or None -> out : (..., D, P) and a cache.
+
+        x and cond are checked unless ``check`` is False (a flow layer that checked them at its own entry)."""
+        if check:
+            self._check_inputs(params, x, cond)
+        masks = self._masks_for(B.value(params["layer_0"]["W"]).dtype)
         lead = tuple(x.shape[: x.ndim - len(self.x_tail)])
         h, layers = x.reshape(-1, len(self.degrees[0])), []
         c = cond.reshape(-1, self.cond_size) if self.cond_size else None

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from mini_flows.backend import Array
 from mini_flows.checks import check_positive_int
 from mini_flows.nn.activations import activation as get_activation
-from mini_flows.nn.layers import Dense
+from mini_flows.nn.layers import Dense, affine
 from mini_flows.nn.tree import Tree
 
 
@@ -34,10 +34,15 @@ class MLP:
     def init(self, rng: Any, dtype: Any = "float64") -> Tree:
         return {name: layer.init(rng, dtype) for name, layer in zip(self.names, self.layers)}
 
-    def forward(self, params: Tree, x: Array) -> tuple[Array, Any]:
+    def forward(self, params: Tree, x: Array, *, check: bool = True) -> tuple[Array, Any]:
+        """y : (..., n_out) and a cache from x : (..., n_in), which the first layer checks (dtype,
+        shape, finite) unless ``check`` is False; later layers take what the one before made."""
         caches = []
         for i, layer in enumerate(self.layers):
-            x, dense_cache = layer.forward(params[self.names[i]], x)
+            if i == 0 and check:
+                x, dense_cache = layer.forward(params[self.names[i]], x)
+            else:
+                x, dense_cache = affine(params[self.names[i]], x), x  # Dense.forward's map and cache, unchecked
             act_cache = None
             if i < len(self.layers) - 1:
                 x, act_cache = self.act_forward(x)

@@ -281,6 +281,44 @@ def test_non_finite_input(t, bad):
 
 
 @pytest.mark.parametrize("t", TRANSFORMS[:2], ids=IDS[:2])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_unchecked_calls_still_refuse_non_finite_input(t, bad):
+    """check=False (a flow layer's call) skips dtype and shape checks, never the range checks."""
+    raw, x = np.zeros((3, t.num_params)), np.zeros(3)
+    bad_raw = np.where(np.arange(t.num_params) == 0, bad, raw)
+    for run, name in ((t.formula, "x"), (t.solve, "y")):
+        with pytest.raises(FlowRangeError, match=r"raw contains NaN or infinity at index \(0,\)"):
+            run(bad_raw, x, check=False)
+        with pytest.raises(FlowRangeError, match=rf"{name} contains NaN or infinity at index \(1,\)"):
+            run(raw, np.array([0.0, bad, 0.0]), check=False)
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@given(seed=seeds, n=sizes)
+def test_unchecked_calls_equal_checked_ones(t, seed, n):
+    rng = B.host_rng(seed)
+    raw, x = draw_raw(rng, (n,), t), draw_x(rng, (n,))
+    for run in (t.formula, t.solve):
+        (value, logdet), _ = run(raw, x)
+        (value_unchecked, logdet_unchecked), _ = run(raw, x, check=False)
+        np.testing.assert_array_equal(value, value_unchecked)
+        np.testing.assert_array_equal(logdet, logdet_unchecked)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_finite_inputs_whose_sum_overflows_are_accepted(dtype):
+    """The finiteness checks add each array up first; a total that overflows although every entry
+    is finite sends them entry by entry, which finds nothing to refuse."""
+    top = float(np.finfo(dtype).max) / 2
+    raw = np.zeros((3, 2), dtype)
+    raw[:, 0] = top  # a = max / 2 in every row: the sum of a overflows, y = a + x does not
+    x = np.full(3, top / 4, dtype)
+    with np.errstate(over="ignore"):
+        (y, logdet), _ = AffineTransform().formula(raw, x)
+    assert np.isfinite(y).all() and np.isfinite(logdet).all()
+
+
+@pytest.mark.parametrize("t", TRANSFORMS[:2], ids=IDS[:2])
 def test_bad_dtypes(t):
     raw = np.zeros((3, t.num_params))
     with pytest.raises(TypeError, match="x is float32 but the parameters are float64"):

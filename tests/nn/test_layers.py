@@ -189,6 +189,25 @@ def test_mlp_backward_matches_autograd(seed, n_in, hidden, n_out, act):
     assert_grads_close(mlp.backward(params, cache, dy), auto)
 
 
+@given(seeds, sizes, st.lists(sizes, max_size=2), sizes)
+def test_mlp_unchecked_forward_is_the_checked_one(seed, n_in, hidden, n_out):
+    rng = B.host_rng(seed)
+    mlp = MLP(n_in, hidden, n_out, "tanh")
+    params = mlp.init(rng)
+    x = rng.standard_normal((2, 3, n_in))
+    (y, cache), (y_unchecked, cache_unchecked) = mlp.forward(params, x), mlp.forward(params, x, check=False)
+    np.testing.assert_array_equal(y, y_unchecked)
+    dy = rng.standard_normal(y.shape)
+    grads, dx = mlp.backward(params, cache, dy)
+    grads_unchecked, dx_unchecked = mlp.backward(params, cache_unchecked, dy)
+    np.testing.assert_array_equal(dx, dx_unchecked)
+    for name in grads:
+        for key in grads[name]:
+            np.testing.assert_array_equal(grads[name][key], grads_unchecked[name][key])
+    with pytest.raises(TypeError, match="x is float32 but the parameters are float64"):
+        mlp.forward(params, x.astype(np.float32))
+
+
 @given(seeds, st.lists(st.integers(1, 3), min_size=1, max_size=3), st.data())
 def test_unbroadcast_is_the_gradient_of_broadcasting(seed, shape, data):
     small = [data.draw(st.sampled_from([1, n])) for n in shape][data.draw(st.integers(0, len(shape))):]

@@ -163,6 +163,24 @@ def test_float32_input_keeps_its_dtype():
     assert out.dtype == dx.dtype == dcond.dtype == grads["layer_0"]["W"].dtype == np.float32
 
 
+@given(mades(), seeds)
+def test_unchecked_forward_is_the_checked_one_in_each_dtype(made, seed):
+    """check=False (a flow layer's call) skips the input checks and nothing else, and the masks
+    it keeps from one call to the next are each dtype's own: float32 after float64 and back."""
+    rng = B.host_rng(seed)
+    x, cond = inputs(made, rng, (3,))
+    for dtype in ("float64", "float32", "float64"):
+        params = tree_map(lambda a: a.astype(dtype), random_params(made, B.host_rng(seed)))
+        xd, cd = x.astype(dtype), None if cond is None else cond.astype(dtype)
+        fresh = MADE(made.dim, made.hidden_sizes, made.params_per_dim, made.cond_size, made.order, made.activation,
+                     made.in_features)
+        expected, _ = fresh.forward(params, xd, cd)
+        for check in (True, False):
+            out, _ = made.forward(params, xd, cd, check=check)
+            assert out.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(out, expected)
+
+
 @pytest.mark.parametrize(
     "x,cond,error,match",
     [
