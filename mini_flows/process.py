@@ -45,8 +45,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # mallopt's paramet
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed: blocks up to 32 MiB come from the reusable heap
 MMAP_MAX = 0  # and larger ones too: no block gets its own mmap
 TRIM_THRESHOLD = 1 << 30  # hand the heap's free top back only beyond 1 GiB
+OPENBLAS_AFFIXES = [(prefix, suffix) for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]  # NumPy's wheels'
 OPENBLAS_NAMES = [(f"{prefix}openblas_get_num_threads{suffix}", f"{prefix}openblas_set_num_threads{suffix}")
-                  for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]  # plain, and NumPy's wheels' builds
+                  for prefix, suffix in OPENBLAS_AFFIXES]
 
 
 def blas_threads(threads: int | None = None) -> bool:
@@ -68,17 +69,46 @@ def blas_threads(threads: int | None = None) -> bool:
     return True
 
 
-def _openblas_controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
-    """(get, set) of the thread count of every OpenBLAS mapped into this process (Linux: read from
-    /proc/self/maps); [] elsewhere, or before NumPy has loaded one."""
+def _openblas_libraries() -> list[ctypes.CDLL]:
+    """Every OpenBLAS mapped into this process (Linux: read from /proc/self/maps); [] elsewhere, or
+    before NumPy has loaded one."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "openblas" in line.lower()}
     except OSError:
         return []
+    return [ctypes.CDLL(path) for path in sorted(paths)]
+
+
+def _openblas_string(library: ctypes.CDLL, name: str) -> str | None:
+    """The string OpenBLAS's ``openblas_get_<name>`` returns, under whichever prefix and suffix this
+    build exports it (``OPENBLAS_AFFIXES``); None where it exports none."""
+    for prefix, suffix in OPENBLAS_AFFIXES:
+        function = getattr(library, f"{prefix}openblas_get_{name}{suffix}", None)
+        if function is not None:
+            function.restype = ctypes.c_char_p
+            return function().decode(errors="replace").strip()
+    return None
+
+
+def openblas_kernels() -> list[str]:
+    """For each OpenBLAS loaded in this process, its build configuration and the kernel it runs,
+    as "<openblas_get_config()>, kernel <openblas_get_corename()>" (e.g. "OpenBLAS 0.3.31
+    DYNAMIC_ARCH ... Haswell MAX_THREADS=64, kernel SkylakeX"). The kernel is the one chosen at
+    load time, after OPENBLAS_CORETYPE: a benchmark names it beside its timings. [] where no
+    OpenBLAS is loaded, or off Linux."""
+    kernels = []
+    for library in _openblas_libraries():
+        config, core = _openblas_string(library, "config"), _openblas_string(library, "corename")
+        if config is not None or core is not None:
+            kernels.append(f"{config or 'OpenBLAS'}, kernel {core or 'unknown'}")
+    return kernels
+
+
+def _openblas_controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    """(get, set) of the thread count of every OpenBLAS mapped into this process; [] where none is."""
     controls = []
-    for path in sorted(paths):
-        library = ctypes.CDLL(path)
+    for library in _openblas_libraries():
         for get, set_ in OPENBLAS_NAMES:
             if hasattr(library, get) and hasattr(library, set_):
                 controls.append((getattr(library, get), getattr(library, set_)))

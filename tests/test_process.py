@@ -93,3 +93,17 @@ def test_fit_trains_on_one_blas_thread_in_a_script_that_set_nothing():
                       "def loss(params, batch):\n    seen.append(n()[0]); return 0.0, {'w': numpy.zeros(1)}\n"
                       "fit(loss, {'w': numpy.zeros(1)}, lambda step: None, 2); print(*seen, *n())")
     assert _run(code) == ["1", "1", "2"]
+
+
+_KERNELS = "import numpy; from mini_flows.process import openblas_kernels; print(*openblas_kernels(), sep='|')"
+
+
+@_LINUX
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="OPENBLAS_CORETYPE names x86 kernels")
+def test_openblas_kernels_name_the_kernel_running_not_the_cpu():
+    """The kernel follows OPENBLAS_CORETYPE (which some machines set), so the name is read from
+    OpenBLAS at run time; Prescott is the oldest x86-64 core, which every such CPU runs."""
+    native = " ".join(_run(_KERNELS, {"OPENBLAS_CORETYPE": ""})).split("|")
+    forced = " ".join(_run(_KERNELS, {"OPENBLAS_CORETYPE": "Prescott"})).split("|")
+    assert len(native) == len(forced) >= 1 and all(k.startswith("OpenBLAS ") for k in native + forced)
+    assert all(k.rsplit(", kernel ", 1)[1] in ("Prescott", "Katmai") for k in forced)  # Katmai: its DYNAMIC_ARCH name
