@@ -52,7 +52,8 @@ def _layer_init(rng: Any, n_in: int, H: int, dtype: Any) -> Tree:
 def _directions(params: list[Tree]) -> tuple[Array, Array, Array]:
     """W_x : (K, D, 4H), W_h : (K, H, 4H), b : (K, 4H) from the K directions' parameter trees."""
     xp = B.xp()
-    return xp.stack([p["W_x"] for p in params]), xp.stack([p["W_h"] for p in params]), xp.stack([p["b"] for p in params])
+    W_x, W_h, b = (xp.stack([p[name] for p in params]) for name in ("W_x", "W_h", "b"))
+    return W_x, W_h, b
 
 
 def _direction_grads(grads: tuple[Array, Array, Array], k: int) -> Tree:

@@ -145,8 +145,9 @@ def backward(
 
     With dh_t and dc_t the gradients reaching h_t and c_t, the pre-activations z = (z_i, z_f, z_g, z_o)
     of (1) get dz_t = (dc_t g i', dc_t c_{t-1} f', dc_t i g', dh_t tanh(c_t) o'), where i' = i (1 - i)
-    and g' = 1 - g^2, so that (i', f', g', o') = (1 - a) (a + [0, 0, 1, 0]). Padded steps get no gradient: their outputs are 0 and
-    the final state's gradient enters at each sequence's length.
+    and g' = 1 - g^2, so that (i', f', g', o') = (1 - a) (a + [0, 0, 1, 0]) with a = (i, f, g, o).
+    Padded steps get no gradient: their outputs are 0 and the final state's gradient enters at
+    each sequence's length.
     """
     xp = B.xp()
     x2, keep, lengths, order, hs, cs, gates, tcs = cache
