@@ -113,7 +113,7 @@ def forward(
     for t in range(T):
         a_out, c_out, tc_out, h_out = gates.out(t), cs.out(t), tcs.out(t), hs.out(t)
         a = _into(xp.matmul, h, W_h, out=a_out)
-        a += zx[:, t]
+        a = _into(xp.add, a, zx[:, t], out=a_out)  # not +=: a is plain at t = 0 where only x is traced
         a = _into(xp.tanh, a, out=a_out)
         a *= half
         a += shift  # (i, f, g, o) of (1)
