@@ -4,10 +4,10 @@
 operator included) they take part in: the operands' and the result's shapes, dtype, memory order
 (a transposed view is F-ordered) and address. ``matmul_floor(products)`` returns a call that
 replays those products, the same count, shapes and order, on preallocated random arrays into
-preallocated outputs, one array for each address, shape and layout the step used: a weight matrix
-the step reads at every time step is one array there too, so the floor's caches hold what the
-step's would. A block's time over this floor is what its elementwise work, Python calls and
-allocations cost.
+preallocated outputs, one array for each address, shape and layout the step read (and one for each
+it wrote): a weight matrix the step reads at every time step is one array there too, so the
+floor's caches hold what the step's would. A block's time over this floor is what its elementwise
+work, Python calls and allocations cost.
 
 The log follows values, not code: an input or parameter given as ``Logged`` passes that type on to
 whatever NumPy computes from it (``__array_ufunc__``, ``__array_function__`` and the ndarray
@@ -96,15 +96,17 @@ def matmul_floor(products: list[Product], seed: int = 0) -> Callable[[], None]:
     """A call that runs ``products`` in order on preallocated random operands, into preallocated
     outputs: one array for each ``Operand`` the step used."""
     rng = np.random.default_rng(seed)
-    arrays: dict[Operand, np.ndarray] = {}
+    arrays: dict[tuple[bool, Operand], np.ndarray] = {}
 
-    def array(operand: Operand) -> np.ndarray:
-        if operand not in arrays:
+    def array(operand: Operand, written: bool) -> np.ndarray:
+        """Outputs are arrays apart from the operands, so no product reads another's result: the
+        replay, run again and again, would grow its values into overflow."""
+        if (written, operand) not in arrays:
             a = rng.standard_normal(operand.shape).astype(operand.dtype)
-            arrays[operand] = np.asfortranarray(a) if operand.fortran else a
-        return arrays[operand]
+            arrays[(written, operand)] = np.asfortranarray(a) if operand.fortran else a
+        return arrays[(written, operand)]
 
-    triples = [(array(p.a), array(p.b), array(p.out)) for p in products]
+    triples = [(array(p.a, False), array(p.b, False), array(p.out, True)) for p in products]
 
     def floor() -> None:
         for a, b, out in triples:
