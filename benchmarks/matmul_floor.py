@@ -1,18 +1,19 @@
 """The matrix-product floor of a NumPy training step: the time of its matrix products alone.
 
 ``recorded_matmuls(step)`` runs the step once on arrays that log every ``matmul`` (the ``@``
-operator included) they take part in: the operands' and the result's shapes, dtype, memory order
-(a transposed view is F-ordered) and address. ``matmul_floor(products)`` returns a call that
+operator included) they take part in: the operands' and the result's shapes, dtype, address, and
+whether each is a transposed view (its last two axes swapped). ``matmul_floor(products)`` returns a call that
 replays those products, the same count, shapes and order, on preallocated random arrays into
 preallocated outputs, one array for each address, shape and layout the step read (and one for each
 it wrote): a weight matrix the step reads at every time step is one array there too, so the
 floor's caches hold what the step's would. A block's time over this floor is what its elementwise
 work, Python calls and allocations cost.
 
-The log follows values, not code: an input or parameter given as ``Logged`` passes that type on to
-whatever NumPy computes from it (``__array_ufunc__``, ``__array_function__`` and the ndarray
-methods), so every product that depends on them is seen; a product of two arrays made from
-nothing but shapes (``zeros``, ``ones``) would not be, and a training step has none.
+The log follows values: an input or parameter given as ``Logged`` passes that type on to whatever
+NumPy computes from it (``__array_ufunc__``, ``__array_function__`` and the ndarray methods), and
+while the step runs NumPy's array makers (``empty``, ``zeros``, ``ones``, ``full``, ``arange``)
+return ``Logged`` arrays too, so that buffers the step preallocates and fills through ``out=``
+log their products as well.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import numpy as np
 
 class Operand(NamedTuple):
     """An array a matmul read or wrote: its address, shape and strides (which tell it apart from
-    other arrays), whether it is F-ordered (a transposed view) and its dtype."""
+    other arrays), whether it is a transposed view (last two axes swapped) and its dtype."""
 
     address: int
     shape: tuple[int, ...]
     strides: tuple[int, ...]
-    fortran: bool
+    transposed: bool
     dtype: np.dtype
 
 
@@ -40,8 +41,8 @@ class Product(NamedTuple):
 
 
 def _operand(a: np.ndarray) -> Operand:
-    fortran = a.ndim >= 2 and not a.flags.c_contiguous and a.flags.f_contiguous
-    return Operand(a.__array_interface__["data"][0], a.shape, a.strides, fortran, a.dtype)
+    transposed = a.ndim >= 2 and abs(a.strides[-1]) > abs(a.strides[-2])
+    return Operand(a.__array_interface__["data"][0], a.shape, a.strides, transposed, a.dtype)
 
 
 def _plain(a: Any) -> Any:
@@ -79,6 +80,9 @@ class Logged(np.ndarray):
         return _logged(func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()}))
 
 
+MAKERS = ("empty", "zeros", "ones", "full", "arange")
+
+
 def recorded_matmuls(step: Callable[..., Any], *arrays: np.ndarray) -> list[Product]:
     """The products of one ``step(*arrays)``, with ``arrays`` (inputs, parameters; nested dicts of
     arrays too) passed as ``Logged`` views, in the order the step takes them."""
@@ -86,8 +90,18 @@ def recorded_matmuls(step: Callable[..., Any], *arrays: np.ndarray) -> list[Prod
     def log(a: Any) -> Any:
         return {k: log(v) for k, v in a.items()} if isinstance(a, dict) else _logged(a)
 
+    def logging(maker: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args, **kwargs: _logged(maker(*args, **kwargs))
+
+    makers = {name: getattr(np, name) for name in MAKERS}
     Logged.products = []
-    step(*(log(a) for a in arrays))
+    try:
+        for name, maker in makers.items():
+            setattr(np, name, logging(maker))
+        step(*(log(a) for a in arrays))
+    finally:
+        for name, maker in makers.items():
+            setattr(np, name, maker)
     products, Logged.products = Logged.products, []
     return products
 
@@ -102,8 +116,12 @@ def matmul_floor(products: list[Product], seed: int = 0) -> Callable[[], None]:
         """Outputs are arrays apart from the operands, so no product reads another's result: the
         replay, run again and again, would grow its values into overflow."""
         if (written, operand) not in arrays:
-            a = rng.standard_normal(operand.shape).astype(operand.dtype)
-            arrays[(written, operand)] = np.asfortranarray(a) if operand.fortran else a
+            if operand.transposed:
+                swapped = (*operand.shape[:-2], operand.shape[-1], operand.shape[-2])
+                a = np.swapaxes(rng.standard_normal(swapped).astype(operand.dtype), -1, -2)
+            else:
+                a = rng.standard_normal(operand.shape).astype(operand.dtype)
+            arrays[(written, operand)] = a
         return arrays[(written, operand)]
 
     triples = [(array(p.a, False), array(p.b, False), array(p.out, True)) for p in products]
