@@ -166,8 +166,8 @@ def backward(
     f = a[..., 1, :]
     if keep is not None:
         dy = xp.where(keep, dy, 0)
-    K_rows = xp.arange(K)[:, None, None]
-    d_steps = dy.reshape(batch, T, K, H)[xp.arange(batch), order, K_rows]  # (K, T, batch, H), in step order
+    directions = xp.arange(K)[:, None, None]
+    d_steps = dy.reshape(batch, T, K, H)[xp.arange(batch), order, directions]  # (K, T, batch, H), in step order
     dh, dc = xp.zeros((K, batch, H), dy.dtype), xp.zeros((K, batch, H), dy.dtype)
     if d_final is not None:
         d_hs, d_cs = xp.zeros_like(hs), xp.zeros_like(cs)  # gradients from outside the recursion, at step L_b
