@@ -22,3 +22,13 @@ def interleaved_medians(calls: Mapping[Hashable, Callable[[], Any]], repeats: in
         for name, call in calls.items():
             times[name].append(B.wall_seconds(call))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def machine_header() -> str:
+    """What a table's timings belong to: the CPU, the BLAS kernel running and its threads
+    (``mini_flows.machine``), and NumPy's version."""
+    import numpy
+
+    from mini_flows.machine import describe, summary
+
+    return f"{summary(describe())}; NumPy {numpy.__version__}"

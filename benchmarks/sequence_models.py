@@ -9,6 +9,8 @@ Sections, each a table printed as it completes:
   width), in float32 and float64; where PyTorch is installed, its step for the same block
   (benchmarks/torch_sequence.py) beside it and the ratio mini_flows / torch (below 1: faster).
   The Transformer block is also compared with torch's attention written out as softmax(Q K^T) V.
+  Beside each block, its floor: the same step's matrix products alone, the same count and shapes,
+  replayed on preallocated random arrays (benchmarks/matmul_floor.py), and block / floor.
 - latent: one ELBO step (loss and gradients) of the latent flow model for each prior at the
   ``music`` experiment's sizes (88 keys, embedding 16, LSTM 32, latent 4, batch 32, 54 steps),
   with S = 1 and S = 2 samples (``music`` trains with 2, in float32), and the ratio to the LSTM
@@ -16,6 +18,8 @@ Sections, each a table printed as it completes:
 
 One BLAS thread (set before NumPy loads) and one PyTorch thread; the compared calls are
 interleaved (each repeat runs every row once) and the table shows medians after one warm-up.
+The header names the CPU, NumPy, and the BLAS with the kernel it runs (which OPENBLAS_CORETYPE
+may force: the timings belong to that kernel) and its thread count.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flo
 import argparse  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-from interleaved import interleaved_medians  # noqa: E402
+from interleaved import interleaved_medians, machine_header  # noqa: E402
+from matmul_floor import matmul_floor, recorded_matmuls  # noqa: E402
 
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.experiments.sequences import LATENT, SIZES  # noqa: E402
@@ -46,8 +51,16 @@ PRIORS = ("af/af", "af/scf", "iaf/scf")
 KEYS, MUSIC_LENGTH = 88, 54
 
 
-def block_step(name: str, batch: int, length: int, width: int, dtype: str) -> Callable[[], Any]:
-    """One forward and backward pass of a mini_flows block on fixed random inputs."""
+def header() -> str:
+    """The machine (``interleaved.machine_header``) and PyTorch: what a timing belongs to."""
+    torch_note = (f"PyTorch {torch_sequence.torch.__version__}, {torch_sequence.torch.get_num_threads()} thread"
+                  if torch_sequence else "PyTorch not installed")
+    return f"{machine_header()}; {torch_note}"
+
+
+def block_step(name: str, batch: int, length: int, width: int, dtype: str) -> tuple[Callable[..., Any], tuple]:
+    """One forward and backward pass of a mini_flows block, as ``step(params, x, dy)``, and its
+    arguments: the block's parameters and fixed random inputs."""
     rng = B.host_rng(0)
     block: Any = {"LSTM": LSTM(width, width), "BiLSTM": BiLSTM(width, width),
                   "Transformer block": TransformerBlock(width, 4, 4 * width)}[name]
@@ -56,7 +69,7 @@ def block_step(name: str, batch: int, length: int, width: int, dtype: str) -> Ca
     x = B.asarray(rng.standard_normal((batch, length, width)), dtype)
     dy = B.asarray(rng.standard_normal((batch, length, out_width)), dtype)
 
-    def step() -> Any:
+    def step(params: Any, x: Any, dy: Any) -> Any:
         if name == "Transformer block":
             y, cache = block.forward(params, x, causal=True)
         elif name == "LSTM":
@@ -65,7 +78,7 @@ def block_step(name: str, batch: int, length: int, width: int, dtype: str) -> Ca
             y, cache = block.forward(params, x)
         return block.backward(params, cache, dy)
 
-    return step
+    return step, (params, x, dy)
 
 
 def torch_block_step(name: str, batch: int, length: int, width: int, dtype: str, plain: bool) -> Callable[[], Any]:
@@ -75,21 +88,23 @@ def torch_block_step(name: str, batch: int, length: int, width: int, dtype: str,
 
 
 def blocks_section(args: argparse.Namespace) -> None:
-    torch_note = "PyTorch " + torch_sequence.torch.__version__ if torch_sequence else "PyTorch not installed"
     print(f"\nOne training step, batch {args.batch}, length {args.length}, width {args.width}; median ms of "
-          f"{args.repeats}, interleaved; {torch_note}")
-    print(f"{'block':<20}{'dtype':<9}{'mini_flows':>11}{'torch':>9}{'ratio':>7}{'torch plain':>13}{'ratio':>7}")
+          f"{args.repeats}, interleaved; floor: the step's matrix products alone\n{header()}")
+    columns = [("floor", 9), ("torch", 9), ("torch plain", 13)]
+    print(f"{'block':<20}{'dtype':<9}{'mini_flows':>11}" + "".join(f"{c:>{w}}{'ratio':>7}" for c, w in columns))
     for name in ("LSTM", "BiLSTM", "Transformer block"):
         for dtype in ("float32", "float64"):
             sizes = (args.batch, args.length, args.width, dtype)
-            calls = {"mini_flows": block_step(name, *sizes)}
+            step, arrays = block_step(name, *sizes)
+            calls = {"mini_flows": lambda step=step, arrays=arrays: step(*arrays),
+                     "floor": matmul_floor(recorded_matmuls(step, *arrays))}
             if torch_sequence:
                 calls["torch"] = torch_block_step(name, *sizes, plain=False)
                 if name == "Transformer block":
                     calls["torch plain"] = torch_block_step(name, *sizes, plain=True)
             t = interleaved_medians(calls, args.repeats)
             row = f"{name:<20}{dtype:<9}{1e3 * t['mini_flows']:>11.2f}"
-            for column, width in (("torch", 9), ("torch plain", 13)):
+            for column, width in columns:
                 if column in t:
                     row += f"{1e3 * t[column]:>{width}.2f}{t['mini_flows'] / t[column]:>7.2f}"
             print(row, flush=True)

@@ -12,11 +12,8 @@ Padded batches. A mask m of shape (batch, T) holds 1 at real steps and 0 after a
 (right padding only). At a padded step the state carries over, (h_t, c_t) = (h_{t-1}, c_{t-1}), and
 the output is 0, so the final state is the one after each sequence's last real step.
 
-Speed. x_t W_x + b is computed for all steps in one matmul; each step then costs one matmul
-h_{t-1} W_h and one exp over all four gates, sigma(z) = 1 / (1 + exp(-z)) for i, f, o and
-tanh(z) = 2 sigma(2z) - 1 for g (exp is several times cheaper than tanh in NumPy). The backward
-pass loops over time with one matmul per step and sums the weight gradients over all steps with
-one matmul each.
+Both classes run ``nn.lstm_recursion``: an LSTM layer is its one-direction case, a BiLSTM layer its
+two-direction case, with both directions in every product and elementwise operation.
 
 Example
 -------
@@ -37,9 +34,8 @@ from typing import Any
 from mini_flows import backend as B
 from mini_flows.backend import Array
 from mini_flows.checks import check_float, check_mask, check_positive_int, check_shape
-from mini_flows.nn import init
-from mini_flows.nn.activations import exp_cap, sigmoid
-from mini_flows.nn.layers import column_sums
+from mini_flows.nn import init, lstm_recursion
+from mini_flows.nn.activations import sigmoid
 from mini_flows.nn.tree import Tree
 
 
@@ -53,104 +49,28 @@ def _layer_init(rng: Any, n_in: int, H: int, dtype: Any) -> Tree:
     }
 
 
-def _layer_forward(
-    p: Tree, x: Array, keep: Array | None, lengths: Array, h: Array, c: Array
-) -> tuple[Array, Array, Array, Any]:
-    """One direction of one layer over all steps, eqs. (1)-(3).
-
-    x : (batch, T, D); keep : (batch, T, 1) bool, True at real steps, or None (all real);
-    lengths : (batch,) ints, the real lengths; h, c : (batch, H) initial state.
-    Returns y : (batch, T, H), the final state h, c : (batch, H), and the cache.
-
-    Right padding lets the recursion run over padded steps too, on zeroed inputs: no real step
-    depends on them, y is set to 0 there and the final state is read at each sequence's length.
-    """
+def _directions(params: list[Tree]) -> tuple[Array, Array, Array]:
+    """W_x : (K, D, 4H), W_h : (K, H, 4H), b : (K, 4H) from the K directions' parameter trees."""
     xp = B.xp()
-    batch, T, D = x.shape
-    H = h.shape[-1]
-    if keep is not None:
-        x = xp.where(keep, x, 0)
-    # One exp serves all four gates: sigma(z) = 1 / (1 + exp(-z)) and tanh(z) = 2 sigma(2z) - 1, so the
-    # columns are scaled by -1 (i, f, o) and -2 (g), and exp's argument is capped where it would overflow
-    # (sigma there is below the dtype's smallest normal number either way).
-    s = B.asarray([-1.0] * (2 * H) + [-2.0] * H + [-1.0] * H, x.dtype)
-    W_x, W_h, b = p["W_x"] * s, p["W_h"] * s, p["b"] * s
-    x2 = xp.reshape(xp.swapaxes(x, 0, 1), (T * batch, D))  # time-major rows: each step is contiguous
-    zx = xp.reshape(x2 @ W_x + b, (T, batch, 4 * H))
-    cap = exp_cap(zx)
-    hs, cs, sigmas, tcs = [h], [c], [], []
-    for t in range(T):
-        e = xp.exp(xp.minimum(zx[t] + h @ W_h, cap))
-        e += 1  # in place on a fresh array; on an autograd box, += makes a new box and overwrites nothing
-        sigma = 1 / e  # sigma(z_i, z_f, 2 z_g, z_o)
-        i, f, o = sigma[:, :H], sigma[:, H : 2 * H], sigma[:, 3 * H :]  # (1)
-        g = 2 * sigma[:, 2 * H : 3 * H] - 1
-        c = f * c + i * g  # (2)
-        tc = xp.tanh(c)
-        h = o * tc  # (3)
-        hs.append(h)
-        cs.append(c)
-        sigmas.append(sigma)
-        tcs.append(tc)
-    hs, cs, sigmas, tcs = (xp.stack(v) for v in (hs, cs, sigmas, tcs))  # (T + 1, batch, H) and (T, batch, .)
-    y = xp.swapaxes(hs[1:], 0, 1)
-    if keep is not None:
-        y = xp.where(keep, y, 0)
-    rows = xp.arange(batch)
-    return y, hs[lengths, rows], cs[lengths, rows], (x2, keep, lengths, hs, cs, sigmas, tcs)
+    W_x, W_h, b = (xp.stack([p[name] for p in params]) for name in ("W_x", "W_h", "b"))
+    return W_x, W_h, b
 
 
-def _layer_backward(
-    p: Tree, cache: Any, dy: Array, d_final: tuple[Array, Array] | None
-) -> tuple[Tree, Array, Array, Array]:
-    """Backpropagation through time for ``_layer_forward``.
+def _direction_grads(grads: tuple[Array, Array, Array], k: int) -> Tree:
+    dW_x, dW_h, db = grads
+    return {"W_x": dW_x[k], "W_h": dW_h[k], "b": db[k]}
 
-    dy : (batch, T, H) gradient of the outputs; d_final : (dh_n, dc_n), each (batch, H), gradient of
-    the final state, or None for zero. Returns the parameter gradients, dx : (batch, T, D) and the
-    gradient of the initial state (dh_0, dc_0).
 
-    With dh_t and dc_t the gradients reaching h_t and c_t, the pre-activations z = (z_i, z_f, z_g, z_o)
-    of (1) get dz_t = (dc_t g i', dc_t c_{t-1} f', dc_t i g', dh_t tanh(c_t) o'), where i' = i (1 - i)
-    and g' = 1 - g^2. Padded steps get no gradient: their outputs are 0 and the final state's
-    gradient enters at each sequence's length.
-    """
+def _orders(lengths: Array, T: int, both_ways: bool) -> Array:
+    """The time position each direction reads at each step, (K, T, batch): forward in time, and with
+    ``both_ways`` also backward from each row's last real step (L_b - 1 - t for t < L_b, else t:
+    a reversal within the length, its own inverse, that leaves the padding where it is)."""
     xp = B.xp()
-    x2, keep, lengths, hs, cs, sigmas, tcs = cache
-    T, batch, H = tcs.shape
-    sigma = sigmas.reshape(T, batch, 4, H)
-    i, f, o = sigma[:, :, 0], sigma[:, :, 1], sigma[:, :, 3]
-    g = 2 * sigma[:, :, 2] - 1
-    P = sigma * (1 - sigma)  # becomes dz_t / (dc_t, dc_t, dc_t, dh_t)
-    P[:, :, 0] *= g
-    P[:, :, 1] *= cs[:-1]
-    P[:, :, 2] = i * (1 - g * g)
-    P[:, :, 3] *= tcs
-    dh_dc = o * (1 - tcs * tcs)  # d h_t / d c_t through (3)
-    if keep is not None:
-        dy = xp.where(keep, dy, 0)
-    dy = xp.swapaxes(dy, 0, 1)
-    dh = dc = xp.zeros((batch, H), dy.dtype)
-    d_hs = d_cs = None  # gradients reaching h_t, c_t from outside the recursion: d_final, at step L_b
-    if d_final is not None:
-        d_hs, d_cs = xp.zeros_like(hs), xp.zeros_like(cs)
-        rows = xp.arange(batch)
-        d_hs[lengths, rows], d_cs[lengths, rows] = d_final
-        dh, dc = d_hs[T], d_cs[T]
-    dz = xp.empty_like(P)
-    W_hT = p["W_h"].T
-    for t in reversed(range(T)):
-        dh = dh + dy[t]
-        dc = dc + dh * dh_dc[t]
-        xp.multiply(P[t, :, :3], dc[:, None, :], out=dz[t, :, :3])
-        xp.multiply(P[t, :, 3], dh, out=dz[t, :, 3])
-        dh = dz[t].reshape(batch, 4 * H) @ W_hT
-        dc = dc * f[t]
-        if d_final is not None:
-            dh, dc = dh + d_hs[t], dc + d_cs[t]
-    dz2 = dz.reshape(T * batch, 4 * H)
-    grads = {"W_x": x2.T @ dz2, "W_h": hs[:-1].reshape(T * batch, H).T @ dz2, "b": column_sums(dz2)}
-    dx = xp.swapaxes((dz2 @ p["W_x"].T).reshape(T, batch, -1), 0, 1)
-    return grads, dx, dh, dc
+    steps, L = xp.arange(T)[:, None], lengths[None, :]
+    forward = xp.broadcast_to(steps, (T, lengths.shape[0]))
+    if not both_ways:
+        return forward[None]
+    return xp.stack([forward, xp.where(steps < L, L - 1 - steps, steps)])
 
 
 def _check_x(x: Array, input_size: int, like: Array) -> tuple[int, int]:
@@ -223,11 +143,13 @@ class LSTM(_Sizes):
             for name, a in (("h0", h0), ("c0", c0)):
                 check_float(f"initial_state {name}", a, like=x)
                 check_shape(f"initial_state {name}", a, state_shape)
+        order = _orders(lengths, T, both_ways=False)
         y, h_n, c_n, caches = x, [], [], []
         for l in range(self.num_layers):
-            y, h, c, cache = _layer_forward(params[f"layer{l}"], y, keep, lengths, h0[l], c0[l])
-            h_n.append(h)
-            c_n.append(c)
+            weights = _directions([params[f"layer{l}"]])
+            y, h, c, cache = lstm_recursion.forward(*weights, y, keep, lengths, order, h0[l][None], c0[l][None])
+            h_n.append(h[0])
+            c_n.append(c[0])
             caches.append(cache)
         return (y, (xp.stack(h_n), xp.stack(c_n))), caches
 
@@ -254,7 +176,7 @@ class LSTM(_Sizes):
         """Gradients for ``forward``: d_outputs : (batch, T, hidden_size); d_final : (dh_n, dc_n), each
         (num_layers, batch, hidden_size), or None for zero. Returns (grads, dx, (dh0, dc0))."""
         xp = B.xp()
-        T, batch = cache[0][-1].shape[:2]
+        T, batch = cache[0][-1].shape[1:3]
         check_shape("d_outputs", d_outputs, (batch, T, self.hidden_size))
         if d_final is not None:
             for name, a in zip(("dh_n", "dc_n"), _pair("d_final", d_final)):
@@ -262,10 +184,12 @@ class LSTM(_Sizes):
         grads, dh0, dc0 = {}, [], []
         d = d_outputs
         for l in reversed(range(self.num_layers)):
-            d_final_l = None if d_final is None else (d_final[0][l], d_final[1][l])
-            grads[f"layer{l}"], d, dh, dc = _layer_backward(params[f"layer{l}"], cache[l], d, d_final_l)
-            dh0.append(dh)
-            dc0.append(dc)
+            d_final_l = None if d_final is None else (d_final[0][l][None], d_final[1][l][None])
+            W_x, W_h, _ = _directions([params[f"layer{l}"]])
+            layer_grads, d, dh, dc = lstm_recursion.backward(W_x, W_h, cache[l], d, d_final_l)
+            grads[f"layer{l}"] = _direction_grads(layer_grads, 0)
+            dh0.append(dh[0])
+            dc0.append(dc[0])
         grads = {key: grads[key] for key in params}
         return grads, d, (xp.stack(dh0[::-1]), xp.stack(dc0[::-1]))
 
@@ -297,33 +221,26 @@ class BiLSTM(_Sizes):
         xp = B.xp()
         batch, T = _check_x(x, self.input_size, like=params["layer0"]["fwd"]["W_x"])
         keep, lengths = _mask(mask, batch, T)
-        # rev[b, t] = L_b - 1 - t for t < L_b, else t: reverses each row within its length, and is its own inverse.
-        L, steps = lengths[:, None], xp.arange(T)[None, :]
-        rev = xp.where(steps < L, L - 1 - steps, steps)
-        rows = xp.arange(batch)[:, None]
-        zeros = xp.zeros((batch, self.hidden_size), B.value(x).dtype)
+        order = _orders(lengths, T, both_ways=True)
+        zeros = xp.zeros((2, batch, self.hidden_size), B.value(x).dtype)
         y, caches = x, []
         for l in range(self.num_layers):
             p = params[f"layer{l}"]
-            y_fwd, _, _, cache_fwd = _layer_forward(p["fwd"], y, keep, lengths, zeros, zeros)
-            y_bwd, _, _, cache_bwd = _layer_forward(p["bwd"], y[rows, rev], keep, lengths, zeros, zeros)
-            y = xp.concatenate([y_fwd, y_bwd[rows, rev]], axis=-1)
-            caches.append((cache_fwd, cache_bwd))
-        return y, (caches, rows, rev)
+            y, _, _, cache = lstm_recursion.forward(*_directions([p["fwd"], p["bwd"]]), y, keep, lengths, order,
+                                                    zeros, zeros)
+            caches.append(cache)
+        return y, caches
 
     def backward(self, params: Tree, cache: Any, d_outputs: Array) -> tuple[Tree, Array]:
         """Gradients for ``forward``: d_outputs : (batch, T, 2 hidden_size). Returns (grads, dx)."""
-        caches, rows, rev = cache
         H = self.hidden_size
-        T, batch = caches[0][0][-1].shape[:2]
+        T, batch = cache[0][-1].shape[1:3]
         check_shape("d_outputs", d_outputs, (batch, T, 2 * H))
         grads: Tree = {}
         d = d_outputs
         for l in reversed(range(self.num_layers)):
-            cache_fwd, cache_bwd = caches[l]
             p = params[f"layer{l}"]
-            g_fwd, dx_fwd, _, _ = _layer_backward(p["fwd"], cache_fwd, d[..., :H], None)
-            g_bwd, dx_bwd, _, _ = _layer_backward(p["bwd"], cache_bwd, d[..., H:][rows, rev], None)
-            grads[f"layer{l}"] = {"fwd": g_fwd, "bwd": g_bwd}
-            d = dx_fwd + dx_bwd[rows, rev]
+            W_x, W_h, _ = _directions([p["fwd"], p["bwd"]])
+            layer_grads, d, _, _ = lstm_recursion.backward(W_x, W_h, cache[l], d, None)
+            grads[f"layer{l}"] = {"fwd": _direction_grads(layer_grads, 0), "bwd": _direction_grads(layer_grads, 1)}
         return {key: grads[key] for key in params}, d

@@ -292,3 +292,20 @@ def test_step_by_step_equals_the_whole_sequence(seed, T, hidden, layers):
         np.testing.assert_allclose(state[0][-1], out[:, t], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(state[0], h_n, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(state[1], c_n, rtol=1e-12, atol=1e-14)
+
+
+@given(seeds, shapes())
+def test_the_forward_traces_when_only_the_input_is_traced(seed, shape):
+    """Each step's in-place arithmetic must also trace where the parameters and the initial state
+    are plain and only x is a box (as in the latent model's emission, differentiated in z alone)."""
+    batch, T, D, H, layers, lengths = shape
+    rng = B.host_rng(seed)
+    lstm, bilstm = LSTM(D, H, num_layers=layers), BiLSTM(D, H, num_layers=layers)
+    p, bp = lstm.init(rng), bilstm.init(rng)
+    x, mask = rng.standard_normal((batch, T, D)), _mask(lengths, batch, T)
+    d_out, bd_out = rng.standard_normal((batch, T, H)), rng.standard_normal((batch, T, 2 * H))
+    (dx_auto,) = autograd_grads(lambda x: vjp_loss(lstm.forward(p, x, mask)[0][0], d_out), x)
+    (bdx_auto,) = autograd_grads(lambda x: vjp_loss(bilstm.forward(bp, x, mask)[0], bd_out), x)
+    _, dx, _ = lstm.backward(p, lstm.forward(p, x, mask)[1], d_out)
+    _, bdx = bilstm.backward(bp, bilstm.forward(bp, x, mask)[1], bd_out)
+    assert_grads_close((dx, bdx), (dx_auto, bdx_auto))

@@ -1,0 +1,61 @@
+"""The BiLSTM's two directions run as one stacked recursion: each must equal an LSTM of its own,
+the backward one on each row reversed within its length; on every backend (no autograd here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mini_flows import backend as B
+from mini_flows.nn.lstm import LSTM, BiLSTM
+from mini_flows.nn.tree import flatten
+
+
+def _reversed_rows(a, lengths):
+    """a : (batch, T, ...) with each row's first L_b steps reversed; the padding stays in place."""
+    out = a.copy()
+    for b, L in enumerate(lengths):
+        out[b, :L] = a[b, :L][::-1]
+    return out
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 0], [1, 5, 3]])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_each_bilstm_direction_equals_an_lstm_of_its_own(lengths, layers):
+    batch, T, D, H = 3, 5, 4, 3
+    rng = np.random.default_rng(0)
+    bilstm = BiLSTM(D, H, num_layers=layers)
+    params = bilstm.init(B.host_rng(1))
+    x, dy = rng.standard_normal((batch, T, D)), rng.standard_normal((batch, T, 2 * H))
+    mask = None if lengths is None else (np.arange(T)[None, :] < np.asarray(lengths)[:, None]).astype(float)
+    rows = [T] * batch if lengths is None else lengths
+    y, cache = bilstm.forward(params, B.asarray(x), None if mask is None else B.asarray(mask))
+    grads, dx = bilstm.backward(params, cache, B.asarray(dy))
+
+    # The same layers, one direction at a time: layer l's input is the previous layer's output
+    inp, runs = x, []
+    for l in range(layers):
+        p = params[f"layer{l}"]
+        lstm = LSTM(inp.shape[-1], H)
+        on = {"fwd": B.asarray(inp), "bwd": B.asarray(_reversed_rows(inp, rows))}
+        outs, caches = {}, {}
+        for side in ("fwd", "bwd"):
+            m = None if mask is None else B.asarray(mask)
+            (out, _), caches[side] = lstm.forward({"layer0": p[side]}, on[side], m)
+            outs[side] = B.to_numpy(out)
+        inp = np.concatenate([outs["fwd"], _reversed_rows(outs["bwd"], rows)], axis=-1)
+        runs.append((p, lstm, caches))
+    np.testing.assert_allclose(B.to_numpy(y), inp, rtol=1e-12, atol=1e-14)
+
+    d = dy
+    for l in reversed(range(layers)):
+        p, lstm, caches = runs[l]
+        g_fwd, dx_fwd, _ = lstm.backward({"layer0": p["fwd"]}, caches["fwd"], B.asarray(d[..., :H]))
+        d_bwd = B.asarray(_reversed_rows(d[..., H:], rows))
+        g_bwd, dx_bwd, _ = lstm.backward({"layer0": p["bwd"]}, caches["bwd"], d_bwd)
+        for side, g in (("fwd", g_fwd), ("bwd", g_bwd)):
+            for key, a in flatten(g["layer0"]).items():
+                np.testing.assert_allclose(B.to_numpy(grads[f"layer{l}"][side][key]), B.to_numpy(a), rtol=1e-12,
+                                           atol=1e-14)
+        d = B.to_numpy(dx_fwd) + _reversed_rows(B.to_numpy(dx_bwd), rows)
+    np.testing.assert_allclose(B.to_numpy(dx), d, rtol=1e-12, atol=1e-14)
