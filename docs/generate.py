@@ -1,0 +1,251 @@
+"""Regenerate every table and figure in the docs from the saved runs under docs/runs.
+
+    python docs/generate.py           # rewrite the generated parts of README.md and docs/*.md
+    python docs/generate.py --check   # change nothing; exit 1 naming each part that disagrees
+    python docs/generate.py --compare NAME FOLDER   # a fresh run (its --out) beside docs/runs/NAME's ranges
+
+A generated part of a page lies between two HTML comments, which Markdown does not show:
+
+    <!-- generated: run ising/seed0 -->   ... <!-- end generated -->
+
+and what stands between them is rewritten from the saved runs, never edited by hand:
+
+- ``run FOLDER``: the command, its time and machine, and the table and notes exactly as the run
+  printed them (from its results.json), then its figures; above it one line saying whether the
+  numbers held under every BLAS kernel the experiment was run with (``kernels``).
+- ``spread NAME``: every number of the experiment's table as the mean and [min, max] over all its
+  saved runs (seeds and kernels), for the tables that move with round-off.
+- ``file PATH``: a saved text file (a benchmark's output) in a code block.
+
+The saved runs are made by ``python docs/rerun.py``, which re-runs every experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mini_flows.experiments.tables import Table, render_cell  # noqa: E402
+from mini_flows.machine import summary  # noqa: E402
+
+RUNS = "docs/runs"
+BLOCK = re.compile(r"(<!-- generated: (?P<kind>run|spread|file) (?P<what>\S+) -->\n)(?P<body>.*?)(<!-- end generated -->)",
+                   re.S)
+NUMBER = re.compile(r"^(?P<number>[+-]?\d+(?:\.(?P<decimals>\d+))?)(?: ± [\d.]+| \([^()]*\))?$")  # "0.68 (captures modes)"
+
+
+def load(folder: Path) -> dict[str, Any]:
+    """A saved run's results.json."""
+    with open(folder / "results.json", encoding="utf-8") as file:
+        return json.load(file)
+
+
+def runs_of(root: Path, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(folder name, record) of every saved run of experiment folder ``name``, in folder order."""
+    folder = root / RUNS / name
+    return [(path.parent.name, load(path.parent)) for path in sorted(folder.glob("*/results.json"))]
+
+
+def kernel(record: dict[str, Any]) -> str:
+    return record["provenance"]["machine"]["blas"].get("kernel", "unknown")
+
+
+def is_timing(column: str) -> bool:
+    """Columns of milliseconds move with the machine's load, not with round-off."""
+    return " ms" in f" {column}" or column.endswith("ms")
+
+
+def untimed(record: dict[str, Any]) -> Any:
+    """The table without its timing columns, and the notes: what must agree for two runs to agree."""
+    table = record["table"]
+    keep = [i for i, column in enumerate(table["columns"]) if not is_timing(column)]
+    rows = [[row[0]] + [row[1 + i] for i in keep] for row in table["rows"]]
+    return rows, [note for note in record["notes"] if " ms" not in note]
+
+
+def kernels_line(record: dict[str, Any], others: list[tuple[str, dict[str, Any]]]) -> str:
+    """Whether the run's numbers are the same under the other kernels it was run with at its seed."""
+    seed = record["settings"]["seed"]
+    same_seed = [r for _, r in others if r["settings"]["seed"] == seed and kernel(r) != kernel(record)]
+    if not same_seed:
+        return f"Run under one BLAS kernel only ({kernel(record)}): not checked against another."
+    names = ", ".join(sorted({kernel(r) for r in same_seed}))
+    if all(untimed(r) == untimed(record) for r in same_seed):
+        return (f"Deterministic: every number is the same under the BLAS kernels {kernel(record)} and {names} "
+                f"(timings aside).")
+    return (f"Moves with round-off: under the kernel {names} the same seed gives other numbers; the spread "
+            f"over seeds and kernels is below.")
+
+
+def command(record: dict[str, Any]) -> str:
+    """The command a reader types: no --out, no default --seed, and the kernel variable where the
+    run forced one."""
+    words = record["command"].split()
+    for flag, default in (("--out", None), ("--seed", "0")):
+        at = words.index(flag) if flag in words else None
+        if at is not None and (default is None or words[at + 1] == default):
+            del words[at : at + 2]
+    forced = record["provenance"]["machine"]["environment"].get("OPENBLAS_CORETYPE")
+    return (f"OPENBLAS_CORETYPE={forced} " if forced else "") + " ".join(words)
+
+
+def report(record: dict[str, Any]) -> str:
+    """The table and notes of a saved run, as the run printed them."""
+    table = Table.from_json(record["table"]).render()
+    return "\n".join([table] + [f"- {note}" for note in record["notes"]])
+
+
+def render_run(root: Path, what: str) -> str:
+    """A saved run as the docs show it (see the module docstring)."""
+    name, _ = what.split("/")
+    record = load(root / RUNS / what)
+    machine = summary(record["provenance"]["machine"])
+    lines = [kernels_line(record, runs_of(root, name)), "",
+             f"`{command(record)}`, {record['seconds']:.0f} s on {machine}:", "", "```", report(record), "```", ""]
+    for figure in record["figures"]:
+        lines += [f"![{Path(figure).stem}]({Path(RUNS).relative_to('docs') / what / figure})", ""]
+    return "\n".join(lines)
+
+
+def _number(cell: Any) -> tuple[float, int] | None:
+    """(value, decimals) of a numeric cell: a number, or a text that is one (with a ± or a note)."""
+    if isinstance(cell, dict):
+        return (cell["ours"], cell["digits"]) if isinstance(cell["ours"], (int, float)) else None
+    match = NUMBER.match(cell) if isinstance(cell, str) else None
+    return (float(match["number"]), len(match["decimals"] or "")) if match else None
+
+
+def spread_cell(cells: list[Any]) -> str:
+    """"mean [min, max]" of the runs' numbers, the number alone where every run has the same, the
+    text where every run has the same text, and "varies" for texts that differ."""
+    numbers = [_number(c) for c in cells]
+    if any(n is None for n in numbers):
+        texts = {render_cell(c) for c in cells}
+        return texts.pop() if len(texts) == 1 else "varies"
+    values = [value for value, _ in numbers]
+    digits = max(d for _, d in numbers)
+    if min(values) == max(values):
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
+def ranges(root: Path, name: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """(row, column) -> (min, max) over the saved runs of ``name``, for each numeric cell."""
+    runs = [r["table"] for _, r in runs_of(root, name)]
+    found: dict[tuple[str, str], tuple[float, float]] = {}
+    for table in runs:
+        for row in table["rows"]:
+            for column, cell in zip(table["columns"], row[1:]):
+                number = _number(cell)
+                if number is not None and not is_timing(column):
+                    lo, hi = found.get((row[0], column), (number[0], number[0]))
+                    found[(row[0], column)] = (min(lo, number[0]), max(hi, number[0]))
+    return found
+
+
+def compare(root: Path, name: str, folder: Path) -> int:
+    """Print each number of a fresh run's table (its --out ``folder``) beside the [min, max] of the
+    saved runs under docs/runs/``name``, rounded as printed; return how many lie outside."""
+    record = load(folder)
+    saved = ranges(root, name)
+    outside = 0
+    table = record["table"]
+    for row in table["rows"]:
+        for column, cell in zip(table["columns"], row[1:]):
+            number = _number(cell)
+            if number is None or (row[0], column) not in saved:
+                continue
+            (value, digits), (lo, hi) = number, saved[(row[0], column)]
+            inside = round(lo, digits) <= round(value, digits) <= round(hi, digits)
+            outside += not inside
+            print(f"{'inside ' if inside else 'OUTSIDE'}  {row[0]} | {column}: {value:.{digits}f} "
+                  f"in [{lo:.{digits}f}, {hi:.{digits}f}]")
+    print(f"{outside} numbers outside the saved runs' range")
+    return outside
+
+
+def render_spread(root: Path, name: str) -> str:
+    """The mean and [min, max] over every saved run of ``name`` of each number in its table."""
+    runs = runs_of(root, name)
+    if len(runs) < 2:
+        raise ValueError(f"spread {name}: needs at least two saved runs under {RUNS}/{name}, found {len(runs)}")
+    tables = [r["table"] for _, r in runs]
+    first = tables[0]
+    columns = [c for c in first["columns"] if not is_timing(c)]
+    rows = []
+    for row in first["rows"]:
+        label = row[0]
+        matching = [next((r for r in t["rows"] if r[0] == label), None) for t in tables]
+        if any(m is None for m in matching):
+            raise ValueError(f"spread {name}: row {label!r} is missing from a run")
+        cells = [spread_cell([m[1 + t["columns"].index(c)] for m, t in zip(matching, tables)]) for c in columns]
+        rows.append([label] + cells)
+    described = "; ".join(f"seed {r['settings']['seed']}, kernel {kernel(r)}" for _, r in runs)
+    table = Table(f"{first['title']}: mean [min, max] over {len(runs)} runs", columns, rows, note="")
+    return "\n".join([f"Over {len(runs)} runs ({described}); a number the same in every run stands alone, and a "
+                      f"fresh run on another machine should land within the range:", "", "```", table.render(), "```", ""])
+
+
+def render_file(root: Path, what: str) -> str:
+    text = (root / what).read_text(encoding="utf-8").strip("\n")
+    return "\n".join(["```", text, "```", ""])
+
+
+RENDERERS = {"run": render_run, "spread": render_spread, "file": render_file}
+
+
+def generate(text: str, root: Path) -> str:
+    """``text`` with every generated part rewritten from the saved runs under ``root``."""
+    return BLOCK.sub(lambda m: m[1] + RENDERERS[m["kind"]](root, m["what"]) + m[5], text)
+
+
+def stale_parts(root: Path) -> list[str]:
+    """"page: kind what" for every generated part whose text the saved runs no longer give (or
+    whose saved run is missing or unreadable)."""
+    stale = []
+    for page in pages(root):
+        for m in BLOCK.finditer(page.read_text(encoding="utf-8")):
+            try:
+                fresh = generate(m[0], root)
+            except (OSError, ValueError, KeyError) as err:
+                fresh = f"cannot be generated: {err}"
+            if fresh != m[0]:
+                stale.append(f"{page.relative_to(root)}: {m['kind']} {m['what']}")
+    return stale
+
+
+def pages(root: Path) -> list[Path]:
+    """README.md and the pages under docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--check"]:
+        stale = stale_parts(ROOT)
+        for part in stale:
+            print(f"differs from the saved runs: {part}")
+        print(f"{len(stale)} generated parts differ: run python docs/generate.py" if stale else "docs agree with the saved runs")
+        return 1 if stale else 0
+    if len(argv) == 3 and argv[0] == "--compare":
+        return 1 if compare(ROOT, argv[1], Path(argv[2])) else 0
+    if argv:
+        print("usage: python docs/generate.py [--check | --compare NAME RUN_FOLDER]", file=sys.stderr)
+        return 2
+    for page in pages(ROOT):
+        text = page.read_text(encoding="utf-8")
+        new = generate(text, ROOT)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            print(f"rewrote {page.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
