@@ -273,8 +273,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from ops, step, sample, torch")
     previous = Previous(args.previous) if args.previous else None
-    print(f"one BLAS thread, float64, NumPy, median of {args.repeats}"
-          + (f"; previous = {args.previous}" if previous else ""))
+    from interleaved import machine_header
+
+    print(f"{machine_header()}; float64, median of {args.repeats}" + (f"; previous = {args.previous}" if previous else ""))
     if "ops" in sections:
         ops_section(args.repeats, previous)
     if "step" in sections:

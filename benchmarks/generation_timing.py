@@ -28,6 +28,7 @@ prepare()  # one BLAS thread (before NumPy loads) and malloc reuse: see mini_flo
 
 import argparse  # noqa: E402
 
+from interleaved import machine_header  # noqa: E402
 from mini_flows import backend as B  # noqa: E402
 from mini_flows.experiments.tables import Table  # noqa: E402
 from mini_flows.experiments.timing import GENERATORS, measure, table_rows  # noqa: E402
@@ -49,7 +50,7 @@ def main() -> None:
     B.set_backend(args.backend)
     sizes = dict(embed=args.embed, hidden=args.hidden, layers=args.layers, latent=args.latent,
                  bipartite=args.bipartite)
-    print(f"backend {args.backend}, batch 1, sizes {sizes}, {args.repeats} generations per length")
+    print(f"{machine_header()}; backend {args.backend}, batch 1, sizes {sizes}, {args.repeats} generations per length")
     rows = table_rows(measure(args.lengths, sizes, args.repeats, seed=0))
     print(Table(f"milliseconds per generated sequence ({args.backend})",
                 [*GENERATORS, "LSTM / IAF", "LSTM / bipartite"], rows,
