@@ -231,16 +231,24 @@ class BiLSTM(_Sizes):
             caches.append(cache)
         return y, caches
 
-    def backward(self, params: Tree, cache: Any, d_outputs: Array) -> tuple[Tree, Array]:
-        """Gradients for ``forward``: d_outputs : (batch, T, 2 hidden_size). Returns (grads, dx)."""
+    def backward(self, params: Tree, cache: Any, d_outputs: Array,
+                 input_columns: int | None = None) -> tuple[Tree, Array]:
+        """Gradients for ``forward``: d_outputs : (batch, T, 2 hidden_size). Returns (grads, dx), dx :
+        (batch, T, input_size), or (batch, T, input_columns): the gradient of x's first ``input_columns``
+        columns only, where the rest (a constant such as a length encoding) needs none."""
         H = self.hidden_size
         T, batch = cache[0][-1].shape[1:3]
         check_shape("d_outputs", d_outputs, (batch, T, 2 * H))
+        if input_columns is not None:
+            check_positive_int("input_columns", input_columns)
+            if input_columns > self.input_size:
+                raise ValueError(f"input_columns must be at most input_size {self.input_size}, got {input_columns}")
         grads: Tree = {}
         d = d_outputs
         for l in reversed(range(self.num_layers)):
             p = params[f"layer{l}"]
             W_x, W_h, _ = _directions([p["fwd"], p["bwd"]])
-            layer_grads, d, _, _ = lstm_recursion.backward(W_x, W_h, cache[l], d, None)
+            layer_grads, d, _, _ = lstm_recursion.backward(W_x, W_h, cache[l], d, None,
+                                                           input_columns if l == 0 else None)
             grads[f"layer{l}"] = {"fwd": _direction_grads(layer_grads, 0), "bwd": _direction_grads(layer_grads, 1)}
         return {key: grads[key] for key in params}, d
