@@ -77,7 +77,7 @@ def _at_positions(order: Array, first: int) -> tuple[Array, Array, Array]:
 
 def _gate_columns(H: int, dtype: Any, values: tuple[float, float, float, float]) -> Array:
     """(4H,): values[0] on the H columns of i, values[1] on f, values[2] on g, values[3] on o."""
-    return B.asarray([v for v in values for _ in range(H)], dtype)
+    return B.xp().repeat(B.asarray(values, dtype), H)
 
 
 def forward(

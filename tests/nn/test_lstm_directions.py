@@ -1,6 +1,7 @@
 """The BiLSTM's two directions run as one stacked recursion: each must equal an LSTM of its own,
 the backward one on each row reversed within its length; the gradient of only the input's first
-columns is exactly theirs of the whole; on every backend (no autograd here)."""
+columns is exactly theirs of the whole, and an LSTM run without checks is the one with them; on every
+backend (no autograd here)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,23 @@ def test_input_columns_must_be_within_the_input():
     for bad, match in ((4, "input_columns must be at most input_size 3"), (0, "input_columns must be an integer >= 1")):
         with pytest.raises(ValueError, match=match):
             bilstm.backward(params, cache, B.asarray(np.ones((1, 2, 4))), input_columns=bad)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_lstm_without_checks_runs_the_same_arithmetic(layers):
+    """check=False, as the IAF prior's loop over time calls it one step at a time, skips only checks."""
+    batch, T, D, H = 4, 3, 5, 6
+    rng = np.random.default_rng(3)
+    lstm = LSTM(D, H, num_layers=layers)
+    params = lstm.init(B.host_rng(2), "float32")
+    x, dy = (B.asarray(rng.standard_normal(shape).astype(np.float32)) for shape in ((batch, T, D), (batch, T, H)))
+    state = tuple(B.asarray(rng.standard_normal((layers, batch, H)).astype(np.float32)) for _ in "hc")
+    mask = B.asarray((np.arange(T)[None, :] < np.array([3, 1, 2, 3])[:, None]).astype(np.float32))
+    results = []
+    for check in (True, False):
+        (out, (h, c)), cache = lstm.forward(params, x, mask, state, check=check)
+        grads, dx, (dh0, dc0) = lstm.backward(params, cache, dy, state, check=check)
+        results.append(flatten({"out": out, "h": h, "c": c, "grads": grads, "dx": dx, "dh0": dh0, "dc0": dc0}))
+    checked, unchecked = results
+    for key in checked:
+        np.testing.assert_array_equal(B.to_numpy(unchecked[key]), B.to_numpy(checked[key]))
