@@ -147,11 +147,13 @@ class LSTM(_Sizes):
         state_shape = (self.num_layers, batch, self.hidden_size)
         if initial_state is None:
             h0 = c0 = xp.zeros(state_shape, B.value(x).dtype)
-        else:
-            h0, c0 = _pair("initial_state", initial_state) if check else initial_state
-            for name, a in (("h0", h0), ("c0", c0)) if check else ():
+        elif check:
+            h0, c0 = _pair("initial_state", initial_state)
+            for name, a in (("h0", h0), ("c0", c0)):
                 check_float(f"initial_state {name}", a, like=x)
                 check_shape(f"initial_state {name}", a, state_shape)
+        else:
+            h0, c0 = initial_state
         order = _orders(lengths, T, both_ways=False)
         y, h_n, c_n, caches = x, [], [], []
         for l in range(self.num_layers):
@@ -243,7 +245,7 @@ class BiLSTM(_Sizes):
             caches.append(cache)
         return y, caches
 
-    def backward(self, params: Tree, cache: Any, d_outputs: Array,
+    def backward(self, params: Tree, cache: Any, d_outputs: Array, *,
                  input_columns: int | None = None) -> tuple[Tree, Array]:
         """Gradients for ``forward``: d_outputs : (batch, T, 2 hidden_size). Returns (grads, dx), dx :
         (batch, T, input_size), or (batch, T, input_columns): the gradient of x's first ``input_columns``

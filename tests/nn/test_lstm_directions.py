@@ -64,8 +64,8 @@ def test_each_bilstm_direction_equals_an_lstm_of_its_own(lengths, layers):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("batch, T, D, H, layers, columns", [(3, 5, 4, 3, 1, 1), (3, 5, 9, 3, 2, 4), (8, 12, 30, 16, 1, 5),
-                                                            (32, 54, 112, 32, 1, 4)])
+@pytest.mark.parametrize("batch, T, D, H, layers, columns",
+                         [(3, 5, 4, 3, 1, 1), (3, 5, 9, 3, 2, 4), (8, 12, 30, 16, 1, 5), (32, 54, 112, 32, 1, 4)])
 def test_input_columns_gives_exactly_the_first_columns_of_dx(dtype, batch, T, D, H, layers, columns):
     rng = np.random.default_rng(0)
     bilstm = BiLSTM(D, H, num_layers=layers)
