@@ -275,7 +275,8 @@ class SequencePrior(DirectedBijection):
         y_prev = xp.zeros_like(B.value(x[:, 0]))
         state, ys, logdets, caches = None, [], [], []
         for t in range(x.shape[1]):
-            (h, state), lstm_cache = self.lstm.forward(params["lstm"], y_prev[:, None, :], initial_state=state)
+            (h, state), lstm_cache = self.lstm.forward(params["lstm"], y_prev[:, None, :], initial_state=state,
+                                                        check=False)  # built here from checked inputs
             y_prev, logdet_t, flow_cache = self._hidden(params, x[:, t], self._cond(h[:, 0], enc[:, t]), direction)
             ys.append(y_prev)
             logdets.append(logdet_t)
@@ -294,7 +295,7 @@ class SequencePrior(DirectedBijection):
                                                                dlogdet[:, t])
             dx[:, t] = dx_t
             lstm_grads, dstep, dstate = self.lstm.backward(params["lstm"], lstm_cache, dcond[:, None, : self.lstm_size],
-                                                           d_final=dstate)
+                                                           d_final=dstate, check=False)
             dy_next = dstep[:, 0]
             step = {"lstm": lstm_grads, "flow": flow_grads}
             grads = step if grads is None else tree_add(grads, step)

@@ -112,9 +112,9 @@ class Emission:
         zeros = xp.zeros_like(df[:, :1])
         dh = xp.concatenate([xp.concatenate([df[:, 1:], zeros], axis=1),  # f_t feeds u_{t+1}
                              xp.concatenate([zeros, db[:, :-1]], axis=1)], axis=-1)  # b_t feeds u_{t-1}
-        lstm_grads, dinput = self.bilstm.backward(params["bilstm"], lstm_cache, dh)
+        lstm_grads, dinput = self.bilstm.backward(params["bilstm"], lstm_cache, dh, input_columns=H)  # z's, not enc's
         grads = {"bilstm": lstm_grads, "proj": proj_grads, "bias": dl.reshape(-1, K).sum(axis=0)}
-        return grads, dE, dz + dinput[..., :H]
+        return grads, dE, dz + dinput
 
     def log_prob_and_cache(self, params: Tree, E: Array, z: Array, x: Array,
                            context: SequenceContext) -> tuple[Array, EmissionCache]:

@@ -77,8 +77,8 @@ class InferenceNetwork:
         """(parameter gradients, dE : (K, embed_size)) from dmu, dlogvar : (batch, T, H) (x carries no gradient)."""
         xp = B.xp()
         out_grads, dh = self.out.backward(params["out"], cache.out, xp.concatenate([dmu, dlogvar], axis=-1))
-        lstm_grads, dinput = self.bilstm.backward(params["bilstm"], cache.lstm, dh)
-        de = dinput[..., : self.embed_size].reshape(-1, self.embed_size)
+        lstm_grads, de = self.bilstm.backward(params["bilstm"], cache.lstm, dh, input_columns=self.embed_size)  # e's
+        de = de.reshape(-1, self.embed_size)
         x = cache.x
         if self.output == "categorical":
             x = (x.reshape(-1)[:, None] == xp.arange(self.K)[None, :]).astype(de.dtype)

@@ -50,9 +50,11 @@ def _layer_init(rng: Any, n_in: int, H: int, dtype: Any) -> Tree:
 
 
 def _directions(params: list[Tree]) -> tuple[Array, Array, Array]:
-    """W_x : (K, D, 4H), W_h : (K, H, 4H), b : (K, 4H) from the K directions' parameter trees."""
-    xp = B.xp()
-    W_x, W_h, b = (xp.stack([p[name] for p in params]) for name in ("W_x", "W_h", "b"))
+    """W_x : (K, D, 4H), W_h : (K, H, 4H), b : (K, 4H) from the K directions' parameter trees (for
+    one direction, views: no copies on the one-step calls of a loop over time)."""
+    if len(params) == 1:
+        return params[0]["W_x"][None], params[0]["W_h"][None], params[0]["b"][None]
+    W_x, W_h, b = (B.xp().stack([p[name] for p in params]) for name in ("W_x", "W_h", "b"))
     return W_x, W_h, b
 
 
@@ -88,15 +90,16 @@ def _pair(name: str, pair: Any) -> tuple[Array, Array]:
     return pair[0], pair[1]
 
 
-def _mask(mask: Array | None, batch: int, T: int) -> tuple[Array | None, Array]:
-    """Check a (batch, T) mask of 0/1 with right padding; return it as a (batch, T, 1) bool array
-    (None when no mask is given) and the real lengths : (batch,) ints, on the backend."""
+def _mask(mask: Array | None, batch: int, T: int, check: bool = True) -> tuple[Array | None, Array]:
+    """Check (where ``check``) a (batch, T) mask of 0/1 with right padding; return it as a (batch, T, 1)
+    bool array (None when no mask is given) and the real lengths : (batch,) ints, on the backend."""
     xp = B.xp()
     if mask is None:
         return None, xp.full((batch,), T)
-    check_mask("mask", mask, (batch, T))
+    if check:
+        check_mask("mask", mask, (batch, T))
     keep = B.asarray(B.value(mask)) != 0
-    if bool((keep[:, 1:] > keep[:, :-1]).any()):
+    if check and bool((keep[:, 1:] > keep[:, :-1]).any()):
         raise ValueError("mask must be right-padded: once a row holds 0, the rest of that row must be 0")
     return keep[:, :, None], keep.sum(axis=1)
 
@@ -130,19 +133,27 @@ class LSTM(_Sizes):
         return {f"layer{l}": _layer_init(rng, n_in, self.hidden_size, dtype) for l, n_in in enumerate(sizes)}
 
     def forward(
-        self, params: Tree, x: Array, mask: Array | None = None, initial_state: tuple[Array, Array] | None = None
+        self, params: Tree, x: Array, mask: Array | None = None, initial_state: tuple[Array, Array] | None = None,
+        *, check: bool = True,
     ) -> tuple[tuple[Array, tuple[Array, Array]], Any]:
+        """``check`` False skips the checks of x, mask and initial_state: for a caller that built them
+        itself, as a loop over time calling this one step at a time does."""
         xp = B.xp()
-        batch, T = _check_x(x, self.input_size, like=params["layer0"]["W_x"])
-        keep, lengths = _mask(mask, batch, T)
+        if check:
+            batch, T = _check_x(x, self.input_size, like=params["layer0"]["W_x"])
+        else:
+            batch, T = B.value(x).shape[:2]
+        keep, lengths = _mask(mask, batch, T, check)
         state_shape = (self.num_layers, batch, self.hidden_size)
         if initial_state is None:
             h0 = c0 = xp.zeros(state_shape, B.value(x).dtype)
-        else:
+        elif check:
             h0, c0 = _pair("initial_state", initial_state)
             for name, a in (("h0", h0), ("c0", c0)):
                 check_float(f"initial_state {name}", a, like=x)
                 check_shape(f"initial_state {name}", a, state_shape)
+        else:
+            h0, c0 = initial_state
         order = _orders(lengths, T, both_ways=False)
         y, h_n, c_n, caches = x, [], [], []
         for l in range(self.num_layers):
@@ -171,14 +182,17 @@ class LSTM(_Sizes):
         return xp.stack(h_new), xp.stack(c_new)
 
     def backward(
-        self, params: Tree, cache: Any, d_outputs: Array, d_final: tuple[Array, Array] | None = None
+        self, params: Tree, cache: Any, d_outputs: Array, d_final: tuple[Array, Array] | None = None,
+        *, check: bool = True,
     ) -> tuple[Tree, Array, tuple[Array, Array]]:
         """Gradients for ``forward``: d_outputs : (batch, T, hidden_size); d_final : (dh_n, dc_n), each
-        (num_layers, batch, hidden_size), or None for zero. Returns (grads, dx, (dh0, dc0))."""
+        (num_layers, batch, hidden_size), or None for zero. Returns (grads, dx, (dh0, dc0)). ``check``
+        False skips the checks of d_outputs and d_final (built by the caller)."""
         xp = B.xp()
         T, batch = cache[0][-1].shape[1:3]
-        check_shape("d_outputs", d_outputs, (batch, T, self.hidden_size))
-        if d_final is not None:
+        if check:
+            check_shape("d_outputs", d_outputs, (batch, T, self.hidden_size))
+        if check and d_final is not None:
             for name, a in zip(("dh_n", "dc_n"), _pair("d_final", d_final)):
                 check_shape(f"d_final {name}", a, (self.num_layers, batch, self.hidden_size))
         grads, dh0, dc0 = {}, [], []
@@ -231,16 +245,24 @@ class BiLSTM(_Sizes):
             caches.append(cache)
         return y, caches
 
-    def backward(self, params: Tree, cache: Any, d_outputs: Array) -> tuple[Tree, Array]:
-        """Gradients for ``forward``: d_outputs : (batch, T, 2 hidden_size). Returns (grads, dx)."""
+    def backward(self, params: Tree, cache: Any, d_outputs: Array, *,
+                 input_columns: int | None = None) -> tuple[Tree, Array]:
+        """Gradients for ``forward``: d_outputs : (batch, T, 2 hidden_size). Returns (grads, dx), dx :
+        (batch, T, input_size), or (batch, T, input_columns): the gradient of x's first ``input_columns``
+        columns only, where the rest (a constant such as a length encoding) needs none."""
         H = self.hidden_size
         T, batch = cache[0][-1].shape[1:3]
         check_shape("d_outputs", d_outputs, (batch, T, 2 * H))
+        if input_columns is not None:
+            check_positive_int("input_columns", input_columns)
+            if input_columns > self.input_size:
+                raise ValueError(f"input_columns must be at most input_size {self.input_size}, got {input_columns}")
         grads: Tree = {}
         d = d_outputs
         for l in reversed(range(self.num_layers)):
             p = params[f"layer{l}"]
             W_x, W_h, _ = _directions([p["fwd"], p["bwd"]])
-            layer_grads, d, _, _ = lstm_recursion.backward(W_x, W_h, cache[l], d, None)
+            layer_grads, d, _, _ = lstm_recursion.backward(W_x, W_h, cache[l], d, None,
+                                                           input_columns if l == 0 else None)
             grads[f"layer{l}"] = {"fwd": _direction_grads(layer_grads, 0), "bwd": _direction_grads(layer_grads, 1)}
         return {key: grads[key] for key in params}, d

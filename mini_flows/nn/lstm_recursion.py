@@ -77,7 +77,7 @@ def _at_positions(order: Array, first: int) -> tuple[Array, Array, Array]:
 
 def _gate_columns(H: int, dtype: Any, values: tuple[float, float, float, float]) -> Array:
     """(4H,): values[0] on the H columns of i, values[1] on f, values[2] on g, values[3] on o."""
-    return B.asarray([v for v in values for _ in range(H)], dtype)
+    return B.xp().repeat(B.asarray(values, dtype), H)
 
 
 def forward(
@@ -135,13 +135,14 @@ def forward(
 
 
 def backward(
-    W_x: Array, W_h: Array, cache: Any, dy: Array, d_final: tuple[Array, Array] | None
+    W_x: Array, W_h: Array, cache: Any, dy: Array, d_final: tuple[Array, Array] | None, dx_columns: int | None = None
 ) -> tuple[tuple[Array, Array, Array], Array, Array, Array]:
     """Backpropagation through time for ``forward``.
 
     dy : (batch, T, K H) gradient of the outputs; d_final : (dh_n, dc_n), each (K, batch, H), gradient
     of the final states, or None for zero. Returns the gradients (dW_x, dW_h, db) of the weights'
-    shapes, dx : (batch, T, D) (summed over the directions) and that of the initial states dh_0, dc_0.
+    shapes, dx : (batch, T, D) (summed over the directions), or only its first ``dx_columns`` columns
+    (batch, T, dx_columns) where given, and that of the initial states dh_0, dc_0.
 
     With dh_t and dc_t the gradients reaching h_t and c_t, the pre-activations z = (z_i, z_f, z_g, z_o)
     of (1) get dz_t = (dc_t g i', dc_t c_{t-1} f', dc_t i g', dh_t tanh(c_t) o'), where i' = i (1 - i)
@@ -190,6 +191,7 @@ def backward(
     dz2 = dz.reshape(K, T * batch, 4 * H)
     dW_xb = xp.swapaxes(x2, 1, 2) @ dz2  # [dW_x; db]
     dW_h = xp.swapaxes(hs[:, :-1].reshape(K, T * batch, H), 1, 2) @ dz2
-    dx_steps = (dz2 @ xp.swapaxes(W_x, 1, 2)).reshape(K, T, batch, -1)
+    # all D columns in the product, whose round-off can depend on its width; fewer in the gather and sum
+    dx_steps = (dz2 @ xp.swapaxes(W_x, 1, 2)).reshape(K, T, batch, -1)[..., :dx_columns]
     dx = dx_steps[_at_positions(order, 0)].sum(axis=2)  # (batch, T, K, D) summed over the directions
     return (dW_xb[:, :-1], dW_h, dW_xb[:, -1]), dx, dh, dc
