@@ -2,7 +2,7 @@
 
     python docs/generate.py           # rewrite the generated parts of README.md and docs/*.md
     python docs/generate.py --check   # change nothing; exit 1 naming each part that disagrees
-    python docs/generate.py --compare NAME FOLDER   # a fresh run (its --out) beside docs/runs/NAME's ranges
+    python docs/generate.py --compare NAME[/seedS] FOLDER   # a fresh run (its --out) beside the saved runs' ranges
 
 A generated part of a page lies between two HTML comments, which Markdown does not show:
 
@@ -13,8 +13,9 @@ and what stands between them is rewritten from the saved runs, never edited by h
 - ``run FOLDER``: the command, its time and machine, and the table and notes exactly as the run
   printed them (from its results.json), then its figures; above it one line saying whether the
   numbers held under every BLAS kernel the experiment was run with (``kernels``).
-- ``spread NAME``: every number of the experiment's table as the mean and [min, max] over all its
-  saved runs (seeds and kernels), for the tables that move with round-off.
+- ``spread NAME`` and ``spread NAME/seedS``: every number of the experiment's table as the mean and
+  [min, max] over its saved runs (all of them, or those at seed S under every kernel), for the
+  tables that move with round-off.
 - ``file PATH``: a saved text file (a benchmark's output) in a code block.
 
 The saved runs are made by ``python docs/rerun.py``, which re-runs every experiment.
@@ -47,10 +48,28 @@ def load(folder: Path) -> dict[str, Any]:
         return json.load(file)
 
 
-def runs_of(root: Path, name: str) -> list[tuple[str, dict[str, Any]]]:
-    """(folder name, record) of every saved run of experiment folder ``name``, in folder order."""
-    folder = root / RUNS / name
-    return [(path.parent.name, load(path.parent)) for path in sorted(folder.glob("*/results.json"))]
+def runs_of(root: Path, what: str) -> list[tuple[str, dict[str, Any]]]:
+    """(folder name, record) of every saved run of ``what``, in folder order: "NAME" for all the runs
+    under docs/runs/NAME, "NAME/seedS" for those at seed S (under every kernel)."""
+    name, _, seed = what.partition("/")
+    paths = sorted((root / RUNS / name).glob("*/results.json"))
+    return [(p.parent.name, load(p.parent)) for p in paths if not seed or p.parent.name.split("-")[0] == seed]
+
+
+def described(runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """"seeds 0, 1, 2 under SkylakeX; seed 0 under Haswell and Sandybridge": the runs' seeds, by kernel."""
+    seeds: dict[str, list[int]] = {}
+    for _, record in runs:
+        seeds.setdefault(kernel(record), []).append(record["settings"]["seed"])
+    kernels: dict[str, list[str]] = {}
+    for name, used in seeds.items():
+        kernels.setdefault(", ".join(map(str, sorted(used))), []).append(name)
+    return "; ".join(f"seed{'s' if ',' in used else ''} {used} under {_listed(names)}" for used, names in kernels.items())
+
+
+def _listed(names: list[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def kernel(record: dict[str, Any]) -> str:
@@ -62,26 +81,31 @@ def is_timing(column: str) -> bool:
     return " ms" in f" {column}" or column.endswith("ms")
 
 
-def untimed(record: dict[str, Any]) -> Any:
-    """The table without its timing columns, and the notes: what must agree for two runs to agree."""
+def untimed(record: dict[str, Any]) -> str:
+    """The table and notes as printed, without the timing columns and notes: what must read the
+    same for two runs to agree (numbers that differ below the printed digits agree)."""
     table = record["table"]
     keep = [i for i, column in enumerate(table["columns"]) if not is_timing(column)]
     rows = [[row[0]] + [row[1 + i] for i in keep] for row in table["rows"]]
-    return rows, [note for note in record["notes"] if " ms" not in note]
+    text = Table(table["title"], [table["columns"][i] for i in keep], rows, table["note"]).render()
+    return "\n".join([text] + [note for note in record["notes"] if " ms" not in note])
 
 
 def kernels_line(record: dict[str, Any], others: list[tuple[str, dict[str, Any]]]) -> str:
     """Whether the run's numbers are the same under the other kernels it was run with at its seed."""
+    if all(is_timing(column) for column in record["table"]["columns"]):
+        return "Times only: they depend on the CPU and on what else the machine is doing."
     seed = record["settings"]["seed"]
     same_seed = [r for _, r in others if r["settings"]["seed"] == seed and kernel(r) != kernel(record)]
     if not same_seed:
         return f"Run under one BLAS kernel only ({kernel(record)}): not checked against another."
-    names = ", ".join(sorted({kernel(r) for r in same_seed}))
+    others = sorted({kernel(r) for r in same_seed})
     if all(untimed(r) == untimed(record) for r in same_seed):
-        return (f"Deterministic: every number is the same under the BLAS kernels {kernel(record)} and {names} "
-                f"(timings aside).")
-    return (f"Moves with round-off: under the kernel {names} the same seed gives other numbers; the spread "
-            f"over seeds and kernels is below.")
+        return (f"Deterministic: this run printed every number alike under the BLAS kernels "
+                f"{_listed([kernel(record), *others])} (timings aside).")
+    moved = sorted({kernel(r) for r in same_seed if untimed(r) != untimed(record)})
+    return (f"Moves with round-off: under the kernel{'s' if len(moved) > 1 else ''} {_listed(moved)} the same seed "
+            f"prints other numbers; the spread follows.")
 
 
 def command(record: dict[str, Any]) -> str:
@@ -123,21 +147,22 @@ def _number(cell: Any) -> tuple[float, int] | None:
 
 
 def spread_cell(cells: list[Any]) -> str:
-    """"mean [min, max]" of the runs' numbers, the number alone where every run has the same, the
-    text where every run has the same text, and "varies" for texts that differ."""
+    """"mean [min, max]" of the runs' numbers, the number alone where every run prints the same,
+    the text where every run has the same text, and "varies" for texts that differ."""
     numbers = [_number(c) for c in cells]
     if any(n is None for n in numbers):
         texts = {render_cell(c) for c in cells}
         return texts.pop() if len(texts) == 1 else "varies"
     values = [value for value, _ in numbers]
     digits = max(d for _, d in numbers)
-    if min(values) == max(values):
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+    sign = "+" if any(isinstance(c, str) and c.startswith("+") for c in cells) else ""  # as printed: "+0.0233"
+    low, high = f"{min(values):{sign}.{digits}f}", f"{max(values):{sign}.{digits}f}"
+    return low if low == high else f"{statistics.fmean(values):{sign}.{digits}f} [{low}, {high}]"
 
 
 def ranges(root: Path, name: str) -> dict[tuple[str, str], tuple[float, float]]:
-    """(row, column) -> (min, max) over the saved runs of ``name``, for each numeric cell."""
+    """(row, column) -> (min, max) over the saved runs ``name`` names (see ``runs_of``), for each
+    numeric cell."""
     runs = [r["table"] for _, r in runs_of(root, name)]
     found: dict[tuple[str, str], tuple[float, float]] = {}
     for table in runs:
@@ -152,7 +177,8 @@ def ranges(root: Path, name: str) -> dict[tuple[str, str], tuple[float, float]]:
 
 def compare(root: Path, name: str, folder: Path) -> int:
     """Print each number of a fresh run's table (its --out ``folder``) beside the [min, max] of the
-    saved runs under docs/runs/``name``, rounded as printed; return how many lie outside."""
+    saved runs ``name`` names ("NAME" or "NAME/seedS"), rounded as printed; return how many lie
+    outside."""
     record = load(folder)
     saved = ranges(root, name)
     outside = 0
@@ -172,10 +198,11 @@ def compare(root: Path, name: str, folder: Path) -> int:
 
 
 def render_spread(root: Path, name: str) -> str:
-    """The mean and [min, max] over every saved run of ``name`` of each number in its table."""
+    """The mean and [min, max] of each number in the table over the saved runs ``name`` names
+    ("NAME" or "NAME/seedS", see ``runs_of``)."""
     runs = runs_of(root, name)
     if len(runs) < 2:
-        raise ValueError(f"spread {name}: needs at least two saved runs under {RUNS}/{name}, found {len(runs)}")
+        raise ValueError(f"spread {name}: needs at least two saved runs under {RUNS}, found {len(runs)}")
     tables = [r["table"] for _, r in runs]
     first = tables[0]
     columns = [c for c in first["columns"] if not is_timing(c)]
@@ -187,10 +214,12 @@ def render_spread(root: Path, name: str) -> str:
             raise ValueError(f"spread {name}: row {label!r} is missing from a run")
         cells = [spread_cell([m[1 + t["columns"].index(c)] for m, t in zip(matching, tables)]) for c in columns]
         rows.append([label] + cells)
-    described = "; ".join(f"seed {r['settings']['seed']}, kernel {kernel(r)}" for _, r in runs)
     table = Table(f"{first['title']}: mean [min, max] over {len(runs)} runs", columns, rows, note="")
-    return "\n".join([f"Over {len(runs)} runs ({described}); a number the same in every run stands alone, and a "
-                      f"fresh run on another machine should land within the range:", "", "```", table.render(), "```", ""])
+    one_seed = len({r["settings"]["seed"] for _, r in runs}) == 1
+    purpose = ("what round-off alone moves" if one_seed
+               else "what the start and round-off move: a fresh run on another machine should land in this range")
+    return "\n".join([f"Mean [min, max] over {len(runs)} runs ({described(runs)}), {purpose}; a number that "
+                      f"every run printed alike stands alone:", "", "```", table.render(), "```", ""])
 
 
 def render_file(root: Path, what: str) -> str:
@@ -238,13 +267,19 @@ def main(argv: list[str]) -> int:
     if argv:
         print("usage: python docs/generate.py [--check | --compare NAME RUN_FOLDER]", file=sys.stderr)
         return 2
+    failed = 0
     for page in pages(ROOT):
         text = page.read_text(encoding="utf-8")
-        new = generate(text, ROOT)
+        try:
+            new = generate(text, ROOT)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"generate: {page.relative_to(ROOT)} left as it was: {err}", file=sys.stderr)
+            failed += 1
+            continue
         if new != text:
             page.write_text(new, encoding="utf-8")
             print(f"rewrote {page.relative_to(ROOT)}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

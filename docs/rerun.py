@@ -3,27 +3,30 @@
     python docs/rerun.py                 # everything, one run after another (about an hour)
     python docs/rerun.py ising nlsq2d    # only these folders of docs/runs
     python docs/rerun.py --jobs 2        # two runs at a time (times in the tables then include the load)
+    python docs/rerun.py --missing       # only the runs not saved yet (after an interruption)
 
 Each saved run is `mini-flows run` at its defaults with one BLAS thread, into
 docs/runs/FOLDER/seedS (and seedS-KERNEL where ``OPENBLAS_CORETYPE`` forces another BLAS kernel).
 A run writes into a new folder, which replaces the saved one only once the run has finished;
-the models it kept are dropped (megabytes each; `mini-flows run` makes them again). The tables
+the models it kept are dropped (megabytes each; `mini-flows run` makes them again), and so are the
+figures of every run but seed 0 under the kernel OpenBLAS picks, the one the docs show. The tables
 that move with round-off (``SEEDS``: those whose seed-0 table changed under a second kernel) are
-run at three seeds, and every experiment at seed 0 under a second kernel (``OTHER_KERNEL``), so
-that ``docs/generate.py`` can say which tables hold on any machine and give the spread of the
-others. Progress, with the time left estimated from the saved runs' own times,
+run at three seeds and at seed 0 under two more kernels, and every other experiment at seed 0
+under a second kernel (``OTHER_KERNELS``), so that ``docs/generate.py`` can say which tables hold
+on any machine and give the spread of the others. Progress, with the time left estimated from the saved runs' own times,
 goes to the terminal; the total time is printed at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,11 +35,12 @@ RUNS = ROOT / "docs" / "runs"
 
 EXPERIMENTS = {  # folder under docs/runs: the arguments of `mini-flows run`
     "xor": ["xor"], "mog2d": ["mog2d"], "fullrank": ["fullrank"], "addition": ["addition"], "potts": ["potts"],
-    "ising": ["ising"], "nlsq1d": ["nlsq1d"], "nlsq2d": ["nlsq2d"], "charlm": ["charlm"], "charflows": ["charflows"],
+    "ising": ["ising"], "potts-nonequilibrium": ["potts-nonequilibrium"], "ising-nonequilibrium": ["ising-nonequilibrium"],
+    "nlsq1d": ["nlsq1d"], "nlsq2d": ["nlsq2d"], "charlm": ["charlm"], "charflows": ["charflows"],
     "music": ["music"], "music-chorales": ["music", "--data", "chorales"], "timing": ["timing"],
 }
 SEEDS = {name: (0, 1, 2) for name in ("mog2d", "fullrank", "addition", "ising", "nlsq2d", "charflows", "music")}
-OTHER_KERNEL = "Haswell"  # AVX2; forced on a machine whose OpenBLAS picks another (SkylakeX, Zen)
+OTHER_KERNELS = ("Haswell", "Sandybridge")  # AVX2 and AVX, forced on a CPU whose OpenBLAS picks another (SkylakeX, Zen)
 ONE_KERNEL = ("music-chorales", "timing")  # six minutes, checked on the synthetic music; times only
 
 
@@ -51,10 +55,11 @@ class Run(NamedTuple):
 
 
 def planned(folders: list[str]) -> list[Run]:
-    """Every run of ``folders``: each seed of ``SEEDS`` (0 alone elsewhere), and seed 0 under
-    ``OTHER_KERNEL`` but for ``ONE_KERNEL``."""
+    """Every run of ``folders``: each seed of ``SEEDS`` (0 alone elsewhere); seed 0 under the first
+    of ``OTHER_KERNELS`` (but for ``ONE_KERNEL``), and under each of them for the folders of ``SEEDS``."""
     return ([Run(f, s, None) for f in folders for s in SEEDS.get(f, (0,))]
-            + [Run(f, 0, OTHER_KERNEL) for f in folders if f not in ONE_KERNEL])
+            + [Run(f, 0, k) for f in folders if f not in ONE_KERNEL
+               for k in (OTHER_KERNELS if f in SEEDS else OTHER_KERNELS[:1])])
 
 
 def expected_seconds(run: Run) -> float:
@@ -82,6 +87,9 @@ def execute(run: Run) -> tuple[Run, float, str]:
     if done.returncode != 0:
         return run, seconds, f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
     shutil.rmtree(fresh / "models", ignore_errors=True)
+    if run.seed != 0 or run.kernel:  # the docs show the figures of seed 0 under the native kernel only
+        for figure in fresh.glob("*.png"):
+            figure.unlink()
     old = run.path.with_name(run.path.name + ".old")
     if run.path.exists():
         run.path.rename(old)
@@ -91,22 +99,26 @@ def execute(run: Run) -> tuple[Run, float, str]:
 
 
 def main(argv: list[str]) -> int:
-    jobs = 1
-    if "--jobs" in argv:
-        at = argv.index("--jobs")
-        jobs = int(argv[at + 1])
-        del argv[at : at + 2]
-    unknown = [name for name in argv if name not in EXPERIMENTS]
-    if unknown or jobs < 1:
-        print(f"usage: python docs/rerun.py [--jobs N] [FOLDER ...]; folders: {', '.join(EXPERIMENTS)}", file=sys.stderr)
-        return 2
-    runs = planned(argv or list(EXPERIMENTS))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*", metavar="FOLDER",
+                        help=f"folders of docs/runs to re-run (default: all): {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    parser.add_argument("--missing", action="store_true", help="only the runs not saved yet (to resume)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    unknown = [folder for folder in args.folders if folder not in EXPERIMENTS]
+    if unknown:
+        parser.error(f"no such folder: {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    jobs = args.jobs
+    runs = [run for run in planned(args.folders or list(EXPERIMENTS)) if not (args.missing and run.path.exists())]
     expected = {run: expected_seconds(run) for run in runs}
     left = sum(expected.values()) / jobs
     print(f"{len(runs)} runs, about {left / 60:.0f} min at {jobs} at a time", flush=True)
     start, failed = time.perf_counter(), 0
     with ThreadPoolExecutor(jobs) as pool:
-        for count, (run, seconds, outcome) in enumerate(pool.map(execute, runs), 1):
+        for count, done in enumerate(as_completed([pool.submit(execute, run) for run in runs]), 1):
+            run, seconds, outcome = done.result()
             left -= expected[run] / jobs
             failed += outcome != "saved"
             print(f"[{count}/{len(runs)}] {run.path.relative_to(ROOT)}: {seconds:.0f} s, {outcome}; "

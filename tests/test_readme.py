@@ -1,4 +1,5 @@
-"""The README's commands stay true: CI runs the README's test command verbatim."""
+"""The README's commands stay true (CI runs the README's test command verbatim) and every comment in
+the snippets of the README and the guide is a claim checked here."""
 
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ def test_readme_main_job_runs_an_installed_command_that_exists():
 
 
 def _snippets() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    """The Python snippets of the front page and of the guide it links to."""
+    pages = ("README.md", "docs/guide.md")
+    return [code for page in pages for code in re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)]
+
+
+def test_the_front_page_is_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
 
 
 def _comments(code: str) -> list[str]:
