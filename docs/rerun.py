@@ -1,20 +1,21 @@
 """Re-run every experiment the docs show, refresh the saved runs under docs/runs, regenerate the docs.
 
-    python docs/rerun.py                 # everything, one run after another (about an hour)
+    python docs/rerun.py                 # everything, one run after another
     python docs/rerun.py ising nlsq2d    # only these folders of docs/runs
-    python docs/rerun.py --jobs 2        # two runs at a time (times in the tables then include the load)
+    python docs/rerun.py --jobs 2        # two at a time: 48 min on a 2-core machine (times then include the load)
     python docs/rerun.py --missing       # only the runs not saved yet (after an interruption)
 
 Each saved run is `mini-flows run` at its defaults with one BLAS thread, into
 docs/runs/FOLDER/seedS (and seedS-KERNEL where ``OPENBLAS_CORETYPE`` forces another BLAS kernel).
-A run writes into a new folder, which replaces the saved one only once the run has finished;
-the models it kept are dropped (megabytes each; `mini-flows run` makes them again), and so are the
-figures of every run but seed 0 under the kernel OpenBLAS picks, the one the docs show. The tables
-that move with round-off (``SEEDS``: those whose seed-0 table changed under a second kernel) are
-run at three seeds and at seed 0 under two more kernels, and every other experiment at seed 0
-under a second kernel (``OTHER_KERNELS``), so that ``docs/generate.py`` can say which tables hold
-on any machine and give the spread of the others. Progress, with the time left estimated from the saved runs' own times,
-goes to the terminal; the total time is printed at the end.
+A run writes into a new folder, which replaces the saved one only once the run has finished; the
+models it kept are dropped (megabytes each; `mini-flows run` makes them again), and so are the
+figures of every run but seed 0 under the kernel OpenBLAS picks, the one the docs show. The
+experiments whose seed-0 table changed under a second kernel, and mog2d, whose flow sticks at some
+seeds (``SEEDS``), run at three seeds and at seed 0 under two more kernels; every other experiment
+runs at seed 0 under a second kernel (``OTHER_KERNELS``), so that ``docs/generate.py`` can say
+which tables hold on any machine and give the spread of the others. Progress, with the time left
+estimated from the saved runs' own times, goes to the terminal; the total time is printed at the
+end.
 """
 
 from __future__ import annotations
