@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mini_flows.experiments.tables import Table, render_cell  # noqa: E402
+from mini_flows.experiments.tables import Report, Table, render_cell  # noqa: E402
 from mini_flows.machine import summary  # noqa: E402
 
 RUNS = "docs/runs"
@@ -78,7 +78,7 @@ def kernel(record: dict[str, Any]) -> str:
 
 def is_timing(column: str) -> bool:
     """Columns of milliseconds move with the machine's load, not with round-off."""
-    return " ms" in f" {column}" or column.endswith("ms")
+    return " ms" in f" {column}"  # "step ms", "gen ms (1)"
 
 
 def untimed(record: dict[str, Any]) -> str:
@@ -91,19 +91,18 @@ def untimed(record: dict[str, Any]) -> str:
     return "\n".join([text] + [note for note in record["notes"] if " ms" not in note])
 
 
-def kernels_line(record: dict[str, Any], others: list[tuple[str, dict[str, Any]]]) -> str:
-    """Whether the run's numbers are the same under the other kernels it was run with at its seed."""
+def kernels_line(record: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """Whether the run's numbers are the same under the other kernels of ``runs`` at its seed."""
     if all(is_timing(column) for column in record["table"]["columns"]):
         return "Times only: they depend on the CPU and on what else the machine is doing."
-    seed = record["settings"]["seed"]
-    same_seed = [r for _, r in others if r["settings"]["seed"] == seed and kernel(r) != kernel(record)]
+    seed, printed = record["settings"]["seed"], untimed(record)
+    same_seed = [r for _, r in runs if r["settings"]["seed"] == seed and kernel(r) != kernel(record)]
     if not same_seed:
         return f"Run under one BLAS kernel only ({kernel(record)}): not checked against another."
-    others = sorted({kernel(r) for r in same_seed})
-    if all(untimed(r) == untimed(record) for r in same_seed):
+    moved = sorted({kernel(r) for r in same_seed if untimed(r) != printed})
+    if not moved:
         return (f"Deterministic: this run printed every number alike under the BLAS kernels "
-                f"{_listed([kernel(record), *others])} (timings aside).")
-    moved = sorted({kernel(r) for r in same_seed if untimed(r) != untimed(record)})
+                f"{_listed([kernel(record), *sorted({kernel(r) for r in same_seed})])} (timings aside).")
     return (f"Moves with round-off: under the kernel{'s' if len(moved) > 1 else ''} {_listed(moved)} the same seed "
             f"prints other numbers; the spread follows.")
 
@@ -121,9 +120,8 @@ def command(record: dict[str, Any]) -> str:
 
 
 def report(record: dict[str, Any]) -> str:
-    """The table and notes of a saved run, as the run printed them."""
-    table = Table.from_json(record["table"]).render()
-    return "\n".join([table] + [f"- {note}" for note in record["notes"]])
+    """The table and notes of a saved run, as the run printed them (``Report.render``)."""
+    return Report(Table.from_json(record["table"]), record["notes"]).render()
 
 
 def render_run(root: Path, what: str) -> str:
