@@ -11,8 +11,9 @@ Sections, each a table printed as it completes:
   K = 2, 27, 51, 90, 256.
 - sample: milliseconds per generated batch at T = 8, 32, 128, 288 for batch 1 and 64: the
   autoregressive LSTM baseline (2 x 256, embedding 128), the bipartite flow (8 flows, Transformers
-  of width 128) and the bipartite flow's matrix-product floor (its matrix products alone, on
-  arrays of the same shapes, timed the same way); vocabulary 51 as in experiments/timing.py.
+  of width 128) and the bipartite flow's matrix-product floor (the products its sampling pass
+  makes, recorded and replayed alone on arrays of the same shapes by benchmarks/matmul_floor.py,
+  timed the same way); vocabulary 51 as in experiments/timing.py.
 - torch: where PyTorch is installed, the bipartite MLP step written as the reference PyTorch port
   writes it (benchmarks/torch_port.py), beside mini_flows' step.
 
@@ -170,44 +171,9 @@ def step_section(repeats: int, previous: Previous | None, previous_max_k: int) -
                 print(f"{K:>5}  {network:<12}{str(scale):<7}{1e3 * now:>10.1f}{ratio_cells(now, before)}", flush=True)
 
 
-def _product_shapes(model: Any, batch: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """The (left, right) operand shapes of every matrix product one sampling pass of a bipartite
-    model of ``TransformerNet``s makes: per flow the embedding and head, and per block the keys and
-    values at all T positions, and the queries, attention, output and feed-forward products at the
-    positions the block computes (the P transformed ones in the last block, all T before it)."""
-    shapes = []
-    for flow in model.flows:
-        net = flow.network
-        T, P = net.length, len(range(net.length)[flow.moved])
-        d, blocks = net.hidden, net.encoder.blocks
-        shapes.append(((batch * T, net.vocab_size), (net.vocab_size, d)))  # embed
-        for i, block in enumerate(blocks):
-            rows, heads = (P if i == len(blocks) - 1 else T), block.num_heads
-            d_head, d_ff = d // heads, block.d_ff
-            shapes += [((batch * T, d), (d, 2 * d)), ((batch * rows, d), (d, d)),  # K V, Q
-                       ((batch, heads, rows, d_head), (batch, heads, d_head, T)),  # Q K^T
-                       ((batch, heads, rows, T), (batch, heads, T, d_head)),  # P V
-                       ((batch * rows, d), (d, d)), ((batch * rows, d), (d, d_ff)), ((batch * rows, d_ff), (d_ff, d))]
-        shapes.append(((batch * P, d), (d, net.n_out)))  # head
-    return shapes
-
-
-def _matmul_floor(model: Any, batch: int) -> Callable[[], Any]:
-    """The matrix products of ``_product_shapes`` alone, on random float64 arrays of those shapes."""
-    from mini_flows import backend as B
-
-    rng = B.host_rng(1)
-    pairs = [(B.asarray(rng.standard_normal(a)), B.asarray(rng.standard_normal(b)))
-             for a, b in _product_shapes(model, batch)]
-
-    def products() -> None:
-        for a, b in pairs:
-            a @ b
-    return products
-
-
 def sample_section(repeats: int) -> None:
     from interleaved import interleaved_medians
+    from matmul_floor import matmul_floor, recorded_matmuls
     from mini_flows import backend as B
     from mini_flows.discrete import build_model
     from mini_flows.latent.baseline import LSTMBaseline
@@ -224,7 +190,7 @@ def sample_section(repeats: int) -> None:
             runs = {
                 "lstm": lambda: lstm.sample(lstm_params, batch, 1, B.asarray([T] * batch)),
                 "bip": lambda: model.sample(params, batch, 1),
-                "floor": _matmul_floor(model, batch),
+                "floor": matmul_floor(recorded_matmuls(lambda p: model.sample(p, batch, 1), params)),
             }
             m = interleaved_medians(runs, repeats)
             print(f"{T:>5}{batch:>7}{1e3 * m['lstm']:>11.1f}{1e3 * m['bip']:>11.1f}{1e3 * m['floor']:>9.1f}"
